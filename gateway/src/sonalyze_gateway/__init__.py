@@ -1,0 +1,1 @@
+"""Sonalyze gateway service: websocket hub, http proxy and event router."""

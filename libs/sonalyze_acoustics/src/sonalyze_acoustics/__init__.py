@@ -1,0 +1,1 @@
+"""Room-acoustics numerics shared by measurement and simulation: numpy in, numpy and dataclasses out, no I/O."""

@@ -1,0 +1,35 @@
+"""Settings every service shares; each service subclasses `ServiceSettings`."""
+
+from __future__ import annotations
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sonalyze_protocol.auth import DEFAULT_INTERNAL_TOKEN
+
+
+class ServiceSettings(BaseSettings):
+    """Read from the environment (names are the upper-case field names)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_file=None)
+
+    log_level: str = "INFO"
+    internal_auth_token: str = DEFAULT_INTERNAL_TOKEN
+    http_timeout_seconds: float = 30.0
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError(f"LOG_LEVEL must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG, got {value!r}")
+        return level
+
+    @property
+    def uses_default_token(self) -> bool:
+        return self.internal_auth_token == DEFAULT_INTERNAL_TOKEN
+
+
+def strip_url(value: str) -> str:
+    """Service URLs are stored without a trailing slash so paths join cleanly."""
+    return value.strip().rstrip("/")

@@ -1,0 +1,39 @@
+import json
+
+import httpx
+from sonalyze_protocol.broadcast import BroadcastClient
+
+
+class TestBroadcastClient:
+    async def test_posts_devices_event_and_token(self) -> None:
+        seen: list[httpx.Request] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return httpx.Response(200, json={"delivered": ["a"], "offline": ["b"]})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            result = await BroadcastClient("http://gw/", "tok", http).push(["a", "b", "a"], "lobby.updated", {"x": 1})
+        assert result is not None and result.delivered == ["a"] and result.offline == ["b"]
+        assert str(seen[0].url) == "http://gw/internal/broadcast"
+        assert seen[0].headers["X-Internal-Token"] == "tok"
+        assert json.loads(seen[0].content) == {"device_ids": ["a", "b"], "event": "lobby.updated", "data": {"x": 1}}
+
+    async def test_gateway_down_is_reported_not_raised(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise httpx.ConnectError("refused")
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            assert await BroadcastClient("http://gw", "tok", http).push(["a"], "e", {}) is None
+
+    async def test_gateway_error_status_is_reported_not_raised(self) -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(401))) as http:
+            assert await BroadcastClient("http://gw", "bad", http).push(["a"], "e", {}) is None
+
+    async def test_no_devices_sends_nothing(self) -> None:
+        def handler(request: httpx.Request) -> httpx.Response:
+            raise AssertionError("must not be called")
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            result = await BroadcastClient("http://gw", "tok", http).push([], "e", {})
+        assert result is not None and result.delivered == []

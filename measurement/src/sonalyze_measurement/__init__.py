@@ -1,0 +1,1 @@
+"""Sonalyze measurement service: measurement signal, jobs, uploads and acoustic analysis."""

@@ -1,0 +1,1 @@
+"""Sonalyze simulation service: room acoustics simulation."""

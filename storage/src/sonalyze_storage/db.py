@@ -1,0 +1,26 @@
+"""Database engine and sessions (SQLite by default, PostgreSQL through asyncpg)."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine, AsyncSession
+
+
+def make_engine(database_url: str) -> AsyncEngine:
+    if database_url.startswith("sqlite"):
+        return create_async_engine(database_url, connect_args={"timeout": 30})
+    return create_async_engine(database_url, pool_pre_ping=True)
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def database_status(engine: AsyncEngine) -> str:
+    """``"ok"`` when a trivial query succeeds, else the error in one line."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not reachable" here
+        return f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return "ok"

@@ -1,0 +1,88 @@
+"""``python -m sonalyze_suite run``: what ``make run`` does.
+
+Starts the five services on 127.0.0.1:8000-8004 (SQLite files under ``.run/``, recordings under
+``./measurement_data``), waits until all are healthy, prints where they are, streams their logs
+with a service prefix and stops them all on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from types import FrameType
+
+from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig
+from sonalyze_suite.services import SERVICES
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def print_table(suite: Suite) -> None:
+    config = suite.config
+    gateway = config.url("gateway")
+    ws = gateway.replace("http://", "ws://") + "/ws"
+    rows = [(s.name, config.url(s.name), suite.health_url(s.name)) for s in SERVICES if s.name in suite.children]
+    width = max(len(r[1]) for r in rows)
+    print("\nSonalyze is running:\n", flush=True)
+    print(f"  {'service':<12} {'url':<{width}}  health")
+    for name, url, health in rows:
+        print(f"  {name:<12} {url:<{width}}  {health}")
+    print(f"\n  WebSocket     {ws}?device_id=<your-device>")
+    print(f"  HTTP API      {gateway}/v1/...   (docs of each service at <url>/docs)")
+    print(f"  recordings    {config.data_dir.resolve()}")
+    print(f"  databases     {config.lobby_database_url or config.sqlite_url('lobby')}")
+    print(f"                {config.storage_database_url or config.sqlite_url('storage')}")
+    if not config.internal_auth_token:
+        print("  note          INTERNAL_AUTH_TOKEN is the development default; set it outside your laptop")
+    print("\nPress Ctrl-C to stop all services.\n", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = SuiteConfig.from_environment()
+    if args.log_level:
+        config.log_level = args.log_level
+    suite = Suite(config, echo=sys.stdout)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        print("starting " + ", ".join(config.services) + " ...", flush=True)
+        suite.start(timeout_s=args.timeout)
+        print_table(suite)
+        while True:
+            if exited := suite.exited():
+                for name, code in exited.items():
+                    print(f"\n{name} exited with code {code}; stopping the others", file=sys.stderr, flush=True)
+                return 1
+            time.sleep(0.5)
+    except ServiceFailed as exc:
+        print(f"\nstartup failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except (KeyboardInterrupt, _Stop):
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not leave orphans
+        suite.stop()
+        print("all services stopped", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sonalyze-suite", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    run_parser = sub.add_parser("run", help="start all five services (default)")
+    for p in (parser, run_parser):
+        p.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for health")
+        p.add_argument("--log-level", default=None, help="overrides LOG_LEVEL")
+    args = parser.parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

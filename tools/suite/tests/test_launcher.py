@@ -1,0 +1,102 @@
+"""The launcher behind `make run`: real processes on real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig, free_port
+from sonalyze_suite.services import SERVICES
+
+pytestmark = pytest.mark.e2e
+
+
+def make_config(tmp_path: Path) -> SuiteConfig:
+    return SuiteConfig.on_free_ports(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
+
+
+class TestSuite:
+    def test_all_five_services_come_up_healthy_and_stop(self, tmp_path: Path) -> None:
+        suite = Suite(make_config(tmp_path), log_dir=tmp_path / "logs")
+        suite.start(timeout_s=90)
+        try:
+            pids = {name: child.process.pid for name, child in suite.children.items()}
+            assert set(pids) == {s.name for s in SERVICES}
+            for spec in SERVICES:
+                body = httpx.get(suite.health_url(spec.name), timeout=5).json()
+                assert body["status"] == "ok", (spec.name, body)
+                if spec.name in ("lobby", "storage"):
+                    assert body["database"] == "ok"
+        finally:
+            suite.stop()
+        for pid in pids.values():
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        assert (tmp_path / "logs" / "gateway.log").read_text()
+
+    def test_a_busy_port_names_the_service_and_stops_the_rest(self, tmp_path: Path) -> None:
+        config = make_config(tmp_path)
+        blocker = socket.socket()
+        blocker.bind((config.host, config.ports["lobby"]))
+        blocker.listen()
+        suite = Suite(config, log_dir=tmp_path / "logs")
+        try:
+            with pytest.raises(ServiceFailed, match=r"lobby: port \d+ .* already in use"):
+                suite.start(timeout_s=30)
+            assert suite.children == {}
+        finally:
+            blocker.close()
+
+    def test_a_crashing_service_is_reported_with_its_output(self, tmp_path: Path) -> None:
+        config = make_config(tmp_path)
+        config.services = ("lobby",)
+        config.lobby_database_url = "postgresql+asyncpg://nobody@127.0.0.1:1/none"
+        config.extra_env = {"lobby": {"LOG_LEVEL": "NOT_A_LEVEL"}}
+        suite = Suite(config, log_dir=tmp_path / "logs")
+        with pytest.raises(ServiceFailed, match="lobby exited with code"):
+            suite.start(timeout_s=30)
+
+
+class TestMakeRunCommand:
+    def test_ctrl_c_stops_every_service(self, tmp_path: Path) -> None:
+        ports = {s.name: free_port() for s in SERVICES}
+        env = {
+            **os.environ,
+            **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+            "MEASUREMENT_DATA_DIR": str(tmp_path / "data"),
+            "LOBBY_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/lobby.db",
+            "STORAGE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/storage.db",
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sonalyze_suite", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert proc.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            lines.append(line)
+            if "Press Ctrl-C" in line or time.monotonic() > deadline:
+                break
+        output = "".join(lines)
+        assert "Press Ctrl-C" in output, output
+        assert f"ws://127.0.0.1:{ports['gateway']}/ws" in output
+        assert httpx.get(f"http://127.0.0.1:{ports['gateway']}/healthz").status_code == 200
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0
+        assert "all services stopped" in rest
+        for port in ports.values():
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
