@@ -1,0 +1,124 @@
+"""`DeviceClient`: one virtual phone's WebSocket connection to the gateway.
+
+Requests are matched to their response by ``request_id``; pushes go to a queue the device's
+behaviour reads. The client can drop and re-open its connection (to simulate a flaky network)
+without losing its identity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+logger = logging.getLogger("sonalyze.devices")
+
+PushHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class DeviceError(Exception):
+    """An error frame answered a request."""
+
+    def __init__(self, event: str, code: str, message: str, error: dict[str, Any]) -> None:
+        super().__init__(f"{event}: {code}: {message}")
+        self.event = event
+        self.code = code
+        self.message = message
+        self.error = error
+
+
+@dataclass(frozen=True, slots=True)
+class Push:
+    event: str
+    data: dict[str, Any]
+
+
+class DeviceClient:
+    """A WebSocket client identified by ``device_id`` (sent as ``?device_id=``)."""
+
+    def __init__(self, ws_url: str, device_id: str, *, request_timeout_s: float = 30.0) -> None:
+        self.ws_url = ws_url
+        self.device_id = device_id
+        self.request_timeout_s = request_timeout_s
+        self.pushes: asyncio.Queue[Push] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._connection: ClientConnection | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None
+
+    async def connect(self) -> None:
+        sep = "&" if "?" in self.ws_url else "?"
+        self._connection = await websockets.connect(
+            f"{self.ws_url}{sep}device_id={self.device_id}", max_size=2**22, open_timeout=10
+        )
+        self._reader = asyncio.create_task(self._read(self._connection), name=f"ws-{self.device_id}")
+
+    async def _read(self, connection: ClientConnection) -> None:
+        try:
+            async for raw in connection:
+                frame = json.loads(raw)
+                kind = frame.get("type")
+                if kind == "event":
+                    await self.pushes.put(Push(frame["event"], frame.get("data") or {}))
+                elif kind in ("response", "error"):
+                    future = self._pending.pop(str(frame.get("request_id")), None)
+                    if future is not None and not future.done():
+                        future.set_result(frame)
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"{self.device_id}: connection closed"))
+            self._pending.clear()
+
+    async def request(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
+        """Send one event and wait for its response data; an error frame raises `DeviceError`."""
+        if self._connection is None:
+            raise ConnectionError(f"{self.device_id} is not connected")
+        request_id = f"{self.device_id}-{next(self._ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await self._connection.send(json.dumps({"event": event, "request_id": request_id, "data": data or {}}))
+        try:
+            frame = await asyncio.wait_for(future, timeout_s or self.request_timeout_s)
+        finally:
+            self._pending.pop(request_id, None)
+        if frame["type"] == "error":
+            error = frame.get("error") or {}
+            raise DeviceError(event, error.get("code", "?"), error.get("message", ""), error)
+        return frame.get("data")
+
+    async def next_push(self, event: str | None = None, timeout_s: float = 30.0) -> Push:
+        """The next push (of ``event`` when given; others are skipped)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.device_id}: no {event or 'push'} within {timeout_s:.0f}s")
+            push = await asyncio.wait_for(self.pushes.get(), remaining)
+            if event is None or push.event == event:
+                return push
+
+    async def disconnect(self) -> None:
+        """Close the socket (the device keeps its identity and can `connect` again)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
+    async def close(self) -> None:
+        await self.disconnect()

@@ -1,0 +1,67 @@
+"""The demo's room: geometry, materials and where each virtual phone stands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_ROOM_DIMENSIONS_M = (6.0, 4.0, 2.8)
+
+
+@dataclass(frozen=True)
+class RoomLayout:
+    """A floor plan extruded to ``height_m``, its materials, and a position per slot id."""
+
+    vertices_m: list[list[float]]
+    height_m: float
+    materials: dict[str, Any]
+    positions_m: dict[str, list[float]] = field(default_factory=dict)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The ``map.room`` shape the app shares with ``lobby.room_snapshot`` and ``measurement.create_job``."""
+        return {
+            "vertices": self.vertices_m,
+            "height_m": self.height_m,
+            "materials": self.materials,
+            "positions": {slot: {"position_m": pos} for slot, pos in self.positions_m.items()},
+        }
+
+    def simulation_request(self, pairs: list[tuple[str, str]], *, sample_rate_hz: int, include_ir: bool) -> dict[str, Any]:
+        sources = sorted({s for s, _ in pairs})
+        mics = sorted({m for _, m in pairs})
+        return {
+            "room": {
+                "type": "polygon",
+                "vertices": self.vertices_m,
+                "height_m": self.height_m,
+                **self.materials,
+            },
+            "sources": [{"id": s, "position_m": self.positions_m[s]} for s in sources],
+            "microphones": [{"id": m, "position_m": self.positions_m[m]} for m in mics],
+            "method": "hybrid",
+            "sample_rate": sample_rate_hz,
+            "include_ir": include_ir,
+        }
+
+
+def default_layout(n_speakers: int, n_microphones: int) -> RoomLayout:
+    """A 6 x 4 x 2.8 m living room: plaster walls, wooden floor with a carpet, plaster ceiling.
+
+    Speakers stand along the short wall at y = 0.8 m, microphones spread over the far half.
+    """
+    x_m, y_m, z_m = DEFAULT_ROOM_DIMENSIONS_M
+    positions: dict[str, list[float]] = {}
+    for i in range(n_speakers):
+        positions[f"speaker_{i + 1}"] = [round(x_m * (i + 1) / (n_speakers + 1), 3), 0.8, 1.2]
+    for j in range(n_microphones):
+        positions[f"mic_{j + 1}"] = [round(x_m * (j + 1) / (n_microphones + 1), 3), round(2.2 + 1.0 * (j % 2), 3), 1.3]
+    materials = {
+        "default_material": {"absorption": [0.10, 0.08, 0.06, 0.06, 0.07, 0.08, 0.08], "scattering": 0.1},
+        "surfaces": {"floor": {"absorption": [0.08, 0.24, 0.57, 0.69, 0.71, 0.73, 0.73], "scattering": 0.2}},
+    }
+    return RoomLayout(
+        vertices_m=[[0.0, 0.0], [x_m, 0.0], [x_m, y_m], [0.0, y_m]],
+        height_m=z_m,
+        materials=materials,
+        positions_m=positions,
+    )

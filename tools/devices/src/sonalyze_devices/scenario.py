@@ -1,0 +1,223 @@
+"""One whole measurement with virtual phones: lobby, roles, snapshot, job, session, results.
+
+The admin drives the session the way the app's admin screen would; speakers and microphones only
+react to pushes (`phones.py`). The result pairs every (speaker slot, microphone slot) measurement with
+the simulation's prediction for the same room and positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+import soundfile as sf
+
+from sonalyze_devices.client import DeviceClient, DeviceError
+from sonalyze_devices.display import PairRow, Progress
+from sonalyze_devices.phones import Faults, MicrophonePhone, SharedWorld, SpeakerPhone
+from sonalyze_devices.room import RoomLayout, default_layout
+from sonalyze_devices.synth import PhoneFlaws
+
+SIMULATION_RATE_HZ = 48000
+
+
+@dataclass
+class DemoOptions:
+    gateway_url: str = "http://127.0.0.1:8000"
+    n_speakers: int = 2
+    n_microphones: int = 3
+    seed: int = 1
+    max_drift_ppm: float = 100.0
+    drop_mic: bool = False
+    slow_upload_s: float = 0.0
+    disconnect_reconnect: bool = False
+    session_timeout_s: float = 300.0
+    max_speaker_retries: int = 2
+    layout: RoomLayout | None = None
+
+    @property
+    def ws_url(self) -> str:
+        return self.gateway_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
+
+
+@dataclass
+class DemoResult:
+    lobby_code: str = ""
+    job_id: str = ""
+    session_id: str = ""
+    session_complete: bool = False
+    analysis: dict[str, Any] | None = None
+    rows: list[PairRow] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    pushes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        expected = len(self.rows)
+        analysed = sum(1 for r in self.rows if r.measured.get("status", "ok") == "ok" and r.measured.get("rt60_s") is not None)
+        return self.session_complete and self.analysis is not None and expected > 0 and analysed == expected
+
+
+class SimulatedRoom:
+    """Impulse responses and predictions of the room, asked from the simulation service via the gateway."""
+
+    def __init__(self, http: httpx.AsyncClient, layout: RoomLayout) -> None:
+        self.http = http
+        self.layout = layout
+        self._pairs: dict[tuple[str, str], dict[str, Any]] = {}
+        self._lock = asyncio.Lock()
+
+    async def _simulate(self, speaker: str, mic: str) -> dict[str, Any]:
+        async with self._lock:
+            if (speaker, mic) not in self._pairs:
+                body = self.layout.simulation_request([(speaker, mic)], sample_rate_hz=SIMULATION_RATE_HZ, include_ir=True)
+                response = await self.http.post("/v1/simulation/simulate", json=body, timeout=120)
+                if response.status_code != 200:
+                    raise DeviceError("simulation", str(response.status_code), response.text[:300], {})
+                self._pairs[(speaker, mic)] = response.json()["pairs"][0]
+            return self._pairs[(speaker, mic)]
+
+    async def impulse_response(self, speaker: str, mic: str) -> tuple[np.ndarray, int]:
+        pair = await self._simulate(speaker, mic)
+        raw = base64.b64decode(pair["ir_wav_base64"])
+        samples, rate_hz = sf.read(io.BytesIO(raw), dtype="float64", always_2d=False)
+        return samples, int(rate_hz)
+
+    async def prediction(self, speaker: str, mic: str) -> dict[str, Any]:
+        pair = await self._simulate(speaker, mic)
+        return dict(pair["broadband"])
+
+
+def _measured_by_pair(analysis: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    results = analysis.get("results") or {}
+    if isinstance(results, dict):  # {job_id, results: [...], summary}
+        results = results.get("results") or []
+    table: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in results:
+        key = (item.get("speaker_slot_id"), item.get("mic_slot_id"))
+        table[key] = {"status": item.get("status"), "error": item.get("error"), **(item.get("broadband") or {})}
+    return table
+
+
+async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
+    """Run one session end to end; never raises for protocol failures (they land in ``result.errors``)."""
+    result = DemoResult()
+    layout = options.layout or default_layout(options.n_speakers, options.n_microphones)
+    rng = np.random.default_rng(options.seed)
+    run_tag = uuid.uuid4().hex[:6]
+    speaker_slots = [f"speaker_{i + 1}" for i in range(options.n_speakers)]
+    mic_slots = [f"mic_{j + 1}" for j in range(options.n_microphones)]
+
+    async with httpx.AsyncClient(base_url=options.gateway_url, timeout=60) as http:
+        room = SimulatedRoom(http, layout)
+        world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
+        admin = DeviceClient(options.ws_url, f"admin-{run_tag}")
+        speakers = [
+            SpeakerPhone(DeviceClient(options.ws_url, f"{slot}-{run_tag}"), slot, world) for slot in speaker_slots
+        ]
+        mics = []
+        for j, slot in enumerate(mic_slots):
+            faults = Faults()
+            if options.drop_mic and j == len(mic_slots) - 1:
+                faults.silent_once_on_speaker = speaker_slots[-1]
+            if options.slow_upload_s and j == 0:
+                faults.upload_delay_s = options.slow_upload_s
+            if options.disconnect_reconnect and j == 1 % len(mic_slots):
+                faults.reconnect_after_recording_started = True
+            flaws = PhoneFlaws.random(rng, max_drift_ppm=options.max_drift_ppm)
+            client = DeviceClient(options.ws_url, f"{slot}-{run_tag}")
+            mics.append(MicrophonePhone(client, slot, world, flaws=flaws, rng=rng, faults=faults))
+        phones = [*speakers, *mics]
+        try:
+            await admin.connect()
+            await asyncio.gather(*(p.client.connect() for p in phones))
+            lobby = await admin.request("lobby.create", {})
+            result.lobby_code = lobby["code"]
+            lobby_id = lobby["lobby_id"]
+            progress.report("admin", f"created lobby {lobby['code']}")
+            for phone in phones:
+                await phone.client.request("lobby.join", {"code": lobby["code"].lower()})
+                phone.start()
+            progress.report("lobby", f"{len(phones)} phones joined")
+            for phone in phones:
+                role = "speaker" if isinstance(phone, SpeakerPhone) else "microphone"
+                await admin.request(
+                    "role.assign",
+                    {"lobby_id": lobby_id, "target_device_id": phone.device_id, "role": role, "role_slot_id": phone.slot_id},
+                )
+            progress.report("admin", "assigned roles " + ", ".join(p.slot_id for p in phones))
+            await admin.request("lobby.room_snapshot", {"lobby_id": lobby_id, "room": layout.snapshot()})
+            job = await admin.request("measurement.create_job", {"map": {"room": layout.snapshot()}, "meta": {"lobby_id": lobby_id, "demo": True}})
+            result.job_id = job["job_id"]
+            session = await admin.request(
+                "measurement.create_session",
+                {
+                    "job_id": result.job_id,
+                    "lobby_id": lobby_id,
+                    "speakers": [{"device_id": p.device_id, "slot_id": p.slot_id} for p in speakers],
+                    "microphones": [{"device_id": p.device_id, "slot_id": p.slot_id} for p in mics],
+                },
+            )
+            result.session_id = session["session_id"]
+            progress.report("admin", f"session {result.session_id[:8]} for job {result.job_id[:8]}: starting")
+            await admin.request("measurement.start_speaker", {"session_id": result.session_id})
+            await _follow_session(admin, options, progress, result)
+            measured = _measured_by_pair(result.analysis or {})
+            for s in speaker_slots:
+                for m in mic_slots:
+                    try:
+                        simulated = await room.prediction(s, m)
+                    except (DeviceError, httpx.HTTPError, KeyError) as exc:
+                        simulated = {}
+                        result.errors.append({"code": "simulation_failed", "message": str(exc)})
+                    result.rows.append(PairRow(s, m, measured.get((s, m), {"status": "missing"}), simulated))
+        except (DeviceError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
+            result.errors.append({"code": getattr(exc, "code", type(exc).__name__), "message": str(exc)})
+            progress.report("demo", f"stopped: {exc}")
+        finally:
+            progress.done()
+            await asyncio.gather(*(p.stop() for p in phones), return_exceptions=True)
+            await admin.close()
+    return result
+
+
+async def _follow_session(admin: DeviceClient, options: DemoOptions, progress: Progress, result: DemoResult) -> None:
+    """Wait for the session's pushes; retry a failed speaker like an admin would."""
+    retries = 0
+    deadline = asyncio.get_running_loop().time() + options.session_timeout_s
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        push = await admin.next_push(timeout_s=max(remaining, 0.1))
+        result.pushes.append(("admin", push.event, push.data))
+        if push.event == "measurement.speaker_complete":
+            progress.report("session", f"{push.data.get('speaker_slot_id', 'speaker')} complete")
+        elif push.event == "measurement.session_complete":
+            result.session_complete = True
+            progress.report("session", f"complete: {len(push.data.get('recordings', []))} recordings; analysing")
+        elif push.event == "measurement.analysis_complete":
+            result.analysis = push.data
+            progress.report("analysis", "complete")
+            return
+        elif push.event == "measurement.error":
+            result.errors.append(push.data)
+            missing = push.data.get("missing_device_ids")
+            progress.report("session", f"error {push.data.get('code')}: {push.data.get('message', '')} {missing or ''}".rstrip())
+            if result.session_complete:
+                return  # the analysis failed
+            if retries >= options.max_speaker_retries:
+                return
+            retries += 1
+            await asyncio.sleep(0.5)
+            progress.report("admin", f"retrying the speaker (attempt {retries + 1})")
+            await admin.request("measurement.start_speaker", {"session_id": result.session_id})
+        elif push.event == "measurement.session_cancelled":
+            result.errors.append(push.data)
+            return
+        elif push.event.startswith("measurement."):
+            progress.status(f"{push.event.removeprefix('measurement.')}")
