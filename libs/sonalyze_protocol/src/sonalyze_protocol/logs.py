@@ -49,8 +49,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error"):
-        logging.getLogger(name).handlers[:] = []
-        logging.getLogger(name).propagate = True
+        logger = logging.getLogger(name)
+        logger.handlers[:] = []
+        logger.propagate = True
+        logger.setLevel(level.upper())  # uvicorn pins its own loggers to its --log-level
     # our middleware writes the access line, with the ids; uvicorn's own would be a second one
     logging.getLogger("uvicorn.access").disabled = True
 

@@ -23,10 +23,10 @@ class RoomLayout:
             "vertices": self.vertices_m,
             "height_m": self.height_m,
             "materials": self.materials,
-            "positions": {slot: {"position_m": pos} for slot, pos in self.positions_m.items()},
+            "positions": [{"slot_id": slot, "position_m": pos} for slot, pos in self.positions_m.items()],
         }
 
-    def simulation_request(self, pairs: list[tuple[str, str]], *, sample_rate_hz: int, include_ir: bool) -> dict[str, Any]:
+    def simulation_request(self, pairs: list[tuple[str, str]], *, sample_rate_hz: int) -> dict[str, Any]:
         sources = sorted({s for s, _ in pairs})
         mics = sorted({m for _, m in pairs})
         return {
@@ -40,7 +40,6 @@ class RoomLayout:
             "microphones": [{"id": m, "position_m": self.positions_m[m]} for m in mics],
             "method": "hybrid",
             "sample_rate": sample_rate_hz,
-            "include_ir": include_ir,
         }
 
 

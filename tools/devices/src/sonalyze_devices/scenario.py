@@ -8,7 +8,6 @@ the simulation's prediction for the same room and positions.
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import uuid
 from dataclasses import dataclass, field
@@ -65,33 +64,48 @@ class DemoResult:
 
 
 class SimulatedRoom:
-    """Impulse responses and predictions of the room, asked from the simulation service via the gateway."""
+    """Impulse responses and predictions of the room, asked from the simulation service via the gateway.
 
-    def __init__(self, http: httpx.AsyncClient, layout: RoomLayout) -> None:
+    One simulation covers every (speaker, microphone) pair of the layout; it runs once, when the first
+    microphone needs its response, and every phone reads from it.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, layout: RoomLayout, pairs: list[tuple[str, str]]) -> None:
         self.http = http
         self.layout = layout
-        self._pairs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pairs = pairs
+        self._answer: dict[str, Any] | None = None
+        self._by_pair: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = asyncio.Lock()
 
-    async def _simulate(self, speaker: str, mic: str) -> dict[str, Any]:
+    async def _simulation(self) -> dict[str, Any]:
         async with self._lock:
-            if (speaker, mic) not in self._pairs:
-                body = self.layout.simulation_request([(speaker, mic)], sample_rate_hz=SIMULATION_RATE_HZ, include_ir=True)
-                response = await self.http.post("/v1/simulation/simulate", json=body, timeout=120)
+            if self._answer is None:
+                body = self.layout.simulation_request(self.pairs, sample_rate_hz=SIMULATION_RATE_HZ)
+                response = await self.http.post("/v1/simulation/simulate", json=body, timeout=180)
                 if response.status_code != 200:
                     raise DeviceError("simulation", str(response.status_code), response.text[:300], {})
-                self._pairs[(speaker, mic)] = response.json()["pairs"][0]
-            return self._pairs[(speaker, mic)]
+                self._answer = response.json()
+                self._by_pair = {(r["source_id"], r["microphone_id"]): r for r in self._answer["results"]}
+            return self._answer
+
+    async def pair(self, speaker: str, mic: str) -> dict[str, Any]:
+        await self._simulation()
+        return self._by_pair[(speaker, mic)]
 
     async def impulse_response(self, speaker: str, mic: str) -> tuple[np.ndarray, int]:
-        pair = await self._simulate(speaker, mic)
-        raw = base64.b64decode(pair["ir_wav_base64"])
-        samples, rate_hz = sf.read(io.BytesIO(raw), dtype="float64", always_2d=False)
+        answer = await self._simulation()
+        response = await self.http.get(
+            f"/v1/simulation/simulate/{answer['simulation_id']}/ir",
+            params={"source_id": speaker, "microphone_id": mic, "format": "float32"},
+        )
+        if response.status_code != 200:
+            raise DeviceError("simulation.ir", str(response.status_code), response.text[:300], {})
+        samples, rate_hz = sf.read(io.BytesIO(response.content), dtype="float64", always_2d=False)
         return samples, int(rate_hz)
 
     async def prediction(self, speaker: str, mic: str) -> dict[str, Any]:
-        pair = await self._simulate(speaker, mic)
-        return dict(pair["broadband"])
+        return dict((await self.pair(speaker, mic))["broadband"])
 
 
 def _measured_by_pair(analysis: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -115,7 +129,7 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
     mic_slots = [f"mic_{j + 1}" for j in range(options.n_microphones)]
 
     async with httpx.AsyncClient(base_url=options.gateway_url, timeout=60) as http:
-        room = SimulatedRoom(http, layout)
+        room = SimulatedRoom(http, layout, [(s, m) for s in speaker_slots for m in mic_slots])
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
         admin = DeviceClient(options.ws_url, f"admin-{run_tag}")
         speakers = [
