@@ -1,17 +1,48 @@
-"""App factory of the lobby service."""
+"""App factory of the lobby service: HTTP endpoints, ``/gateway/handle`` and the resources they share."""
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+import httpx
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sonalyze_protocol.broadcast import BroadcastClient
+from sonalyze_protocol.handlers import gateway_handle_router
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 
-from sonalyze_lobby.db import database_status, make_engine, make_sessionmaker
+from sonalyze_lobby import migrations
+from sonalyze_lobby.broadcast import Broadcaster
+from sonalyze_lobby.db import (
+    DATABASE_DOWN_ERRORS,
+    database_status,
+    database_unavailable,
+    make_engine,
+    make_sessionmaker,
+)
+from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
+from sonalyze_lobby.routes import router as lobby_router
 from sonalyze_lobby.settings import Settings
+
+logger = logging.getLogger("sonalyze.lobby")
+
+SESSION_RUNNER_MODULE = "sonalyze_lobby.session_runner"
+
+
+def _make_coordinator(state: Any) -> Any | None:
+    """The measurement protocol's coordinator, when its module offers ``create_coordinator(app_state)``."""
+    if importlib.util.find_spec(SESSION_RUNNER_MODULE) is None:
+        return None
+    session_runner = importlib.import_module(SESSION_RUNNER_MODULE)
+    if not hasattr(session_runner, "create_coordinator"):
+        return None
+    return session_runner.create_coordinator(state)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -20,18 +51,46 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = app.state
         engine = make_engine(settings.database_url)
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        state.engine = engine
+        state.sessionmaker = make_sessionmaker(engine)
+        state.http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+        state.broadcaster = Broadcaster(
+            BroadcastClient(
+                settings.gateway_url,
+                settings.internal_auth_token,
+                state.http,
+                timeout_s=settings.broadcast_timeout_seconds,
+            )
+        )
+        state.coordinator = None
         try:
+            if settings.run_migrations:
+                await migrations.upgrade(engine)
+                logger.info("database migrated to head")
+            state.coordinator = _make_coordinator(state)
             yield
         finally:
+            if state.coordinator is not None:
+                await state.coordinator.aclose()
+            await state.http.aclose()
             await engine.dispose()
 
     app = FastAPI(title="Sonalyze lobby", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+
+    async def database_down(request: Request, error: Exception) -> JSONResponse:
+        unavailable = database_unavailable(error)
+        logger.warning("%s %s: %s", request.method, request.url.path, unavailable.message)
+        return JSONResponse(unavailable.to_body(), status_code=unavailable.http_status)
+
+    for error_type in DATABASE_DOWN_ERRORS:
+        app.add_exception_handler(error_type, database_down)
     app.add_middleware(RequestLogMiddleware)
+    app.include_router(lobby_router)
+    app.include_router(gateway_handle_router(HANDLERS, lobby_context))
 
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:

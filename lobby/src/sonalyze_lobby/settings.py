@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from sonalyze_protocol.settings import ServiceSettings
+from pydantic import Field, field_validator
+from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
 class Settings(ServiceSettings):
@@ -11,3 +12,27 @@ class Settings(ServiceSettings):
     gateway_url: str = "http://localhost:8000"
     measurement_url: str = "http://localhost:8002"
     storage_url: str = "http://localhost:8004"
+    # a push that takes longer is given up (logged); the change itself is already committed
+    broadcast_timeout_seconds: float = Field(default=3.0, gt=0)
+    # serialised JSON size of one room snapshot; clients send it through the gateway, whose frames are capped too
+    room_snapshot_max_bytes: int = Field(default=32_768, ge=256)
+    events_page_max: int = Field(default=500, ge=1)
+
+    @field_validator("gateway_url", "measurement_url", "storage_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return strip_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Plain ``postgresql://`` / ``sqlite://`` URLs get the async drivers this service runs on."""
+        value = value.strip()
+        for plain, async_ in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if value.startswith(plain):
+                return async_ + value[len(plain) :]
+        return value

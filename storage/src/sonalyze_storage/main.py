@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,8 +11,13 @@ from fastapi.responses import JSONResponse
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 
+from sonalyze_storage import migrations
 from sonalyze_storage.db import database_status, make_engine, make_sessionmaker
+from sonalyze_storage.http_errors import install_database_error_handlers
+from sonalyze_storage.routers import ROUTERS
 from sonalyze_storage.settings import Settings
+
+logger = logging.getLogger("sonalyze.storage")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -24,14 +30,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         try:
+            if settings.run_migrations:
+                await migrations.upgrade(engine)
+                logger.info("database schema is at the latest migration")
             yield
         finally:
             await engine.dispose()
 
-    app = FastAPI(title="Sonalyze storage", lifespan=lifespan)
+    app = FastAPI(
+        title="Sonalyze storage",
+        version="1.0.0",
+        description="Long-term record of devices, lobbies, measurements, analyses and simulations.",
+        lifespan=lifespan,
+    )
     app.state.settings = settings
     install_error_handlers(app)
+    install_database_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:

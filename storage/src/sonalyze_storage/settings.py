@@ -6,5 +6,7 @@ from sonalyze_protocol.settings import ServiceSettings
 
 
 class Settings(ServiceSettings):
+    # SQLite when DATABASE_URL is unset; postgresql+asyncpg://... in compose
     database_url: str = "sqlite+aiosqlite:///./storage.db"
+    # apply `alembic upgrade head` at start
     run_migrations: bool = True

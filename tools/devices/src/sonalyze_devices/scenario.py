@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from sonalyze_devices.client import DeviceClient, DeviceError
+from sonalyze_devices.client import DeviceClient, DeviceError, Push
 from sonalyze_devices.display import PairRow, Progress
 from sonalyze_devices.phones import Faults, MicrophonePhone, SharedWorld, SpeakerPhone
 from sonalyze_devices.room import RoomLayout, default_layout
@@ -39,6 +40,8 @@ class DemoOptions:
     session_timeout_s: float = 300.0
     max_speaker_retries: int = 2
     layout: RoomLayout | None = None
+    # called with every push the admin receives, before the admin reacts (tests inject faults here)
+    admin_hook: Callable[[Push], Awaitable[None]] | None = None
 
     @property
     def ws_url(self) -> str:
@@ -55,6 +58,10 @@ class DemoResult:
     rows: list[PairRow] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     pushes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    measured: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    simulated: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    phone_errors: dict[str, list[str]] = field(default_factory=dict)
+    devices: dict[str, str] = field(default_factory=dict)  # slot id -> device id
 
     @property
     def ok(self) -> bool:
@@ -109,14 +116,11 @@ class SimulatedRoom:
 
 
 def _measured_by_pair(analysis: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    """The analysis result of each (speaker slot, microphone slot), as the measurement service gave it."""
     results = analysis.get("results") or {}
     if isinstance(results, dict):  # {job_id, results: [...], summary}
         results = results.get("results") or []
-    table: dict[tuple[str, str], dict[str, Any]] = {}
-    for item in results:
-        key = (item.get("speaker_slot_id"), item.get("mic_slot_id"))
-        table[key] = {"status": item.get("status"), "error": item.get("error"), **(item.get("broadband") or {})}
-    return table
+    return {(item.get("speaker_slot_id"), item.get("mic_slot_id")): item for item in results}
 
 
 async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
@@ -148,6 +152,7 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             client = DeviceClient(options.ws_url, f"{slot}-{run_tag}")
             mics.append(MicrophonePhone(client, slot, world, flaws=flaws, rng=rng, faults=faults))
         phones = [*speakers, *mics]
+        result.devices = {p.slot_id: p.device_id for p in phones}
         try:
             await admin.connect()
             await asyncio.gather(*(p.client.connect() for p in phones))
@@ -182,20 +187,23 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             progress.report("admin", f"session {result.session_id[:8]} for job {result.job_id[:8]}: starting")
             await admin.request("measurement.start_speaker", {"session_id": result.session_id})
             await _follow_session(admin, options, progress, result)
-            measured = _measured_by_pair(result.analysis or {})
+            result.measured = _measured_by_pair(result.analysis or {})
             for s in speaker_slots:
                 for m in mic_slots:
                     try:
-                        simulated = await room.prediction(s, m)
+                        result.simulated[(s, m)] = await room.pair(s, m)
                     except (DeviceError, httpx.HTTPError, KeyError) as exc:
-                        simulated = {}
                         result.errors.append({"code": "simulation_failed", "message": str(exc)})
-                    result.rows.append(PairRow(s, m, measured.get((s, m), {"status": "missing"}), simulated))
+                    item = result.measured.get((s, m), {"status": "missing"})
+                    measured = {"status": item.get("status"), **(item.get("broadband") or {})}
+                    simulated = dict(result.simulated.get((s, m), {}).get("broadband") or {})
+                    result.rows.append(PairRow(s, m, measured, simulated))
         except (DeviceError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
             result.errors.append({"code": getattr(exc, "code", type(exc).__name__), "message": str(exc)})
             progress.report("demo", f"stopped: {exc}")
         finally:
             progress.done()
+            result.phone_errors = {p.slot_id: p.errors for p in phones if p.errors}
             await asyncio.gather(*(p.stop() for p in phones), return_exceptions=True)
             await admin.close()
     return result
@@ -209,6 +217,8 @@ async def _follow_session(admin: DeviceClient, options: DemoOptions, progress: P
         remaining = deadline - asyncio.get_running_loop().time()
         push = await admin.next_push(timeout_s=max(remaining, 0.1))
         result.pushes.append(("admin", push.event, push.data))
+        if options.admin_hook is not None:
+            await options.admin_hook(push)
         if push.event == "measurement.speaker_complete":
             progress.report("session", f"{push.data.get('speaker_slot_id', 'speaker')} complete")
         elif push.event == "measurement.session_complete":

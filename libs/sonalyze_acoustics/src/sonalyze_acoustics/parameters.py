@@ -1,0 +1,557 @@
+"""ISO 3382-1 room-acoustic parameters and STI of one impulse response, per octave band and broadband.
+
+:func:`room_parameters` is the entry point used by the measurement and simulation services:
+
+1. find the direct sound (:func:`find_direct_sound`),
+2. split into octave bands 125 Hz-8 kHz plus a broadband row with time-reversed Butterworth filters
+   (:mod:`sonalyze_acoustics.bands`),
+3. per band: Lundeby noise floor and truncation, noise-compensated Schroeder curve
+   (:mod:`sonalyze_acoustics.decay`),
+4. per band: EDT, T20, T30, rt60, C50, C80, D50, DRR, each judged against that band's own decay range and
+   noise floor; a value that cannot be trusted is None with a reason,
+5. STI from the seven compensated band energies (:mod:`sonalyze_acoustics.sti`).
+
+Definitions (ISO 3382-1:2009, Annex A), with ``E(a, b)`` the band energy between times ``a`` and ``b`` after
+the direct sound and ``EDC`` the Schroeder curve normalised to the total energy:
+
+- EDT: ``-60 / s`` with ``s`` (dB/s) the least-squares slope of ``EDC_dB`` between 0 and -10 dB,
+  T20 between -5 and -25 dB, T30 between -5 and -35 dB (the 60 dB extrapolation, ISO 3382-1 A.2).
+- ``C50 = 10 log10(E(0, 50 ms) / E(50 ms, inf))``, ``C80`` likewise with 80 ms, ``D50 = E(0, 50 ms) / E(0, inf)``.
+- ``DRR = 10 log10(E_direct / E_reverberant)``, the direct part being the first arrival up to
+  :data:`DIRECT_WINDOW_S` after its peak (see :func:`_energies` for the reverberation inside that window).
+
+Reliability rules (decided by measuring, see the package README):
+
+- ``rt60_s`` is T30 when the measured curve reaches :data:`DECAY_MARGIN_DB` below -35 dB, else T20 when it
+  reaches the margin below -25 dB, else None. EDT needs -10 dB minus the margin. The curve is noise
+  compensated, so a 5 dB margin suffices where ISO 3382-1 asks 10 dB for uncompensated curves.
+- Energy ratios need an impulse-to-noise ratio of at least :data:`MIN_INR_ENERGY_DB`.
+
+References
+----------
+ISO 3382-1:2009, Acoustics - Measurement of room acoustic parameters - Part 1: Performance spaces.
+M. R. Schroeder (1965), A. Lundeby et al. (1995): see :mod:`sonalyze_acoustics.decay`.
+IEC 60268-16:2020: see :mod:`sonalyze_acoustics.sti`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+from sonalyze_acoustics import bands as _bands
+from sonalyze_acoustics import decay as _decay
+from sonalyze_acoustics import sti as _sti
+
+OCTAVE_BANDS_HZ: Final = _bands.OCTAVE_BANDS_HZ
+"""Nominal octave bands in Hz: (125, 250, 500, 1000, 2000, 4000, 8000)."""
+
+DECAY_MARGIN_DB: Final = 5.0
+"""The measured (not extrapolated) Schroeder curve must reach this far below the end of the T20 and T30
+evaluation ranges."""
+
+EDT_MIN_DECAY_RANGE_DB: Final = 25.0
+"""EDT needs a decay range of at least this (its -10 dB end plus 15 dB): with less, the early curve is
+dominated by the noise compensation and EDT scatters by tens of per cent in the low bands (measured)."""
+
+MAX_NONLINEARITY_PERMILLE: Final = 50.0
+"""T20 and T30 are None when their regression's non-linearity ``1000 (1 - r**2)`` exceeds this. ISO 3382-1 B.2
+calls values above 10 per mille a sign of a curved decay; the beating of real (and synthetic) decays reaches
+15 per mille on straight decays, so the limit is looser and the T30/T20 curvature check backs it up."""
+
+MAX_CURVATURE: Final = 0.25
+"""T30 is None when it differs from T20 by more than this fraction (ISO 3382-1 B.3 curvature ``T30/T20 - 1``;
+ISO flags 10 %, real double-slope rooms reach 20 %)."""
+
+MIN_INR_ENERGY_DB: Final = 25.0
+"""Minimum impulse-to-noise ratio in dB for C50, C80, D50 and DRR (at 20 dB they scatter by 1-2 dB, measured)."""
+
+DIRECT_WINDOW_S: Final = 0.001
+"""The direct sound's window is flat until this long after its peak, then ramps down."""
+
+DIRECT_PRE_S: Final = 0.0005
+"""The direct sound's window is flat from this long before its onset."""
+
+DIRECT_RAMP_S: Final = 0.0005
+"""Raised-cosine ramps of the direct sound's window, on both sides of its flat part."""
+
+ONSET_THRESHOLD_DB: Final = -20.0
+"""ISO 3382-1 A.3.4: the impulse response starts where its square first rises above max - 20 dB."""
+
+ONSET_SEARCH_S: Final = 0.020
+"""The onset is searched up to 20 ms before the strongest peak (a reflection may be stronger than the
+direct sound, but not by more than 20 dB within 20 ms)."""
+
+LEAD_PAD_S: Final = 0.1
+"""Zeros put before the response, so the time-reversed filters' pre-ringing of an early direct sound
+(up to 34 ms at 125 Hz) is kept."""
+
+MIN_IR_S: Final = 0.05
+"""Shortest impulse response accepted, in seconds."""
+
+_FIELDS: Final = ("edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db")
+
+
+@dataclass(frozen=True)
+class BandParameters:
+    """ISO 3382-1 parameters of one octave band (or broadband). None means "not trustworthy"; see null_reasons.
+
+    Attributes
+    ----------
+    edt_s, t20_s, t30_s, rt60_s : float or None
+        Early decay time and reverberation times in seconds.
+    c50_db, c80_db : float or None
+        Clarity in dB.
+    d50 : float or None
+        Definition, 0-1.
+    drr_db : float or None
+        Direct-to-reverberant ratio in dB.
+    inr_db : float or None
+        Impulse-to-noise ratio in dB (decay start minus noise floor, Lundeby).
+    noise_floor_db : float or None
+        Noise energy per sample in dB re 1 (IR units squared).
+    decay_range_db : float or None
+        How far the measured Schroeder curve reaches below its start, in dB.
+    null_reasons : dict
+        Field name -> why it is None.
+    """
+
+    edt_s: float | None = None
+    t20_s: float | None = None
+    t30_s: float | None = None
+    rt60_s: float | None = None
+    c50_db: float | None = None
+    c80_db: float | None = None
+    d50: float | None = None
+    drr_db: float | None = None
+    inr_db: float | None = None
+    noise_floor_db: float | None = None
+    decay_range_db: float | None = None
+    null_reasons: dict[str, str] = field(default_factory=dict)
+
+    def values(self) -> dict[str, float | None]:
+        """The eight parameters as a JSON-safe dict (field -> value or None)."""
+        return {name: _finite_or_none(getattr(self, name)) for name in _FIELDS}
+
+
+@dataclass(frozen=True)
+class RoomParameters:
+    """Parameters of one impulse response: broadband, per octave band, STI, and quality figures.
+
+    Attributes
+    ----------
+    broadband : BandParameters
+        From the response band-limited to 88 Hz-11.3 kHz (lower edge of 125 Hz to upper edge of 8 kHz).
+    bands : dict
+        Nominal band in Hz -> BandParameters, keys :data:`OCTAVE_BANDS_HZ`.
+    sti : float or None
+        Male STI (IEC 60268-16 indirect method) under ``sti_assumptions``.
+    sti_null_reason : str or None
+    direct_index : int
+        Index of the direct sound's onset in the input ``ir``.
+    sti_assumptions : dict
+    """
+
+    broadband: BandParameters
+    bands: dict[int, BandParameters]
+    sti: float | None
+    sti_null_reason: str | None
+    direct_index: int
+    sti_assumptions: dict[str, object]
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-safe dict (no NaN or Infinity) in the shape of the measurement results."""
+        null_reasons: dict[str, str] = {}
+        broadband = self.broadband.values()
+        broadband["sti"] = _finite_or_none(self.sti)
+        for name, reason in self.broadband.null_reasons.items():
+            null_reasons[f"broadband.{name}"] = reason
+        if broadband["sti"] is None:
+            null_reasons["broadband.sti"] = self.sti_null_reason or "STI could not be computed"
+        bands: dict[str, dict[str, float | None]] = {}
+        for band in OCTAVE_BANDS_HZ:
+            parameters = self.bands[band]
+            bands[str(band)] = parameters.values()
+            for name, reason in parameters.null_reasons.items():
+                null_reasons[f"bands.{band}.{name}"] = reason
+        for prefix, values in [("broadband", broadband), *((f"bands.{b}", bands[str(b)]) for b in OCTAVE_BANDS_HZ)]:
+            for name, value in values.items():
+                if value is None:
+                    null_reasons.setdefault(f"{prefix}.{name}", "not computed")
+        everything = [("broadband", self.broadband), *((str(b), self.bands[b]) for b in OCTAVE_BANDS_HZ)]
+        return {
+            "broadband": broadband,
+            "bands": bands,
+            "null_reasons": null_reasons,
+            "quality": {
+                "inr_db": {key: _rounded(p.inr_db) for key, p in everything},
+                "noise_floor_db": {key: _rounded(p.noise_floor_db) for key, p in everything},
+                "decay_range_db": {key: _rounded(p.decay_range_db) for key, p in everything},
+                "direct_index": int(self.direct_index),
+                "sti_assumptions": self.sti_assumptions,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class DirectSound:
+    """Where the direct sound is: ``onset_index`` (ISO 3382-1 start, -20 dB) and ``peak_index`` (its maximum)."""
+
+    onset_index: int
+    peak_index: int
+
+
+def find_direct_sound(ir: np.ndarray, sample_rate_hz: float, *, hint_index: int | None = None) -> DirectSound:
+    """Locate the direct sound of an impulse response.
+
+    Parameters
+    ----------
+    ir : numpy.ndarray
+        1-D impulse response (finite, not all zero).
+    sample_rate_hz : float
+        Sample rate in Hz (8 kHz-384 kHz).
+    hint_index : int, optional
+        Approximate index of the direct sound; the peak is then searched within +-1 ms of it.
+
+    Returns
+    -------
+    DirectSound
+
+    Notes
+    -----
+    The peak is the maximum of ``|ir|`` (near the hint if given). The onset is the first sample within
+    :data:`ONSET_SEARCH_S` before the peak whose square is above ``max - 20 dB`` (ISO 3382-1 A.3.4);
+    the direct sound's peak is then the largest sample within 1 ms after the onset, so a first arrival
+    weaker than a later reflection is still taken as the direct sound.
+    """
+    ir = _bands._check_ir(ir)
+    _bands._check_sample_rate(sample_rate_hz)
+    if hint_index is not None and not 0 <= hint_index < ir.size:
+        raise ValueError(f"direct_index must be between 0 and {ir.size - 1}, got {hint_index}")
+    if not np.any(ir):
+        raise ValueError("ir is all zeros")
+    return _find_direct(ir, float(sample_rate_hz), hint_index)
+
+
+def room_parameters(ir: np.ndarray, sample_rate_hz: float, *, direct_index: int | None = None) -> RoomParameters:
+    """All ISO 3382-1 parameters per octave band and broadband, and the STI, of one impulse response.
+
+    Parameters
+    ----------
+    ir : numpy.ndarray
+        1-D impulse response, at least 50 ms, finite, not all zero; may start with silence or noise
+        before the direct sound. Any scale (levels are reported relative to it).
+    sample_rate_hz : float
+        Sample rate in Hz, 8 kHz-384 kHz. Bands whose upper edge is above 95 % of Nyquist are None with
+        a reason (the 8 kHz band needs at least 23.8 kHz).
+    direct_index : int, optional
+        Hint for the direct sound's index (for example from alignment); searched within +-1 ms.
+
+    Returns
+    -------
+    RoomParameters
+
+    Raises
+    ------
+    ValueError
+        When an argument is invalid; the message names it.
+    """
+    ir = _bands._check_ir(ir)
+    _bands._check_sample_rate(sample_rate_hz)
+    if ir.size < MIN_IR_S * sample_rate_hz:
+        raise ValueError(f"ir must be at least {MIN_IR_S} s long, got {ir.size / sample_rate_hz:.3f} s")
+    if direct_index is not None and not 0 <= direct_index < ir.size:
+        raise ValueError(f"direct_index must be between 0 and {ir.size - 1}, got {direct_index}")
+    if not np.any(ir):
+        raise ValueError("ir is all zeros")
+    return _room_parameters(ir, float(sample_rate_hz), direct_index)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# private helpers
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _rounded(value: float | None) -> float | None:
+    value = _finite_or_none(value)
+    return None if value is None else round(value, 2)
+
+
+def _find_direct(ir: np.ndarray, sample_rate_hz: float, hint_index: int | None) -> DirectSound:
+    magnitude = np.abs(ir)
+    if hint_index is None:
+        peak = int(np.argmax(magnitude))
+    else:
+        radius = max(int(0.001 * sample_rate_hz), 1)
+        low = max(hint_index - radius, 0)
+        peak = low + int(np.argmax(magnitude[low : hint_index + radius + 1]))
+    threshold = magnitude[peak] * 10.0 ** (ONSET_THRESHOLD_DB / 20.0)
+    search_low = max(peak - int(ONSET_SEARCH_S * sample_rate_hz), 0)
+    onset = search_low + int(np.flatnonzero(magnitude[search_low : peak + 1] >= threshold)[0])
+    window = max(int(0.001 * sample_rate_hz), 1)
+    direct_peak = onset + int(np.argmax(magnitude[onset : min(onset + window, peak) + 1]))
+    return DirectSound(onset_index=onset, peak_index=direct_peak)
+
+
+@dataclass(frozen=True)
+class _DecayFit:
+    decay_time_s: float
+    nonlinearity_permille: float
+
+
+def _decay_time_s(edc_db: np.ndarray, first: int, top_db: float, bottom_db: float, sample_rate_hz: float) -> _DecayFit | None:
+    """ISO 3382-1 regression of the normalised curve between ``top_db`` and ``bottom_db`` from index ``first``.
+
+    Returns the decay time ``-60 / slope`` and the non-linearity ``xi = 1000 (1 - r**2)`` (ISO 3382-1 B.2).
+    """
+    curve = edc_db[first:]
+    below_top = np.flatnonzero(curve <= top_db)
+    below_bottom = np.flatnonzero(curve <= bottom_db)
+    if below_top.size == 0 or below_bottom.size == 0:
+        return None
+    start = int(below_top[0]) if top_db < 0 else 0
+    stop = int(below_bottom[0])
+    if stop - start < 3:
+        return None
+    stride = max((stop - start) // 4000, 1)
+    index = np.arange(start, stop + 1, stride).astype(np.float64)
+    levels = curve[index.astype(np.intp)]
+    _, slope_db_per_sample = _decay._fit_line(index, levels)
+    if slope_db_per_sample >= 0:
+        return None
+    correlation = np.corrcoef(index, levels)[0, 1]
+    return _DecayFit(
+        decay_time_s=float(-60.0 / (slope_db_per_sample * sample_rate_hz)),
+        nonlinearity_permille=float(1000.0 * (1.0 - correlation**2)),
+    )
+
+
+def _decay_times(
+    edc_db: np.ndarray, direct_offset: int, decay_range_db: float, inr_db: float, sample_rate_hz: float
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for name, top_db, bottom_db, label in (
+        ("edt_s", 0.0, -10.0, "EDT"),
+        ("t20_s", -5.0, -25.0, "T20"),
+        ("t30_s", -5.0, -35.0, "T30"),
+    ):
+        needed_db = EDT_MIN_DECAY_RANGE_DB if name == "edt_s" else -bottom_db + DECAY_MARGIN_DB
+        if decay_range_db < needed_db:
+            values[name] = None
+            reasons[name] = f"decay range {decay_range_db:.0f} dB is below the {needed_db:.0f} dB {label} needs"
+            continue
+        if name == "edt_s" and inr_db < MIN_INR_ENERGY_DB:
+            values[name] = None
+            reasons[name] = f"impulse-to-noise ratio {inr_db:.0f} dB is below the {MIN_INR_ENERGY_DB:.0f} dB EDT needs"
+            continue
+        fit = _decay_time_s(edc_db, direct_offset, top_db, bottom_db, sample_rate_hz)
+        values[name] = None if fit is None else fit.decay_time_s
+        if fit is None:
+            reasons[name] = f"the decay curve has no usable {label} evaluation range"
+        elif name != "edt_s" and fit.nonlinearity_permille > MAX_NONLINEARITY_PERMILLE:
+            values[name] = None
+            reasons[name] = (
+                f"the decay is not straight over the {label} range (non-linearity {fit.nonlinearity_permille:.0f} "
+                f"per mille, above {MAX_NONLINEARITY_PERMILLE:.0f})"
+            )
+    t20_s, t30_s = values["t20_s"], values["t30_s"]
+    if t20_s is not None and t30_s is not None and abs(t30_s / t20_s - 1.0) > MAX_CURVATURE:
+        values["t30_s"] = None
+        reasons["t30_s"] = (
+            f"T30 and T20 disagree by {100 * abs(t30_s / t20_s - 1):.0f} % (curvature above "
+            f"{100 * MAX_CURVATURE:.0f} %): the lower part of the decay is not trustworthy"
+        )
+    if values["t30_s"] is not None:
+        values["rt60_s"] = values["t30_s"]
+    elif values["t20_s"] is not None:
+        values["rt60_s"] = values["t20_s"]
+    else:
+        values["rt60_s"] = None
+        reasons["rt60_s"] = "neither T30 nor T20 is usable: " + reasons.get("t20_s", "")
+    return values, reasons
+
+
+def _energies(
+    edc: np.ndarray, origin: int, band_delay: int, n_ms: int, direct_energy: float, cross_energy: float
+) -> dict[str, float | None]:
+    """C50, C80, D50 and DRR from the compensated Schroeder curve ``edc`` (index 0 = start of integration).
+
+    ``origin`` is the direct sound's onset as an index into ``edc``, ``band_delay`` the filter's energy advance
+    in samples (the 50 and 80 ms boundaries move that much earlier), ``n_ms`` samples per millisecond.
+    ``direct_energy`` is the band energy of the windowed direct sound ``d_b`` and ``cross_energy`` the
+    interference ``2 sum y_b d_b - 2 sum d_b**2`` between it and the rest of the band signal ``y_b``
+    (:class:`_DirectSound`), so ``E_reverberant = E_total - E_direct - cross`` is the band energy of the
+    response with the direct window removed, and ``DRR = 10 log10(E_direct / E_reverberant)``.
+    """
+    n = edc.size
+    total = float(edc[0])
+
+    def at(index: int) -> float:
+        return float(edc[min(max(index, 0), n - 1)])
+
+    late_50 = at(origin + 50 * n_ms - band_delay)
+    late_80 = at(origin + 80 * n_ms - band_delay)
+    reverberant = total - direct_energy - cross_energy
+    return {
+        "c50_db": 10.0 * math.log10((total - late_50) / late_50) if 0 < late_50 < total else None,
+        "c80_db": 10.0 * math.log10((total - late_80) / late_80) if 0 < late_80 < total else None,
+        "d50": (total - late_50) / total if total > 0 else None,
+        "drr_db": 10.0 * math.log10(direct_energy / reverberant) if direct_energy > 0 and reverberant > 0 else None,
+    }
+
+
+@dataclass(frozen=True)
+class _DirectSound:
+    """The direct window of ``ir`` through every band filter: ``signals[row]`` covers absolute indices
+    ``[start, start + signals.shape[1])`` of the (lead-padded) band signals."""
+
+    signals: np.ndarray
+    start: int
+
+
+def _direct_window(n_before: int, n_after: int, n_ramp: int) -> np.ndarray:
+    """Flat top with raised-cosine ramps: ``n_ramp`` up, ``n_before + n_after + 1`` at 1, ``n_ramp`` down."""
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(n_ramp) + 0.5) / n_ramp)
+    return np.concatenate([ramp, np.ones(n_before + n_after + 1), ramp[::-1]])
+
+
+def _direct_band_signals(
+    padded: np.ndarray, sample_rate_hz: float, onset: int, peak: int, bands: tuple[int, ...]
+) -> _DirectSound:
+    """Band-filter the direct sound alone.
+
+    The direct sound is ``padded`` times a window that is 1 from :data:`DIRECT_PRE_S` before the onset to
+    :data:`DIRECT_WINDOW_S` after the peak, with :data:`DIRECT_RAMP_S` raised-cosine ramps on both sides: a
+    hard cut would turn the step in the reverberation at the window's end into spurious low-frequency
+    energy. With time-reversed filters the direct sound's band energy lies before the window's end, within
+    the 125 Hz filter's extent; a zero lead of :data:`LEAD_PAD_S` keeps all of it.
+    """
+    n_before = onset - max(onset - int(round(DIRECT_PRE_S * sample_rate_hz)), 0)
+    n_after = int(round(DIRECT_WINDOW_S * sample_rate_hz)) + (peak - onset)
+    n_ramp = max(int(round(DIRECT_RAMP_S * sample_rate_hz)), 1)
+    window = _direct_window(n_before, n_after, n_ramp)
+    low = onset - n_before - n_ramp
+    high = low + window.size
+    clipped_low, clipped_high = max(low, 0), min(high, padded.size)
+    segment = padded[clipped_low:clipped_high] * window[clipped_low - low : window.size - (high - clipped_high)]
+    lead = int(LEAD_PAD_S * sample_rate_hz)
+    buffer = np.concatenate([np.zeros(lead), segment])
+    signals = _bands._filter_bands(buffer, sample_rate_hz, bands, True)
+    return _DirectSound(signals=signals, start=clipped_high - buffer.size)
+
+
+@dataclass(frozen=True)
+class _BandResult:
+    parameters: BandParameters
+    mtf: np.ndarray | None
+
+
+def _band(
+    band_signal: np.ndarray,
+    band_hz: int | None,
+    sample_rate_hz: float,
+    onset: int,
+    direct_signal: np.ndarray,
+    direct_start: int,
+) -> _BandResult:
+    energy = band_signal * band_signal
+    extent = int(math.ceil(_bands.band_energy_extent_s(band_hz, sample_rate_hz) * sample_rate_hz))
+    delay = int(round(_bands.band_energy_delay_s(band_hz, sample_rate_hz) * sample_rate_hz))
+    start = max(onset - extent - 1, 0)
+    try:
+        analysis = _decay.analyse_decay(energy, sample_rate_hz, start_index=start, reference_index=onset)
+    except _decay.NoDecayError as error:
+        reason = f"no usable decay: {error}"
+        return _BandResult(BandParameters(null_reasons={name: reason for name in _FIELDS}), None)
+
+    edc = analysis.edc
+    origin = onset - start
+    total = edc[0]
+    with np.errstate(divide="ignore"):
+        edc_db = 10.0 * np.log10(edc / total)
+    values, reasons = _decay_times(edc_db, origin, analysis.decay_range_db, analysis.inr_db, sample_rate_hz)
+
+    n_ms = max(int(round(sample_rate_hz / 1000.0)), 1)
+    low = max(direct_start, 0)
+    direct_part = direct_signal[low - direct_start :]
+    overlap = band_signal[low : low + direct_part.size]
+    direct_energy = float(np.dot(direct_part, direct_part))
+    cross_energy = 2.0 * float(np.dot(overlap, direct_part)) - 2.0 * direct_energy
+    if analysis.inr_db < MIN_INR_ENERGY_DB:
+        for name in ("c50_db", "c80_db", "d50", "drr_db"):
+            values[name] = None
+            reasons[name] = (
+                f"impulse-to-noise ratio {analysis.inr_db:.0f} dB is below the {MIN_INR_ENERGY_DB:.0f} dB "
+                "energy ratios need"
+            )
+    else:
+        for name, value in _energies(edc, origin, delay, n_ms, direct_energy, cross_energy).items():
+            values[name] = value
+            if value is None:
+                reasons[name] = "energy ratio undefined (no energy on one side of the boundary)"
+
+    parameters = BandParameters(
+        **{name: _finite_or_none(values[name]) for name in _FIELDS},
+        inr_db=_finite_or_none(analysis.inr_db),
+        noise_floor_db=_finite_or_none(analysis.noise_floor_db),
+        decay_range_db=_finite_or_none(analysis.decay_range_db),
+        null_reasons=reasons,
+    )
+    lundeby = analysis.lundeby
+    stop = start + edc.size
+    compensated = energy[start:stop] - lundeby.noise_power
+    decay_per_s = -lundeby.late_slope_db_per_s * math.log(10.0) / 10.0
+    tail = analysis.tail_energy
+    mtf = _sti._mtf(compensated[None, :], sample_rate_hz, np.array([tail]), np.array([decay_per_s]))[0]
+    return _BandResult(parameters, mtf)
+
+
+def _room_parameters(ir: np.ndarray, sample_rate_hz: float, direct_index: int | None) -> RoomParameters:
+    direct = _find_direct(ir, sample_rate_hz, direct_index)
+    lead = int(LEAD_PAD_S * sample_rate_hz)
+    padded = np.concatenate([np.zeros(lead), ir])
+    available = _bands.available_bands_hz(sample_rate_hz)
+    signals = _bands._filter_bands(padded, sample_rate_hz, available, True)
+    onset = direct.onset_index + lead
+    direct_bands = _direct_band_signals(padded, sample_rate_hz, onset, direct.peak_index + lead, available)
+
+    results: dict[int, _BandResult] = {}
+    for row, band in enumerate(available):
+        results[band] = _band(signals[row], band, sample_rate_hz, onset, direct_bands.signals[row], direct_bands.start)
+    broadband = _band(signals[-1], None, sample_rate_hz, onset, direct_bands.signals[-1], direct_bands.start)
+
+    band_parameters: dict[int, BandParameters] = {}
+    for band in OCTAVE_BANDS_HZ:
+        if band in results:
+            band_parameters[band] = results[band].parameters
+        else:
+            reason = f"the {band} Hz band lies above the usable range of sample rate {sample_rate_hz:g} Hz"
+            band_parameters[band] = BandParameters(null_reasons={name: reason for name in _FIELDS})
+
+    assumptions = _sti.StiAssumptions(speech_level_dba=_sti.DEFAULT_SPEECH_LEVEL_DBA, noise_levels_db=None)
+    sti_value: float | None = None
+    sti_reason: str | None = None
+    missing = [band for band in OCTAVE_BANDS_HZ if band not in results or results[band].mtf is None]
+    if missing:
+        sti_reason = "STI needs all seven octave bands; missing: " + ", ".join(f"{band} Hz" for band in missing)
+    else:
+        mtf = np.stack([results[band].mtf for band in OCTAVE_BANDS_HZ])
+        sti_value = _sti.speech_transmission_index(mtf).sti
+
+    return RoomParameters(
+        broadband=broadband.parameters,
+        bands=band_parameters,
+        sti=sti_value,
+        sti_null_reason=sti_reason,
+        direct_index=int(direct.onset_index),
+        sti_assumptions=assumptions.as_dict(),
+    )

@@ -1,0 +1,89 @@
+"""Lundeby truncation and the compensated Schroeder curve on squared exponential decays with known truth."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from sonalyze_acoustics import decay
+
+FS = 48000.0
+
+
+def _decay_time_s(edc: np.ndarray, top_db: float, bottom_db: float) -> float:
+    edc_db = 10 * np.log10(edc / edc[0])
+    index = np.flatnonzero((edc_db <= top_db) & (edc_db >= bottom_db))
+    return float(-60.0 / np.polyfit(index / FS, edc_db[index], 1)[0])
+
+
+class TestLundebyTruncation:
+    @pytest.mark.parametrize("inr_db", [60.0, 40.0, 30.0])
+    def test_noise_power_and_crossing_point_match_the_design(self, inr_db: float, make_decay_energy: Callable[..., np.ndarray]) -> None:
+        t60_s = 1.0
+        noise_power = 10 ** (-inr_db / 10)
+        energy = make_decay_energy(t60_s, FS, int(3 * FS), noise_power, seed=1)
+        result = decay.lundeby_truncation(energy, FS)
+        assert result.noise_power == pytest.approx(noise_power, rel=0.05)
+        # The decay line (0 dB at t=0, -60 dB/T60) meets the noise at t = T60 * INR / 60.
+        assert result.crossing_index / FS == pytest.approx(t60_s * inr_db / 60, abs=0.03)
+        assert result.late_slope_db_per_s == pytest.approx(-60.0 / t60_s, rel=0.1)
+        assert not result.noise_free
+
+    def test_response_without_noise_floor_is_recognised(self, make_decay_energy: Callable[..., np.ndarray]) -> None:
+        energy = make_decay_energy(0.5, FS, int(1.0 * FS), 0.0, seed=2)
+        result = decay.lundeby_truncation(energy, FS)
+        assert result.noise_free
+        assert result.noise_power == 0.0
+        assert result.crossing_index == energy.size
+
+    def test_pure_noise_has_no_decay(self) -> None:
+        energy = np.random.default_rng(3).standard_normal(int(FS)) ** 2
+        with pytest.raises(decay.NoDecayError):
+            decay.lundeby_truncation(energy, FS)
+
+    @pytest.mark.parametrize(
+        ("energy", "sample_rate_hz", "start_index", "message"),
+        [
+            (np.ones((2, 100)), FS, 0, "energy must be 1-D"),
+            (-np.ones(1000), FS, 0, "energy must be finite and >= 0"),
+            (np.ones(1000), 0.0, 0, "sample_rate_hz"),
+            (np.ones(1000), FS, 2000, "start_index"),
+        ],
+    )
+    def test_invalid_input_names_the_parameter(
+        self, energy: np.ndarray, sample_rate_hz: float, start_index: int, message: str
+    ) -> None:
+        with pytest.raises(ValueError, match=message):
+            decay.lundeby_truncation(energy, sample_rate_hz, start_index=start_index)
+
+
+class TestCompensatedSchroederCurve:
+    @pytest.mark.parametrize("inr_db", [60.0, 45.0])
+    def test_t30_of_a_noisy_decay_matches_the_design(self, inr_db: float, make_decay_energy: Callable[..., np.ndarray]) -> None:
+        t60_s = 1.0
+        energy = make_decay_energy(t60_s, FS, int(3 * FS), 10 ** (-inr_db / 10), seed=4)
+        analysis = decay.analyse_decay(energy, FS, start_index=0)
+        assert _decay_time_s(analysis.edc, -5, -35) == pytest.approx(t60_s, rel=0.05)
+        assert analysis.inr_db == pytest.approx(inr_db, abs=3.0)
+
+    def test_uncompensated_curve_is_bent_by_the_noise(self, make_decay_energy: Callable[..., np.ndarray]) -> None:
+        """The plain Schroeder integral over the whole response reads a far longer T30 at 40 dB INR."""
+        t60_s = 1.0
+        energy = make_decay_energy(t60_s, FS, int(3 * FS), 1e-4, seed=5)
+        plain = decay.schroeder_curve(energy, start_index=0, stop_index=energy.size)
+        compensated = decay.analyse_decay(energy, FS, start_index=0).edc
+        assert _decay_time_s(plain, -5, -35) > 1.3 * t60_s
+        assert _decay_time_s(compensated, -5, -35) == pytest.approx(t60_s, rel=0.05)
+
+    def test_noise_subtraction_and_tail_are_exact_on_a_known_curve(self) -> None:
+        energy = np.array([4.0, 3.0, 2.0, 1.0] * 10)
+        edc = decay.schroeder_curve(energy, start_index=0, stop_index=4, noise_power=0.5, tail_energy=2.0)
+        np.testing.assert_allclose(edc, [10.0 - 2.0 + 2.0, 6.0 - 1.5 + 2.0, 3.0 - 1.0 + 2.0, 1.0 - 0.5 + 2.0])
+
+    def test_invalid_range_names_the_parameters(self) -> None:
+        with pytest.raises(ValueError, match="start_index and stop_index"):
+            decay.schroeder_curve(np.ones(100), start_index=50, stop_index=10)
+        with pytest.raises(ValueError, match="noise_power"):
+            decay.schroeder_curve(np.ones(100), start_index=0, stop_index=10, noise_power=-1.0)

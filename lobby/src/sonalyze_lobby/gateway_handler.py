@@ -1,0 +1,110 @@
+"""The lobby's gateway events as one table, merged with the measurement protocol's (``/gateway/handle``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import Request
+from sonalyze_protocol.errors import BadRequest
+from sonalyze_protocol.handlers import EmptyData, GatewayRequest, Handler, HandlerTable
+
+from sonalyze_lobby import service
+from sonalyze_lobby.context import LobbyContext
+from sonalyze_lobby.db import guard_database
+from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
+from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
+from sonalyze_lobby.schemas import (
+    LobbyCreate,
+    LobbyGet,
+    LobbyJoin,
+    LobbyRef,
+    LobbyView,
+    RoleAssign,
+    RoomSnapshotShare,
+)
+
+
+@asynccontextmanager
+async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator[LobbyContext]:
+    """One session per event; closed here, committed (or not) by the service."""
+    device_id = body.device_id.strip()
+    if not device_id or len(device_id) > DEVICE_ID_MAX_CHARS:
+        raise BadRequest(f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} characters")
+    state = request.app.state
+    async with state.sessionmaker() as session:
+        yield LobbyContext(
+            device_id=device_id,
+            request_id=body.request_id,
+            session=session,
+            settings=state.settings,
+            broadcaster=state.broadcaster,
+            state=state,
+        )
+
+
+@guard_database
+async def create(ctx: LobbyContext, _: LobbyCreate) -> LobbyView:
+    return await service.create_lobby(ctx)
+
+
+@guard_database
+async def join(ctx: LobbyContext, data: LobbyJoin) -> LobbyView:
+    return await service.join_lobby(ctx, data.code)
+
+
+@guard_database
+async def leave(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
+    return await service.leave_lobby(ctx, data.lobby_id)
+
+
+@guard_database
+async def get(ctx: LobbyContext, data: LobbyGet) -> LobbyView:
+    return await service.get_lobby_view(ctx, data)
+
+
+@guard_database
+async def start(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
+    return await service.start_lobby(ctx, data.lobby_id)
+
+
+@guard_database
+async def room_snapshot(ctx: LobbyContext, data: RoomSnapshotShare) -> LobbyView:
+    return await service.share_room_snapshot(ctx, data)
+
+
+@guard_database
+async def assign_role(ctx: LobbyContext, data: RoleAssign) -> LobbyView:
+    return await service.assign_role(ctx, data)
+
+
+async def _connection_changed(ctx: LobbyContext, connected: bool) -> dict[str, Any]:
+    lobby_ids = await guard_database(service.set_connected)(ctx, connected)
+    coordinator = getattr(ctx.state, "coordinator", None)
+    if coordinator is not None:
+        await coordinator.device_connection_changed(ctx.device_id, connected)
+    return {"connected": connected, "lobby_ids": [str(i) for i in lobby_ids]}
+
+
+async def device_connected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
+    return await _connection_changed(ctx, True)
+
+
+async def device_disconnected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
+    return await _connection_changed(ctx, False)
+
+
+LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
+    "lobby.create": Handler(LobbyCreate, create),
+    "lobby.join": Handler(LobbyJoin, join),
+    "lobby.leave": Handler(LobbyRef, leave),
+    "lobby.get": Handler(LobbyGet, get),
+    "lobby.start": Handler(LobbyRef, start),
+    "lobby.room_snapshot": Handler(RoomSnapshotShare, room_snapshot),
+    "role.assign": Handler(RoleAssign, assign_role),
+    "device.connected": Handler(EmptyData, device_connected),
+    "device.disconnected": Handler(EmptyData, device_disconnected),
+}
+
+HANDLERS: HandlerTable[LobbyContext] = HandlerTable({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS})

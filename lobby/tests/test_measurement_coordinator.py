@@ -1,0 +1,566 @@
+"""The pure measurement state machine: every (step, message) pair, then the paths through a session."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from sonalyze_protocol.errors import AppError, ErrorCode
+
+from sonalyze_lobby.measurement_coordinator import (
+    STEP_TIMER,
+    Analyze,
+    AnalysisFailed,
+    AnalysisFinished,
+    CancelSession,
+    CancelTimer,
+    ConnectionChanged,
+    DeviceError,
+    Effect,
+    Message,
+    PlaybackComplete,
+    Push,
+    Ready,
+    RecordingStarted,
+    RecordingUploaded,
+    ReleaseLobby,
+    SessionState,
+    SignalInfo,
+    Slot,
+    SpeakerAudioReady,
+    StartSpeaker,
+    StartTimer,
+    Step,
+    TimerFired,
+    Timeouts,
+    UploadVerified,
+    VerifyUpload,
+    advance,
+    new_session,
+    status,
+    upload_name_for,
+)
+
+ADMIN = "admin"
+SPK1, SPK2 = "spk-a", "spk-b"
+MIC1, MIC2 = "mic-a", "mic-b"
+OUTSIDER = "stranger"
+SHA = "ab" * 32
+TIMEOUTS = Timeouts(ready_s=5, audio_s=6, recording_s=7, playback_margin_s=8, upload_s=9, idle_s=100,
+                    analysis_s=50, disconnect_grace_s=3)  # fmt: skip
+SIGNAL = SignalInfo("sig-1", "/v1/measurement/audio?sample_rate=48000", duration_s=12.5, audio_sha256=SHA)
+
+
+def fresh() -> SessionState:
+    state, _ = new_session(
+        session_id="s1",
+        lobby_id="l1",
+        job_id="j1",
+        admin_device_id=ADMIN,
+        speakers=[Slot(SPK1, "speaker_1"), Slot(SPK2, "speaker_2")],
+        microphones=[Slot(MIC1, "mic_1"), Slot(MIC2, "mic_2")],
+        signal=SIGNAL,
+        timeouts=TIMEOUTS,
+    )
+    return state
+
+
+def feed(state: SessionState, *messages: Message) -> tuple[SessionState, list[Effect]]:
+    effects: list[Effect] = []
+    for message in messages:
+        state, new = advance(state, message)
+        effects.extend(new)
+    return state, effects
+
+
+def cycle_to_uploads(state: SessionState, speaker: str) -> SessionState:
+    state, _ = feed(
+        state,
+        Ready(speaker), Ready(MIC1), Ready(MIC2),
+        SpeakerAudioReady(speaker),
+        RecordingStarted(MIC1), RecordingStarted(MIC2),
+        PlaybackComplete(speaker),
+    )  # fmt: skip
+    return state
+
+
+def upload_all(state: SessionState, speaker_slot: str) -> tuple[SessionState, list[Effect]]:
+    messages: list[Message] = []
+    for device, mic_slot in ((MIC1, "mic_1"), (MIC2, "mic_2")):
+        name = upload_name_for(speaker_slot, mic_slot)
+        messages += [RecordingUploaded(device, name), UploadVerified(device, name, state.cycle)]
+    return feed(state, *messages)
+
+
+def state_at(step: Step) -> SessionState:
+    state = fresh()
+    if step is Step.IDLE:
+        return state
+    if step is Step.CANCELLED:
+        return feed(state, CancelSession(ADMIN))[0]
+    state, _ = feed(state, StartSpeaker(ADMIN))
+    path = {
+        Step.AWAITING_READY: [],
+        Step.AWAITING_AUDIO: [Ready(SPK1), Ready(MIC1), Ready(MIC2)],
+        Step.AWAITING_RECORDING: [Ready(SPK1), Ready(MIC1), Ready(MIC2), SpeakerAudioReady(SPK1)],
+        Step.AWAITING_PLAYBACK: [Ready(SPK1), Ready(MIC1), Ready(MIC2), SpeakerAudioReady(SPK1),
+                                 RecordingStarted(MIC1), RecordingStarted(MIC2)],  # fmt: skip
+        Step.FAILED: [TimerFired(STEP_TIMER, state.timers[STEP_TIMER])],
+    }
+    if step in path:
+        return feed(state, *path[step])[0]
+    state = cycle_to_uploads(state, SPK1)
+    if step is Step.AWAITING_UPLOADS:
+        return state
+    state, _ = upload_all(state, "speaker_1")
+    state = cycle_to_uploads(state, SPK2)
+    state, _ = upload_all(state, "speaker_2")
+    assert state.step is Step.ANALYZING
+    if step is Step.ANALYZING:
+        return state
+    assert step is Step.COMPLETE
+    return feed(state, AnalysisFinished({"pairs": []}))[0]
+
+
+def pushes(effects: list[Effect], event: str | None = None) -> list[Push]:
+    return [e for e in effects if isinstance(e, Push) and (event is None or e.event == event)]
+
+
+MESSAGES: dict[str, Message] = {
+    "start_speaker": StartSpeaker(ADMIN),
+    "cancel_session": CancelSession(ADMIN),
+    "ready/speaker": Ready(SPK1),
+    "ready/mic": Ready(MIC1),
+    "speaker_audio_ready": SpeakerAudioReady(SPK1),
+    "recording_started": RecordingStarted(MIC1),
+    "playback_complete": PlaybackComplete(SPK1),
+    "recording_uploaded": RecordingUploaded(MIC1, "speaker_1__mic_1.wav"),
+    "error": DeviceError(MIC1, "mic broke", "mic_failure"),
+}
+INVALID = ErrorCode.INVALID_STATE
+SAME = "unchanged"  # accepted, but a repeat: same state, no effects
+S = Step
+# (step, message) -> the step after it, SAME, or the error code
+TABLE: dict[Step, dict[str, Step | str]] = {
+    S.IDLE: {"start_speaker": S.AWAITING_READY, "cancel_session": S.CANCELLED, "ready/speaker": INVALID,
+             "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+             "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.IDLE},
+    S.AWAITING_READY: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": S.AWAITING_READY,
+                       "ready/mic": S.AWAITING_READY, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+                       "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
+    S.AWAITING_AUDIO: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
+                       "ready/mic": SAME, "speaker_audio_ready": S.AWAITING_RECORDING, "recording_started": INVALID,
+                       "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
+    S.AWAITING_RECORDING: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
+                           "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": S.AWAITING_RECORDING,
+                           "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
+    S.AWAITING_PLAYBACK: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
+                          "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": SAME,
+                          "playback_complete": S.AWAITING_UPLOADS, "recording_uploaded": INVALID, "error": S.FAILED},
+    S.AWAITING_UPLOADS: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
+                         "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": SAME,
+                         "playback_complete": SAME, "recording_uploaded": S.AWAITING_UPLOADS, "error": S.FAILED},
+    S.FAILED: {"start_speaker": S.AWAITING_READY, "cancel_session": S.CANCELLED, "ready/speaker": INVALID,
+               "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+               "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
+    # speaker_1__mic_1.wav is counted by then: its repeat is accepted quietly
+    S.ANALYZING: {"start_speaker": INVALID, "cancel_session": INVALID, "ready/speaker": INVALID,
+                  "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+                  "playback_complete": INVALID, "recording_uploaded": SAME, "error": INVALID},
+    S.COMPLETE: {"start_speaker": INVALID, "cancel_session": INVALID, "ready/speaker": INVALID,
+                 "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+                 "playback_complete": INVALID, "recording_uploaded": SAME, "error": INVALID},
+    S.CANCELLED: {"start_speaker": INVALID, "cancel_session": SAME, "ready/speaker": INVALID,
+                  "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
+                  "playback_complete": INVALID, "recording_uploaded": INVALID, "error": INVALID},
+}  # fmt: skip
+CASES = [(step, name, expected) for step, row in TABLE.items() for name, expected in row.items()]
+
+
+class TestTransitionTable:
+    def test_table_covers_every_step_and_message(self) -> None:
+        assert set(TABLE) == set(Step)
+        assert all(set(row) == set(MESSAGES) for row in TABLE.values())
+
+    @pytest.mark.parametrize(("step", "name", "expected"), CASES, ids=[f"{s}-{n}" for s, n, _ in CASES])
+    def test_transition(self, step: Step, name: str, expected: Step | str) -> None:
+        state = state_at(step)
+        assert state.step is step
+        message = MESSAGES[name]
+        if isinstance(expected, ErrorCode):
+            with pytest.raises(AppError) as caught:
+                advance(state, message)
+            assert caught.value.code is expected
+            assert f"step {step.value}" in caught.value.message
+            assert caught.value.extra["step"] == step.value
+            return
+        new_state, effects = advance(state, message)
+        if expected == SAME:
+            assert new_state == state
+            assert effects == []
+        else:
+            assert new_state.step is expected
+            if not new_state.is_final:
+                assert STEP_TIMER in new_state.timers
+
+    @pytest.mark.parametrize("step", list(Step))
+    @pytest.mark.parametrize("name", list(MESSAGES))
+    def test_outsider_is_forbidden_in_every_step(self, step: Step, name: str) -> None:
+        message = replace(MESSAGES[name], device_id=OUTSIDER)  # type: ignore[type-var]
+        with pytest.raises(AppError) as caught:
+            advance(state_at(step), message)
+        assert caught.value.code is ErrorCode.FORBIDDEN
+
+    @pytest.mark.parametrize("message", [StartSpeaker(SPK1), CancelSession(MIC1)])
+    def test_admin_commands_from_a_device_are_forbidden(self, message: Message) -> None:
+        with pytest.raises(AppError) as caught:
+            advance(state_at(Step.IDLE), message)
+        assert caught.value.code is ErrorCode.FORBIDDEN
+
+    @pytest.mark.parametrize(
+        ("step", "message"),
+        [
+            (Step.AWAITING_READY, Ready(SPK2)),  # not this cycle's speaker
+            (Step.AWAITING_AUDIO, SpeakerAudioReady(MIC1)),
+            (Step.AWAITING_RECORDING, RecordingStarted(SPK1)),
+            (Step.AWAITING_PLAYBACK, PlaybackComplete(SPK2)),
+            (Step.AWAITING_UPLOADS, RecordingUploaded(SPK1, "speaker_1__mic_1.wav")),
+            (Step.AWAITING_READY, Ready(ADMIN)),
+        ],
+    )
+    def test_wrong_role_in_a_cycle_is_forbidden(self, step: Step, message: Message) -> None:
+        with pytest.raises(AppError) as caught:
+            advance(state_at(step), message)
+        assert caught.value.code is ErrorCode.FORBIDDEN
+
+    @pytest.mark.parametrize("step", list(Step))
+    def test_internal_messages_never_raise(self, step: Step) -> None:
+        state = state_at(step)
+        for message in (
+            TimerFired(STEP_TIMER, 10_000),
+            TimerFired("grace:" + MIC1, 10_000),
+            ConnectionChanged(MIC1, False),
+            ConnectionChanged(MIC1, True),
+            ConnectionChanged(OUTSIDER, False),
+            UploadVerified(MIC1, "speaker_1__mic_1.wav", 99),
+            AnalysisFinished({}),
+            AnalysisFailed("x"),
+        ):
+            state, _ = advance(state, message)
+
+
+class TestCycle:
+    def test_new_session_waits_for_the_admin_with_a_timer(self) -> None:
+        state, effects = new_session(
+            session_id="s", lobby_id="l", job_id="j", admin_device_id=ADMIN, speakers=[Slot(SPK1, "a")],
+            microphones=[Slot(MIC1, "b")], signal=SIGNAL, timeouts=TIMEOUTS,
+        )  # fmt: skip
+        assert state.step is Step.IDLE
+        assert effects == [StartTimer(STEP_TIMER, TIMEOUTS.idle_s, state.timers[STEP_TIMER])]
+        assert status(state)["current_speaker"] == {"device_id": SPK1, "slot_id": "a"}
+
+    def test_start_speaker_sends_start_measurement_to_speaker_and_microphones(self) -> None:
+        state, effects = advance(fresh(), StartSpeaker(ADMIN))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.start_measurement"
+        assert push.device_ids == (SPK1, MIC1, MIC2)
+        assert push.data["speaker_slot_id"] == "speaker_1"
+        assert push.data["job_id"] == "j1"
+        assert state.awaited == {SPK1, MIC1, MIC2}
+        assert StartTimer(STEP_TIMER, TIMEOUTS.ready_s, state.timers[STEP_TIMER]) in effects
+
+    def test_request_audio_goes_to_the_speaker_only_once_everyone_is_ready(self) -> None:
+        state, _ = advance(fresh(), StartSpeaker(ADMIN))
+        state, effects = feed(state, Ready(SPK1), Ready(MIC1))
+        assert pushes(effects) == []
+        state, effects = advance(state, Ready(MIC2))
+        (push,) = pushes(effects)
+        assert push == Push(
+            (SPK1,),
+            "measurement.request_audio",
+            {"session_id": "s1", "speaker_slot_id": "speaker_1", "audio_url": SIGNAL.audio_url, "signal_id": "sig-1"},
+        )
+        assert state.step is Step.AWAITING_AUDIO
+        assert StartTimer(STEP_TIMER, TIMEOUTS.audio_s, state.timers[STEP_TIMER]) in effects
+
+    def test_duplicate_ready_is_idempotent(self) -> None:
+        state, _ = feed(fresh(), StartSpeaker(ADMIN), Ready(MIC1))
+        again, effects = advance(state, Ready(MIC1))
+        assert again == state
+        assert effects == []
+
+    @pytest.mark.parametrize("audio_hash", [None, SHA, SHA.upper(), "sha256:" + SHA])
+    def test_matching_or_absent_audio_hash_starts_recording(self, audio_hash: str | None) -> None:
+        state, effects = advance(state_at(Step.AWAITING_AUDIO), SpeakerAudioReady(SPK1, audio_hash))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.start_recording"
+        assert push.device_ids == (MIC1, MIC2)
+        assert state.step is Step.AWAITING_RECORDING
+
+    def test_wrong_audio_hash_is_refused_and_the_wait_goes_on(self) -> None:
+        state = state_at(Step.AWAITING_AUDIO)
+        with pytest.raises(AppError) as caught:
+            advance(state, SpeakerAudioReady(SPK1, "00" * 32))
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+        assert "audio_hash" in caught.value.message
+
+    def test_playback_wait_grows_with_the_signal(self) -> None:
+        state = state_at(Step.AWAITING_RECORDING)
+        state, effects = feed(state, RecordingStarted(MIC1), RecordingStarted(MIC2))
+        (push,) = pushes(effects)
+        assert push == Push((SPK1,), "measurement.start_playback",
+                            {"session_id": "s1", "speaker_slot_id": "speaker_1", "signal_id": "sig-1"})  # fmt: skip
+        timer = next(e for e in effects if isinstance(e, StartTimer))
+        assert timer.seconds == TIMEOUTS.playback_margin_s + SIGNAL.duration_s
+        longer = replace(state_at(Step.AWAITING_RECORDING), signal=replace(SIGNAL, duration_s=40.0))
+        _, effects = feed(longer, RecordingStarted(MIC1), RecordingStarted(MIC2))
+        timer = next(e for e in effects if isinstance(e, StartTimer))
+        assert timer.seconds == TIMEOUTS.playback_margin_s + 40.0
+
+    def test_stop_recording_gives_each_microphone_its_own_upload_name(self) -> None:
+        state, effects = advance(state_at(Step.AWAITING_PLAYBACK), PlaybackComplete(SPK1))
+        stops = pushes(effects, "measurement.stop_recording")
+        assert [(p.device_ids, p.data["upload_name"]) for p in stops] == [
+            ((MIC1,), "speaker_1__mic_1.wav"),
+            ((MIC2,), "speaker_1__mic_2.wav"),
+        ]
+        assert all(p.data["job_id"] == "j1" for p in stops)
+        assert stops[0].data["upload_url"] == "/v1/jobs/j1/uploads/speaker_1__mic_1.wav"
+        assert state.step is Step.AWAITING_UPLOADS
+
+    def test_upload_is_counted_only_after_verification(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        state, effects = advance(state, RecordingUploaded(MIC1, "speaker_1__mic_1.wav"))
+        assert effects == [VerifyUpload(MIC1, "speaker_1__mic_1.wav", state.cycle)]
+        assert state.recordings == ()
+        assert MIC1 in state.awaited
+        state, _ = advance(state, UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle))
+        assert [r.upload_name for r in state.recordings] == ["speaker_1__mic_1.wav"]
+        assert state.awaited == {MIC2}
+
+    def test_upload_counted_once_despite_repeats(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        verified = UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle)
+        state, _ = feed(state, verified, verified, RecordingUploaded(MIC1, "speaker_1__mic_1.wav"), verified)
+        assert len(state.recordings) == 1
+
+    def test_verification_from_an_earlier_cycle_is_ignored(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        stale = UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle - 1)
+        assert advance(state, stale) == (state, [])
+
+    def test_wrong_upload_name_is_a_bad_request(self) -> None:
+        with pytest.raises(AppError) as caught:
+            advance(state_at(Step.AWAITING_UPLOADS), RecordingUploaded(MIC1, "speaker_1__mic_2.wav"))
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+        assert "speaker_1__mic_1.wav" in caught.value.message
+
+    def test_someone_elses_counted_upload_is_forbidden(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        state, _ = advance(state, UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle))
+        with pytest.raises(AppError) as caught:
+            advance(state, RecordingUploaded(MIC2, "speaker_1__mic_1.wav"))
+        assert caught.value.code is ErrorCode.FORBIDDEN
+
+    def test_last_upload_completes_the_speaker_and_starts_the_next(self) -> None:
+        state, effects = upload_all(state_at(Step.AWAITING_UPLOADS), "speaker_1")
+        (done,) = pushes(effects, "measurement.speaker_complete")
+        assert set(done.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN}
+        assert done.data["speaker_slot_id"] == "speaker_1"
+        assert done.data["next_speaker_slot_id"] == "speaker_2"
+        assert [r["upload_name"] for r in done.data["recordings"]] == ["speaker_1__mic_1.wav", "speaker_1__mic_2.wav"]
+        (start,) = pushes(effects, "measurement.start_measurement")
+        assert start.device_ids == (SPK2, MIC1, MIC2)
+        assert state.step is Step.AWAITING_READY
+        assert state.current_speaker == Slot(SPK2, "speaker_2")
+
+    def test_last_speaker_completes_the_session_opens_the_lobby_and_analyses(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        state, _ = upload_all(state, "speaker_1")
+        state = cycle_to_uploads(state, SPK2)
+        state, effects = upload_all(state, "speaker_2")
+        (complete,) = pushes(effects, "measurement.session_complete")
+        assert complete.data["job_id"] == "j1"
+        assert {(r["speaker_slot_id"], r["mic_slot_id"]) for r in complete.data["recordings"]} == {
+            ("speaker_1", "mic_1"), ("speaker_1", "mic_2"), ("speaker_2", "mic_1"), ("speaker_2", "mic_2"),
+        }  # fmt: skip
+        assert complete.data["recordings"][0] == {
+            "speaker_slot_id": "speaker_1", "mic_slot_id": "mic_1", "device_id": MIC1,
+            "upload_name": "speaker_1__mic_1.wav",
+        }  # fmt: skip
+        assert ReleaseLobby("l1") in effects
+        assert Analyze("j1") in effects
+        assert state.step is Step.ANALYZING
+        assert not state.holds_lobby
+
+    def test_analysis_results_are_pushed_to_everyone(self) -> None:
+        state, effects = advance(state_at(Step.ANALYZING), AnalysisFinished({"rt60_s": 0.5}))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.analysis_complete"
+        assert push.data == {"session_id": "s1", "job_id": "j1", "results": {"rt60_s": 0.5}}
+        assert state.step is Step.COMPLETE
+        assert state.timers == {}
+
+    def test_failed_analysis_is_reported_with_its_reason(self) -> None:
+        state, effects = advance(state_at(Step.ANALYZING), AnalysisFailed("no chirp found"))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.error"
+        assert push.data["code"] == "analysis_failed"
+        assert "no chirp found" in push.data["message"]
+        assert state.step is Step.COMPLETE
+        assert state.analysis_error == "no chirp found"
+
+    def test_analysis_that_never_answers_times_out(self) -> None:
+        state = state_at(Step.ANALYZING)
+        state, effects = advance(state, TimerFired(STEP_TIMER, state.timers[STEP_TIMER]))
+        assert pushes(effects)[0].data["code"] == "analysis_failed"
+        assert state.step is Step.COMPLETE
+        assert advance(state, AnalysisFinished({})) == (state, [])
+
+
+class TestFailures:
+    def test_step_timeout_names_the_missing_devices_and_stops_the_cycle(self) -> None:
+        state, _ = feed(fresh(), StartSpeaker(ADMIN), Ready(SPK1), Ready(MIC1))
+        state, effects = advance(state, TimerFired(STEP_TIMER, state.timers[STEP_TIMER]))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.error"
+        assert set(push.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN}
+        assert push.data["code"] == "step_timeout"
+        assert push.data["step"] == "awaiting_ready"
+        assert push.data["missing_device_ids"] == [MIC2]
+        assert state.step is Step.FAILED
+        assert StartTimer(STEP_TIMER, TIMEOUTS.idle_s, state.timers[STEP_TIMER]) in effects
+        assert status(state)["last_error"]["device_ids"] == [MIC2]
+
+    def test_stale_timer_is_ignored(self) -> None:
+        state, _ = advance(fresh(), StartSpeaker(ADMIN))
+        old = state.timers[STEP_TIMER]
+        state, _ = feed(state, Ready(SPK1), Ready(MIC1), Ready(MIC2))
+        assert advance(state, TimerFired(STEP_TIMER, old)) == (state, [])
+
+    def test_retry_after_failure_keeps_earlier_speakers_and_redoes_the_current(self) -> None:
+        state, _ = upload_all(state_at(Step.AWAITING_UPLOADS), "speaker_1")
+        state = cycle_to_uploads(state, SPK2)
+        state, _ = feed(state, UploadVerified(MIC1, "speaker_2__mic_1.wav", state.cycle))
+        state, _ = advance(state, TimerFired(STEP_TIMER, state.timers[STEP_TIMER]))
+        assert state.step is Step.FAILED
+        state, effects = advance(state, StartSpeaker(ADMIN))
+        assert state.step is Step.AWAITING_READY
+        assert state.current_speaker == Slot(SPK2, "speaker_2")
+        assert {r.speaker_slot_id for r in state.recordings} == {"speaker_1"}
+        assert len(state.recordings) == 2
+        assert pushes(effects)[0].device_ids == (SPK2, MIC1, MIC2)
+        assert state.failure is None
+
+    def test_device_error_stops_the_cycle_and_tells_everyone(self) -> None:
+        state, effects = advance(state_at(Step.AWAITING_RECORDING), DeviceError(MIC2, "permission denied", "mic"))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.error"
+        assert set(push.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN}
+        assert push.data["device_id"] == MIC2
+        assert push.data["error_message"] == "permission denied"
+        assert push.data["step"] == "awaiting_recording"
+        assert state.step is Step.FAILED
+
+    def test_cancel_tells_everyone_frees_the_lobby_and_stops_all_timers(self) -> None:
+        state = state_at(Step.AWAITING_RECORDING)
+        state, _ = advance(state, ConnectionChanged(MIC1, False))
+        assert len(state.timers) == 2
+        state, effects = advance(state, CancelSession(ADMIN, "too noisy"))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.session_cancelled"
+        assert push.data == {"session_id": "s1", "reason": "too noisy", "cancelled_by": ADMIN}
+        assert ReleaseLobby("l1") in effects
+        assert {e.key for e in effects if isinstance(e, CancelTimer)} == {STEP_TIMER, "grace:" + MIC1}
+        assert state.timers == {}
+        assert state.step is Step.CANCELLED
+
+    @pytest.mark.parametrize("step", [Step.IDLE, Step.FAILED])
+    def test_admin_who_never_comes_back_expires_the_session(self, step: Step) -> None:
+        state = state_at(step)
+        state, effects = advance(state, TimerFired(STEP_TIMER, state.timers[STEP_TIMER]))
+        assert state.step is Step.CANCELLED
+        assert pushes(effects)[0].event == "measurement.session_cancelled"
+        assert "idle_timeout" in pushes(effects)[0].data["reason"]
+        assert ReleaseLobby("l1") in effects
+
+
+class TestDisconnects:
+    def test_awaited_device_that_drops_gets_a_grace_timer(self) -> None:
+        state, effects = advance(state_at(Step.AWAITING_RECORDING), ConnectionChanged(MIC2, False))
+        assert effects == [StartTimer("grace:" + MIC2, TIMEOUTS.disconnect_grace_s, state.timers["grace:" + MIC2])]
+
+    def test_device_not_awaited_gets_no_grace_timer(self) -> None:
+        state, effects = advance(state_at(Step.AWAITING_AUDIO), ConnectionChanged(MIC2, False))
+        assert effects == []
+        assert MIC2 in state.disconnected
+
+    def test_reconnect_resends_the_awaited_command(self) -> None:
+        state, _ = advance(state_at(Step.AWAITING_RECORDING), ConnectionChanged(MIC2, False))
+        state, effects = advance(state, ConnectionChanged(MIC2, True))
+        assert CancelTimer("grace:" + MIC2) in effects
+        (push,) = pushes(effects)
+        assert push.event == "measurement.start_recording"
+        assert push.device_ids == (MIC2,)
+        assert "grace:" + MIC2 not in state.timers
+
+    def test_reconnect_during_uploads_resends_that_microphones_stop_recording(self) -> None:
+        state, _ = advance(state_at(Step.AWAITING_UPLOADS), ConnectionChanged(MIC2, False))
+        _, effects = advance(state, ConnectionChanged(MIC2, True))
+        (push,) = pushes(effects)
+        assert push.event == "measurement.stop_recording"
+        assert push.data["upload_name"] == "speaker_1__mic_2.wav"
+
+    def test_grace_expiry_fails_the_step_naming_the_device(self) -> None:
+        state, _ = advance(state_at(Step.AWAITING_RECORDING), RecordingStarted(MIC1))
+        state, _ = advance(state, ConnectionChanged(MIC2, False))
+        state, effects = advance(state, TimerFired("grace:" + MIC2, state.timers["grace:" + MIC2]))
+        (push,) = pushes(effects)
+        assert push.data["code"] == "step_timeout"
+        assert push.data["missing_device_ids"] == [MIC2]
+        assert "disconnected" in push.data["reason"]
+        assert state.step is Step.FAILED
+
+    def test_disconnected_device_gets_its_grace_timer_when_the_step_needs_it(self) -> None:
+        state, _ = advance(state_at(Step.AWAITING_AUDIO), ConnectionChanged(MIC2, False))
+        state, effects = advance(state, SpeakerAudioReady(SPK1))
+        assert StartTimer("grace:" + MIC2, TIMEOUTS.disconnect_grace_s, state.timers["grace:" + MIC2]) in effects
+
+    def test_grace_timer_is_dropped_when_the_step_moves_on(self) -> None:
+        state, _ = advance(state_at(Step.AWAITING_READY), ConnectionChanged(MIC2, False))
+        state, _ = feed(state, Ready(SPK1), Ready(MIC1), Ready(MIC2))  # MIC2 answered through a new socket
+        assert state.step is Step.AWAITING_AUDIO
+        assert "grace:" + MIC2 not in state.timers
+
+
+class TestLineUp:
+    @pytest.mark.parametrize(
+        ("speakers", "microphones", "fragment"),
+        [
+            ([], [Slot(MIC1, "m")], "speaker"),
+            ([Slot(SPK1, "s")], [], "microphone"),
+            ([Slot(SPK1, "s")], [Slot(SPK1, "m")], "both"),
+            ([Slot(SPK1, "s"), Slot(SPK2, "s")], [Slot(MIC1, "m")], "slot s"),
+            ([Slot(SPK1, "s"), Slot(SPK1, "t")], [Slot(MIC1, "m")], "twice"),
+            ([Slot(SPK1, "a__b"), Slot(SPK2, "a")], [Slot(MIC1, "c"), Slot(MIC2, "b__c")], "upload name"),
+        ],
+    )
+    def test_bad_line_up_is_refused(self, speakers: list[Slot], microphones: list[Slot], fragment: str) -> None:
+        with pytest.raises(AppError) as caught:
+            new_session(
+                session_id="s", lobby_id="l", job_id="j", admin_device_id=ADMIN,
+                speakers=speakers, microphones=microphones, signal=SIGNAL,
+            )  # fmt: skip
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+        assert fragment in caught.value.message
+
+
+def test_status_shows_who_is_awaited_and_what_is_recorded() -> None:
+    state = state_at(Step.AWAITING_UPLOADS)
+    state, _ = advance(state, UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle))
+    view: dict[str, Any] = status(state)
+    assert view["state"] == "awaiting_uploads"
+    assert view["awaiting_device_ids"] == [MIC2]
+    assert view["current_speaker"] == {"device_id": SPK1, "slot_id": "speaker_1"}
+    assert [r["upload_name"] for r in view["recordings"]] == ["speaker_1__mic_1.wav"]

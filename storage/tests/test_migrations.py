@@ -1,0 +1,71 @@
+"""The schema comes only from Alembic: upgrade, downgrade and upgrade again on an empty database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sonalyze_storage import migrations
+from sonalyze_storage.db import make_engine
+from sonalyze_storage.models import Base
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+ALEMBIC_DIR = Path(migrations.ALEMBIC_INI).parent
+EXPECTED_TABLES = set(Base.metadata.tables)
+
+
+async def tables(engine: AsyncEngine) -> set[str]:
+    async with engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    return set(names) - {"alembic_version"}
+
+
+async def alembic_cli(database_url: str, *args: str) -> str:
+    """Run the ``alembic`` command as a developer would, from ``storage/src``."""
+    env = {**os.environ, "DATABASE_URL": database_url}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "alembic", *args,
+        cwd=ALEMBIC_DIR, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+class TestAlembicCommand:
+    async def test_upgrade_downgrade_upgrade_on_an_empty_database(
+        self, make_database_url: Callable[[str], Awaitable[str]]
+    ) -> None:
+        url = await make_database_url("storage_migrations")
+        engine = make_engine(url)
+        try:
+            assert await tables(engine) == set()
+            await alembic_cli(url, "upgrade", "head")
+            assert await tables(engine) == EXPECTED_TABLES
+            await alembic_cli(url, "downgrade", "base")
+            assert await tables(engine) == set()
+            await alembic_cli(url, "upgrade", "head")
+            assert await tables(engine) == EXPECTED_TABLES
+            # the models and the migrations describe the same schema
+            assert "No new upgrade operations detected" in await alembic_cli(url, "check")
+        finally:
+            await engine.dispose()
+
+
+class TestProgrammaticMigrations:
+    async def test_the_app_path_upgrades_and_downgrades_on_its_own_connection(
+        self, make_database_url: Callable[[str], Awaitable[str]]
+    ) -> None:
+        engine = make_engine(await make_database_url("storage_migrations_app"))
+        try:
+            await migrations.upgrade(engine)
+            await migrations.upgrade(engine)  # a second start finds nothing to do
+            assert await tables(engine) == EXPECTED_TABLES
+            await migrations.downgrade(engine)
+            assert await tables(engine) == set()
+        finally:
+            await engine.dispose()

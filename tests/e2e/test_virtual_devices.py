@@ -1,0 +1,83 @@
+"""Whole measurements with the virtual phones of `sonalyze_devices` against the five real services."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from sonalyze_devices.client import Push
+from sonalyze_devices.display import Progress
+from sonalyze_devices.scenario import DemoOptions, DemoResult, run_demo
+from sonalyze_suite import Suite
+
+pytestmark = pytest.mark.e2e
+
+SPEAKERS = ("speaker_1", "speaker_2")
+MICS = ("mic_1", "mic_2", "mic_3")
+CHECKED_BANDS = ("500", "1000", "2000")
+
+
+async def run_session(suite: Suite, **options: object) -> DemoResult:
+    demo = DemoOptions(gateway_url=suite.config.url("gateway"), session_timeout_s=240, **options)  # type: ignore[arg-type]
+    return await run_demo(demo, Progress(io.StringIO()))
+
+
+def timeouts_naming(result: DemoResult) -> list[dict[str, object]]:
+    return [e for e in result.errors if e.get("code") == "step_timeout"]
+
+
+class TestCompleteSession:
+    async def test_two_speakers_three_microphones_measure_the_simulated_room(self, full_suite: Suite) -> None:
+        result = await run_session(full_suite, seed=3)
+
+        assert result.session_complete, result.errors
+        assert result.analysis is not None, result.errors
+        assert result.ok, (result.errors, result.phone_errors)
+        assert set(result.measured) == {(s, m) for s in SPEAKERS for m in MICS}
+        for pair, item in result.measured.items():
+            assert item["status"] == "ok", (pair, item)
+            simulated_bands = result.simulated[pair]["bands"]
+            for band in CHECKED_BANDS:
+                measured_rt60_s = item["bands"][band]["rt60_s"]
+                simulated_rt60_s = simulated_bands[band]["rt60_s"]
+                assert measured_rt60_s is not None and simulated_rt60_s is not None, (pair, band)
+                assert measured_rt60_s == pytest.approx(simulated_rt60_s, rel=0.15), (pair, band)
+
+
+class TestFaults:
+    async def test_silent_microphone_is_named_then_the_retried_speaker_completes(self, full_suite: Suite) -> None:
+        result = await run_session(full_suite, seed=4, drop_mic=True)
+
+        timeouts = timeouts_naming(result)
+        assert len(timeouts) == 1, result.errors
+        assert timeouts[0]["missing_device_ids"] == [result.devices["mic_3"]]
+        assert result.ok, (result.errors, result.phone_errors)
+
+    async def test_microphone_that_reconnects_within_the_grace_period_completes(self, full_suite: Suite) -> None:
+        result = await run_session(full_suite, seed=5, disconnect_reconnect=True)
+
+        assert timeouts_naming(result) == []
+        assert result.ok, (result.errors, result.phone_errors)
+
+    async def test_measurement_service_killed_mid_session_then_the_retried_speaker_completes(
+        self, full_suite: Suite
+    ) -> None:
+        state = {"killed": False, "restarted": False}
+
+        async def admin_hook(push: Push) -> None:
+            if push.event == "measurement.speaker_complete" and not state["killed"]:
+                state["killed"] = True
+                await asyncio.to_thread(full_suite.kill_service, "measurement")
+            elif push.event == "measurement.error" and state["killed"] and not state["restarted"]:
+                state["restarted"] = True
+                await asyncio.to_thread(full_suite.start_service, "measurement")
+                await asyncio.to_thread(full_suite.wait_healthy, ["measurement"], 60.0)
+
+        result = await run_session(full_suite, seed=6, admin_hook=admin_hook)
+
+        assert state == {"killed": True, "restarted": True}
+        assert result.errors and result.errors[0]["code"] == "step_timeout", result.errors
+        # the phones that could not upload were told why, in the suite's own words
+        assert any("service_unavailable" in e for errors in result.phone_errors.values() for e in errors), result.phone_errors
+        assert result.ok, (result.errors, result.phone_errors)
