@@ -43,10 +43,18 @@ class Push:
 class DeviceClient:
     """A WebSocket client identified by ``device_id`` (sent as ``?device_id=``)."""
 
-    def __init__(self, ws_url: str, device_id: str, *, request_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        ws_url: str,
+        device_id: str,
+        *,
+        request_timeout_s: float = 30.0,
+        latencies_s: list[float] | None = None,
+    ) -> None:
         self.ws_url = ws_url
         self.device_id = device_id
         self.request_timeout_s = request_timeout_s
+        self.latencies_s = latencies_s  # request -> response times, when a caller collects them
         self.pushes: asyncio.Queue[Push] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -90,11 +98,14 @@ class DeviceClient:
         request_id = f"{self.device_id}-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        sent_at = asyncio.get_running_loop().time()
         await self._connection.send(json.dumps({"event": event, "request_id": request_id, "data": data or {}}))
         try:
             frame = await asyncio.wait_for(future, timeout_s or self.request_timeout_s)
         finally:
             self._pending.pop(request_id, None)
+        if self.latencies_s is not None:
+            self.latencies_s.append(asyncio.get_running_loop().time() - sent_at)
         if frame["type"] == "error":
             error = frame.get("error") or {}
             raise DeviceError(event, error.get("code", "?"), error.get("message", ""), error)

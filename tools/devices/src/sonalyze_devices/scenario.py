@@ -42,6 +42,8 @@ class DemoOptions:
     layout: RoomLayout | None = None
     # called with every push the admin receives, before the admin reacts (tests inject faults here)
     admin_hook: Callable[[Push], Awaitable[None]] | None = None
+    # when given, every request's round trip through the gateway is appended here (load benchmark)
+    latencies_s: list[float] | None = None
 
     @property
     def ws_url(self) -> str:
@@ -135,9 +137,9 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
     async with httpx.AsyncClient(base_url=options.gateway_url, timeout=60) as http:
         room = SimulatedRoom(http, layout, [(s, m) for s in speaker_slots for m in mic_slots])
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
-        admin = DeviceClient(options.ws_url, f"admin-{run_tag}")
+        admin = DeviceClient(options.ws_url, f"admin-{run_tag}", latencies_s=options.latencies_s)
         speakers = [
-            SpeakerPhone(DeviceClient(options.ws_url, f"{slot}-{run_tag}"), slot, world) for slot in speaker_slots
+            SpeakerPhone(DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s), slot, world) for slot in speaker_slots
         ]
         mics = []
         for j, slot in enumerate(mic_slots):
@@ -149,7 +151,7 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             if options.disconnect_reconnect and j == 1 % len(mic_slots):
                 faults.reconnect_after_recording_started = True
             flaws = PhoneFlaws.random(rng, max_drift_ppm=options.max_drift_ppm)
-            client = DeviceClient(options.ws_url, f"{slot}-{run_tag}")
+            client = DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s)
             mics.append(MicrophonePhone(client, slot, world, flaws=flaws, rng=rng, faults=faults))
         phones = [*speakers, *mics]
         result.devices = {p.slot_id: p.device_id for p in phones}
