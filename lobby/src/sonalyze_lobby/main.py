@@ -16,6 +16,7 @@ from sonalyze_protocol.broadcast import BroadcastClient
 from sonalyze_protocol.handlers import gateway_handle_router
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder
 
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         )
         state.coordinator = None
+        state.recorder = await StorageRecorder.from_settings("lobby", settings)
         try:
             if settings.run_migrations:
                 await migrations.upgrade(engine)
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if state.coordinator is not None:
                 await state.coordinator.aclose()
+            if state.recorder is not None:
+                await state.recorder.aclose()
             await state.http.aclose()
             await engine.dispose()
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import selectinload
 from sonalyze_lobby.broadcast import LOBBY_ROOM_SNAPSHOT
 from sonalyze_lobby.codes import generate_code, is_well_formed, normalize_code
 from sonalyze_lobby.context import LobbyContext
+from sonalyze_lobby.history import record_lobby
 from sonalyze_lobby.models import (
     DevicePresence,
     Lobby,
@@ -154,6 +155,7 @@ async def create_lobby(ctx: LobbyContext, *, new_code: Callable[[], str] = gener
             logger.info("lobby code collision on attempt %d, retrying", attempt)
             continue
         logger.info("lobby %s created with code %s", lobby.id, lobby.code)
+        record_lobby(ctx.state, lobby)
         return LobbyView.of(lobby)
     raise Conflict(f"could not find a free lobby code in {CODE_ATTEMPTS} attempts")
 
@@ -180,6 +182,7 @@ async def join_lobby(ctx: LobbyContext, code: str) -> LobbyView:
             await ctx.session.rollback()
             logger.info("concurrent join of %s, retrying (%d)", ctx.device_id, attempt)
             continue
+        record_lobby(ctx.state, lobby)
         await ctx.broadcaster.lobby_updated(lobby, Change.PARTICIPANT_JOINED, ctx.device_id)
         return LobbyView.of(lobby)
     raise Conflict("the lobby changed while joining; try again")
@@ -204,6 +207,7 @@ async def leave_lobby(ctx: LobbyContext, lobby_id: uuid.UUID) -> LobbyView:
         _close(ctx.session, lobby, ctx.device_id, reason="admin_left" if is_admin(lobby, ctx.device_id) else "empty")
     await ctx.session.commit()
     change = Change.LOBBY_CLOSED if closing else Change.PARTICIPANT_LEFT
+    record_lobby(ctx.state, lobby)
     await ctx.broadcaster.lobby_updated(lobby, change, ctx.device_id, recipients=told)
     if closing:
         await _tell_coordinator_closed(ctx, lobby.id)
@@ -258,6 +262,7 @@ async def set_state(ctx: LobbyContext, lobby: Lobby, state: LobbyState) -> Lobby
     lobby.state = state
     record(ctx.session, lobby, Change.STATE_CHANGED, ctx.device_id, previous=previous.value, state=state.value)
     await ctx.session.commit()
+    record_lobby(ctx.state, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.STATE_CHANGED, ctx.device_id)
     return LobbyView.of(lobby)
 
@@ -300,6 +305,7 @@ async def assign_role(ctx: LobbyContext, body: RoleAssign) -> LobbyView:
     except IntegrityError:
         await ctx.session.rollback()
         raise Conflict(f"slot '{slot_id}' was taken at the same time; try again") from None
+    record_lobby(ctx.state, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.ROLE_ASSIGNED, target.device_id)
     return LobbyView.of(lobby)
 

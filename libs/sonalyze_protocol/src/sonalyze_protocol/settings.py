@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,6 +18,8 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     internal_auth_token: str = DEFAULT_INTERNAL_TOKEN
     http_timeout_seconds: float = 30.0
+    # where this service queues its records for the storage service; unset = recording into storage is off
+    outbox_dir: Path | None = None
 
     @field_validator("log_level")
     @classmethod

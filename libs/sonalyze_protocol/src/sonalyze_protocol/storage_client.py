@@ -176,6 +176,24 @@ class StorageRecorder:
             raise
         return cls(outbox, owned_client=owned)
 
+    @classmethod
+    async def from_settings(cls, service: str, settings: Any) -> StorageRecorder | None:
+        """The recorder a service's lifespan opens: None (recording off, logged) when ``OUTBOX_DIR`` is unset.
+
+        ``settings`` needs ``outbox_dir``, ``storage_url`` and ``internal_auth_token``.
+        """
+        if settings.outbox_dir is None:
+            logger.info("recording into storage is off: OUTBOX_DIR is not set")
+            return None
+        recorder = await cls.open(
+            service,
+            storage_url=settings.storage_url,
+            outbox_dir=settings.outbox_dir,
+            token=settings.internal_auth_token,
+        )
+        logger.info("recording into storage at %s through %s", settings.storage_url, settings.outbox_dir)
+        return recorder
+
     def in_background(self, write: Coroutine[Any, Any, bool]) -> None:
         """Run one recorder call without awaiting it, from code that cannot await (a sync callback):
         ``recorder.in_background(recorder.device_seen(device_id))``. `aclose` waits for these."""
