@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
+from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 
+from sonalyze_simulation.gateway_handler import HANDLERS
+from sonalyze_simulation.routes import router
+from sonalyze_simulation.service import SimulationService
 from sonalyze_simulation.settings import Settings
+
+logger = logging.getLogger("sonalyze.simulation")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -18,16 +26,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        service = SimulationService.from_settings(settings)
+        if settings.simulation_warm_workers:
+            service.pool.warm_up()
+        app.state.service = service
+        logger.info(
+            "simulation pool: %d workers, queue wait %.1f s, cost budget %.1f s",
+            settings.simulation_pool_size,
+            settings.simulation_queue_wait_s,
+            settings.simulation_cost_budget_s,
+        )
+        try:
+            yield
+        finally:
+            service.pool.shutdown()
 
     app = FastAPI(title="Sonalyze simulation", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
+    app.include_router(router)
+    app.include_router(gateway_handle_router(HANDLERS, plain_context))
 
     @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "service": "simulation"}
+    async def health() -> dict[str, Any]:
+        """Liveness, and how busy the simulation workers are."""
+        service: SimulationService | None = getattr(app.state, "service", None)
+        workers = (
+            {"size": service.pool.size, "running": service.pool.running, "waiting": service.pool.waiting}
+            if service
+            else None
+        )
+        return {"status": "ok", "service": "simulation", "workers": workers}
 
     return app

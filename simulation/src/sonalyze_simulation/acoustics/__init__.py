@@ -1,0 +1,1 @@
+"""Room acoustics owned by the simulation: classical reverberation formulas and the pyroomacoustics engine."""

@@ -1,0 +1,135 @@
+"""Builds and runs a pyroomacoustics room from a `SimulationPlan` (runs inside a worker process).
+
+Three things pyroomacoustics leaves to its caller, handled here:
+- wall order: our wall ``i`` joins floor-plan vertex ``i`` to ``i + 1`` for shoeboxes and polygons alike;
+  pyroomacoustics names shoebox walls west/east/south/north and reverses clockwise floor plans;
+- materials: our 7 bands (125 Hz - 8 kHz) are padded flat above 8 kHz, so its log-frequency
+  extrapolation to the 16 kHz band at high sample rates cannot invent a slope;
+- duplicate image sources: the general (polygon) image-source search finds a reflection path that passes
+  exactly through an edge twice, once per wall; symmetric placements hit edges often. The shoebox
+  lattice counts each image once; we drop the duplicates so both give the same response.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyroomacoustics as pra
+from numpy.typing import NDArray
+
+from sonalyze_simulation.acoustics.metrics import AIR_ATTENUATION_PER_M, SPEED_OF_SOUND_M_S
+from sonalyze_simulation.bands import BAND_CENTERS_HZ
+from sonalyze_simulation.geometry import signed_area_m2
+from sonalyze_simulation.plan import SimulationPlan, SurfacePlan
+
+# our wall index on the shoebox floor plan (0,0)-(x,0)-(x,y)-(0,y) -> pyroomacoustics' wall name
+SHOEBOX_WALL_NAMES: tuple[str, ...] = ("south", "east", "north", "west")
+_PADDED_CENTERS_HZ: tuple[int, ...] = (*BAND_CENTERS_HZ, 16000, 32000)
+_IMAGE_DEDUPE_DECIMALS: int = 6
+
+
+def _padded(values: tuple[float, ...]) -> list[float]:
+    return [*values, values[-1], values[-1]]
+
+
+def material(surface: SurfacePlan) -> pra.Material:
+    """A pyroomacoustics material with our per-band energy absorption and scattering."""
+    return pra.Material(
+        energy_absorption={"coeffs": _padded(surface.absorption), "center_freqs": list(_PADDED_CENTERS_HZ)},
+        scattering={"coeffs": _padded(surface.scattering), "center_freqs": list(_PADDED_CENTERS_HZ)},
+    )
+
+
+def fractional_delay_offset_samples() -> int:
+    """Samples pyroomacoustics puts before every arrival (half its fractional-delay filter)."""
+    return int(pra.constants.get("frac_delay_length")) // 2
+
+
+def build_room(plan: SimulationPlan) -> pra.Room:
+    """The room with its materials, sources and microphones, configured for the plan's method."""
+    geometry = plan.geometry
+    max_order = -1 if plan.method == "ray_tracing" else int(plan.max_order or 0)
+    surfaces = {s.name: s for s in geometry.surfaces}
+    walls = [surfaces[f"wall_{i}"] for i in range(geometry.n_walls)]
+    common = {"fs": plan.sample_rate_hz, "max_order": max_order, "air_absorption": False}
+
+    if geometry.kind == "shoebox":
+        materials = {name: material(wall) for name, wall in zip(SHOEBOX_WALL_NAMES, walls, strict=True)}
+        materials["floor"] = material(surfaces["floor"])
+        materials["ceiling"] = material(surfaces["ceiling"])
+        room = pra.ShoeBox(list(geometry.dimensions_m), materials=materials, **common)
+    else:
+        vertices = list(geometry.vertices)
+        if signed_area_m2(vertices) < 0:
+            # pyroomacoustics wants counter-clockwise corners; reversing the ring maps our wall i
+            # (vertex i -> i+1) to its wall n-2-i (mod n)
+            n = len(vertices)
+            vertices = vertices[::-1]
+            walls = [walls[(n - 2 - j) % n] for j in range(n)]
+        corners = np.asarray(vertices, dtype=float).T
+        room = pra.Room.from_corners(corners, materials=[material(w) for w in walls], **common)
+        room.extrude(
+            geometry.height_m,
+            materials={"floor": material(surfaces["floor"]), "ceiling": material(surfaces["ceiling"])},
+        )
+    room.set_sound_speed(SPEED_OF_SOUND_M_S)
+    if plan.air_absorption:
+        room.set_air_absorption(coefficients=_padded(AIR_ATTENUATION_PER_M), center_freqs=list(_PADDED_CENTERS_HZ))
+    if plan.ray_tracing is not None:
+        rt = plan.ray_tracing
+        room.set_ray_tracing(
+            n_rays=rt.n_rays,
+            receiver_radius=rt.receiver_radius_m,
+            energy_thres=rt.energy_threshold,
+            time_thres=rt.time_threshold_s,
+            hist_bin_size=rt.hist_bin_size_s,
+        )
+    for source in plan.sources:
+        room.add_source(list(source.position_m))
+    room.add_microphone_array(np.asarray([m.position_m for m in plan.microphones], dtype=float).T)
+    return room
+
+
+def drop_duplicate_images(room: pra.Room) -> int:
+    """Hide image sources a microphone sees twice (same position); returns how many were hidden.
+
+    Two wall sequences can give the same image (X then Y, Y then X at a right-angled corner); for a given
+    microphone normally only one of them is a valid path. Both are valid only when the path runs exactly
+    through the edge, and then the arrival is counted once.
+    """
+    hidden = 0
+    for s, source in enumerate(room.sources):
+        images = getattr(source, "images", None)
+        if images is None or images.size == 0:
+            continue
+        rounded = np.round(images.T.astype(np.float64), _IMAGE_DEDUPE_DECIMALS)
+        visibility = room.visibility[s]
+        for m in range(visibility.shape[0]):
+            visible = np.flatnonzero(visibility[m])
+            if visible.size < 2:
+                continue
+            _, first = np.unique(rounded[visible], axis=0, return_index=True)
+            duplicate = np.setdiff1d(visible, visible[first])
+            visibility[m, duplicate] = 0
+            hidden += int(duplicate.size)
+    return hidden
+
+
+def compute_impulse_responses(room: pra.Room, *, polygon: bool) -> list[list[NDArray[np.float64]]]:
+    """``rirs[m][s]``: the impulse response from source ``s`` to microphone ``m`` (1-D, at the room's rate)."""
+    if room.simulator_state["ism_needed"]:
+        room.image_source_model()
+        if polygon:
+            drop_duplicate_images(room)
+    if room.simulator_state["rt_needed"]:
+        room.ray_tracing()
+    room.compute_rir()
+    return [[np.asarray(ir, dtype=np.float64) for ir in per_mic] for per_mic in room.rir]
+
+
+def seed_engine(seed: int) -> None:
+    """Seed pyroomacoustics' generators (numpy and its C++ ray tracer).
+
+    They are process-wide; a worker runs one simulation at a time, so seeding at the start of each run
+    makes every run reproducible without affecting another.
+    """
+    pra.random.seed(numpy=seed, libroom=seed)

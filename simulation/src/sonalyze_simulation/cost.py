@@ -1,0 +1,142 @@
+"""The cost guard's estimate: how many seconds of one core a simulation will take, and of what.
+
+The model counts the work each stage does (image sources visited, ray hops, samples synthesised and
+analysed) and multiplies by per-unit times measured on the reference machine (2-core x86 VM;
+``bench/simulation.py`` reprints them). It is meant to be right within a factor of ~2, which is all a
+guard needs: refuse what would pin a worker for minutes, say which knob drives the cost.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+# seconds per unit of work, measured with pyroomacoustics 0.10.1 (see bench/simulation.py)
+SHOEBOX_IMAGE_S: Final = 1.2e-6
+"""Per image source and microphone: lattice enumeration plus writing its filtered arrival."""
+POLYGON_IMAGE_VISIT_S: Final = 0.6e-6
+"""Per node of the general image-source search (visibility tests included)."""
+POLYGON_BRANCHING_DIVISOR: Final = 1.77
+"""The search visits about ``(n_walls - 1) / 1.77`` children per node: invalid reflections are pruned."""
+RAY_HOP_PER_WALL_S: Final = 2.5e-8
+"""Per ray reflection and wall tested."""
+RAY_HOP_PER_MIC_S: Final = 1.0e-8
+"""Per ray reflection and receiver tested."""
+SYNTH_SAMPLE_S: Final = 2.5e-6
+"""Per output sample of a ray-traced response (noise per band, filtering, summing)."""
+METRICS_SAMPLE_S: Final = 0.5e-6
+"""Per sample of a response analysed by the shared metrics (octave filters, Schroeder, STI)."""
+BASE_S: Final = 0.05
+"""Fixed cost of one run (room set-up, pickling)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CostInputs:
+    n_sources: int
+    n_microphones: int
+    method: str
+    max_order: int | None
+    is_shoebox: bool
+    n_walls_total: int
+    sample_rate_hz: int
+    expected_rt60_s: float
+    """Longest band's reverberation estimate (Sabine, with air if used): sets response lengths."""
+    min_band_decay_per_hop: float
+    """Energy lost per reflection (plus air over a mean free path) in the slowest band, in nepers."""
+    n_rays: int | None
+    ray_time_threshold_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class CostEstimate:
+    image_sources_s: float
+    ray_tracing_s: float
+    synthesis_s: float
+    metrics_s: float
+    base_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.image_sources_s + self.ray_tracing_s + self.synthesis_s + self.metrics_s + self.base_s
+
+    def largest(self) -> str:
+        parts = {
+            "image_sources": self.image_sources_s,
+            "ray_tracing": self.ray_tracing_s,
+            "synthesis": self.synthesis_s,
+            "metrics": self.metrics_s,
+        }
+        return max(parts, key=lambda k: parts[k])
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "image_sources_s": round(self.image_sources_s, 3),
+            "ray_tracing_s": round(self.ray_tracing_s, 3),
+            "synthesis_s": round(self.synthesis_s, 3),
+            "metrics_s": round(self.metrics_s, 3),
+            "total_s": round(self.total_s, 3),
+        }
+
+
+def shoebox_image_count(max_order: int) -> int:
+    """Image sources of a 3-D shoebox up to ``max_order`` (the count pyroomacoustics enumerates)."""
+    n = max_order
+    return 1 + 2 * n * (2 * n * n + 3 * n + 4) // 3
+
+
+def polygon_image_visits(max_order: int, n_walls: int) -> float:
+    """Estimated nodes of the general image-source search up to ``max_order``."""
+    branching = max(1.0, (n_walls - 1) / POLYGON_BRANCHING_DIVISOR)
+    return 1.0 + sum(n_walls * branching ** (k - 1) for k in range(1, max_order + 1))
+
+
+def estimate_cost(inputs: CostInputs) -> CostEstimate:
+    """Seconds of one core per stage; see the module docstring for the model."""
+    n_pairs = inputs.n_sources * inputs.n_microphones
+    uses_ism = inputs.method in ("ism", "hybrid")
+    uses_rt = inputs.method in ("ray_tracing", "hybrid")
+    order = inputs.max_order or 0
+
+    image_s = 0.0
+    ism_length_s = 0.0
+    if uses_ism:
+        if inputs.is_shoebox:
+            image_s = SHOEBOX_IMAGE_S * shoebox_image_count(order) * n_pairs
+        else:
+            visits = polygon_image_visits(order, inputs.n_walls_total)
+            image_s = POLYGON_IMAGE_VISIT_S * visits * inputs.n_sources * (1 + 0.25 * inputs.n_microphones)
+        ism_length_s = inputs.expected_rt60_s if inputs.method == "ism" else 0.0
+
+    ray_s = 0.0
+    rt_length_s = 0.0
+    if uses_rt and inputs.n_rays:
+        hops = min(
+            math.log(1e7) / max(inputs.min_band_decay_per_hop, 1e-6),
+            inputs.ray_time_threshold_s * 343.0,  # a hop is at least ~1 m long in any room we accept
+        )
+        per_hop_s = RAY_HOP_PER_WALL_S * inputs.n_walls_total + RAY_HOP_PER_MIC_S * inputs.n_microphones
+        ray_s = inputs.n_rays * inputs.n_sources * hops * per_hop_s
+        rt_length_s = min(1.2 * inputs.expected_rt60_s, inputs.ray_time_threshold_s)
+
+    length_samples = max(ism_length_s, rt_length_s, 0.1) * inputs.sample_rate_hz
+    synthesis_s = SYNTH_SAMPLE_S * rt_length_s * inputs.sample_rate_hz * n_pairs if uses_rt else 0.0
+    metrics_s = METRICS_SAMPLE_S * length_samples * n_pairs
+    return CostEstimate(image_s, ray_s, synthesis_s, metrics_s, BASE_S)
+
+
+def advice(estimate: CostEstimate, inputs: CostInputs) -> str:
+    """What to reduce, for the stage that dominates."""
+    n_pairs = inputs.n_sources * inputs.n_microphones
+    pairs = f"the number of source x microphone pairs (now {n_pairs})"
+    match estimate.largest():
+        case "image_sources":
+            extra = "" if inputs.is_shoebox else ", simplify the floor plan (fewer walls)"
+            extra += f", {pairs}" if n_pairs > 1 else ""
+            return f"reduce max_order (now {inputs.max_order}){extra}, or use method=hybrid with max_order 2-3"
+        case "ray_tracing":
+            return f"reduce n_rays (now {inputs.n_rays}), the number of sources, or the room's reverberation"
+        case "synthesis":
+            return f"reduce sample_rate_hz (now {inputs.sample_rate_hz}) or {pairs}"
+        case _:
+            return f"reduce {pairs} or sample_rate_hz (now {inputs.sample_rate_hz})"

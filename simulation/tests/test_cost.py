@@ -1,0 +1,56 @@
+"""The cost model: counts that match pyroomacoustics, and costs that grow with every knob."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyroomacoustics as pra
+import pytest
+
+from sonalyze_simulation.cost import CostInputs, advice, estimate_cost, shoebox_image_count
+
+BASE = CostInputs(
+    n_sources=1,
+    n_microphones=1,
+    method="hybrid",
+    max_order=3,
+    is_shoebox=True,
+    n_walls_total=6,
+    sample_rate_hz=16000,
+    expected_rt60_s=0.5,
+    min_band_decay_per_hop=0.22,
+    n_rays=5000,
+    ray_time_threshold_s=1.0,
+)
+
+
+class TestShoeboxImageCount:
+    @pytest.mark.parametrize("order", [0, 1, 2, 5, 9])
+    def test_matches_the_engine(self, order: int) -> None:
+        room = pra.ShoeBox([5.0, 4.0, 2.5], fs=8000, max_order=order)
+        room.add_source([2.0, 1.5, 1.2])
+        room.add_microphone([3.0, 2.5, 1.5])
+        room.image_source_model()
+        assert room.sources[0].images.shape[1] == shoebox_image_count(order)
+
+
+class TestEstimate:
+    @pytest.mark.parametrize(
+        ("field", "larger"),
+        [("max_order", 6), ("n_rays", 50000), ("n_microphones", 4), ("sample_rate_hz", 48000), ("n_sources", 3)],
+    )
+    def test_grows_with_each_knob(self, field: str, larger: int) -> None:
+        assert estimate_cost(dataclasses.replace(BASE, **{field: larger})).total_s > estimate_cost(BASE).total_s
+
+    def test_polygon_image_search_grows_exponentially(self) -> None:
+        polygon = dataclasses.replace(BASE, method="ism", is_shoebox=False, n_walls_total=10)
+        costs = [estimate_cost(dataclasses.replace(polygon, max_order=n)).image_sources_s for n in (4, 6, 8)]
+        assert costs[2] / costs[1] > 5 and costs[1] / costs[0] > 5
+        assert np.all(np.diff(costs) > 0)
+
+    def test_advice_names_the_dominant_knob(self) -> None:
+        heavy_rays = dataclasses.replace(BASE, n_rays=1_000_000, min_band_decay_per_hop=0.02, ray_time_threshold_s=10)
+        assert "n_rays" in advice(estimate_cost(heavy_rays), heavy_rays)
+        heavy_images = dataclasses.replace(BASE, method="ism", is_shoebox=False, n_walls_total=12, max_order=12)
+        assert "max_order" in advice(estimate_cost(heavy_images), heavy_images)

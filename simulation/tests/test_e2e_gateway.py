@@ -1,0 +1,101 @@
+"""Through the real gateway: the spec's curl example over HTTP, the IR download, ``simulation.run`` over /ws.
+
+The gateway and the simulation run as uvicorn processes on free ports (``sonalyze_suite``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import soundfile as sf
+from sonalyze_suite.launcher import Suite, SuiteConfig
+from websockets.asyncio.client import connect
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "e2e-simulation-token"
+
+
+@pytest.fixture(scope="module")
+def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("simulation_e2e")
+    config = SuiteConfig.on_free_ports(
+        data_dir=root / "data",
+        state_dir=root / "state",
+        services=("simulation", "gateway"),
+        internal_auth_token=TOKEN,
+        log_level="WARNING",
+    )
+    suite = Suite(config, log_dir=root / "logs")
+    suite.start(timeout_s=90)
+    try:
+        yield config.url("gateway")
+    finally:
+        suite.stop()
+
+
+def curl_example_body() -> str:
+    """The ``-d`` payload of the spec's "Run Simulation" example, character for character."""
+    return """{
+    "room": {
+      "type": "shoebox",
+      "dimensions_m": [5.0, 4.0, 2.5],
+      "default_material": {"absorption": 0.2}
+    },
+    "sources": [{"id": "s1", "position_m": [2.5, 0.5, 1.2]}],
+    "microphones": [{"id": "m1", "position_m": [2.5, 3.5, 1.2]}]
+  }"""
+
+
+async def test_curl_example_through_the_gateway(gateway_url: str, tmp_path: Path) -> None:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=60) as client:
+        response = await client.post(
+            "/v1/simulation/simulate", content=curl_example_body(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        (result,) = body["results"]
+        assert any(row["rt60_s"] is not None for row in [result["broadband"], *result["bands"].values()])
+        assert set(result["bands"]) == {"125", "250", "500", "1000", "2000", "4000", "8000"}
+        assert body["room"]["eyring_rt60_s"]["1000"] > 0
+
+        # the IR's path is the service's own; through the gateway it sits under /v1/simulation
+        wav = await client.get("/v1/simulation" + result["ir_url"])
+        assert wav.status_code == 200 and wav.headers["content-type"] == "audio/wav"
+        samples, rate_hz = sf.read(io.BytesIO(wav.content))
+        assert rate_hz == 48000
+        assert samples.size == pytest.approx(result["ir_length_s"] * rate_hz, abs=5)
+
+        materials = (await client.get("/v1/simulation/materials")).json()
+        assert materials["count"] >= 30
+
+
+async def test_simulation_run_over_the_websocket(gateway_url: str) -> None:
+    ws_url = gateway_url.replace("http://", "ws://") + "/ws?device_id=sim-phone"
+    data = json.loads(curl_example_body())
+    data["sample_rate_hz"] = 16000
+    async with connect(ws_url) as socket:
+        await socket.send(json.dumps({"event": "simulation.run", "request_id": "42", "data": data}))
+        frame = json.loads(await socket.recv())
+        while frame.get("type") == "event":
+            frame = json.loads(await socket.recv())
+    assert frame["type"] == "response", frame
+    assert (frame["event"], frame["request_id"]) == ("simulation.run", "42")
+    (result,) = frame["data"]["results"]
+    assert set(result["bands"]) == {"125", "250", "500", "1000", "2000", "4000"} | {"8000"}
+    assert any(row["rt60_s"] is not None for row in [result["broadband"], *result["bands"].values()])
+
+
+async def test_validation_error_through_the_gateway(gateway_url: str) -> None:
+    body = json.loads(curl_example_body())
+    body["microphones"][0]["position_m"] = [2.5, 4.5, 1.2]
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=60) as client:
+        response = await client.post("/v1/simulation/simulate", json=body)
+    assert response.status_code == 400
+    assert "outside the room" in response.json()["error"]["message"]
