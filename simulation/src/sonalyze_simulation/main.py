@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder
 
 from sonalyze_simulation.gateway_handler import HANDLERS
 from sonalyze_simulation.routes import router
@@ -29,6 +30,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         service = SimulationService.from_settings(settings)
         if settings.simulation_warm_workers:
             service.pool.warm_up()
+        service.recorder = await StorageRecorder.from_settings("simulation", settings)
         app.state.service = service
         logger.info(
             "simulation pool: %d workers, queue wait %.1f s, cost budget %.1f s",
@@ -40,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             service.pool.shutdown()
+            if service.recorder is not None:
+                await service.recorder.aclose()
 
     app = FastAPI(title="Sonalyze simulation", lifespan=lifespan)
     app.state.settings = settings

@@ -6,9 +6,12 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sonalyze_protocol.errors import AppError, BadRequest, InternalError, NotFound
+from sonalyze_protocol.logs import device_id_var
+from sonalyze_protocol.storage_client import StorageRecorder
 
 from sonalyze_simulation.bands import BAND_KEYS
 from sonalyze_simulation.ir_store import IrStore, StoredIr
@@ -39,6 +42,7 @@ class SimulationService:
     settings: Settings
     pool: SimulationPool
     irs: IrStore
+    recorder: StorageRecorder | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SimulationService:
@@ -57,15 +61,18 @@ class SimulationService:
         """Plan (may refuse), run in the pool, keep the responses for the IR endpoint, build the answer."""
         started = time.perf_counter()
         planned = make_plan(request, self.limits)
+        simulation_id = uuid.uuid4().hex
+        self._record_job(simulation_id, request, status="running")
         try:
             result = await self.pool.run(run_plan, planned.plan)
-        except AppError:
+        except AppError as exc:
+            self._record_job(simulation_id, request, status="failed", error=exc.message)
             raise
         except Exception as exc:
             logger.exception("simulation failed in its worker")
+            self._record_job(simulation_id, request, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise InternalError(f"the simulation failed: {type(exc).__name__}: {exc}") from None
         output: SimulationOutput = result.value
-        simulation_id = uuid.uuid4().hex
         fs = planned.plan.sample_rate_hz
         self.irs.put(
             simulation_id,
@@ -81,7 +88,50 @@ class SimulationService:
             output.metrics_s,
             result.queue_s,
         )
-        return _response(simulation_id, planned, output, result.queue_s, total_s, self.settings, ir_url_prefix)
+        response = _response(simulation_id, planned, output, result.queue_s, total_s, self.settings, ir_url_prefix)
+        self._record_results(request, response)
+        return response
+
+    def _record_job(self, simulation_id: str, request: SimulationRequest, *, status: str, error: str | None = None) -> None:
+        """Queue the job's state for the storage service (best effort, never delays the answer)."""
+        if self.recorder is None:
+            return
+        self.recorder.in_background(
+            self.recorder.simulation_job(
+                simulation_id,
+                status=status,
+                method=request.method,
+                device_id=device_id_var.get(),
+                error=error,
+                request=request.model_dump(mode="json") if status == "running" else None,
+            )
+        )
+
+    def _record_results(self, request: SimulationRequest, response: SimulationResponse) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            return
+
+        async def write() -> bool:
+            ok = await recorder.simulation_job(
+                response.simulation_id,
+                status="done",
+                method=request.method,
+                completed_at=datetime.now(UTC),
+                summary={"room": response.room.model_dump(mode="json", exclude={"surfaces"}), "elapsed_s": response.elapsed_s},
+            )
+            for index, pair in enumerate(response.results):
+                ok = await recorder.simulation_result(
+                    f"{response.simulation_id}:{index}",
+                    response.simulation_id,
+                    source_id=pair.source_id,
+                    microphone_id=pair.microphone_id,
+                    metrics={"broadband": pair.broadband, "bands": pair.bands},
+                    payload={"distance_m": pair.distance_m, "null_reasons": pair.null_reasons},
+                ) and ok
+            return ok
+
+        recorder.in_background(write())
 
     def impulse_response(self, simulation_id: str, source_id: str | None, microphone_id: str | None) -> StoredIr:
         """One pair's response; with one source or one microphone its id may be left out."""
