@@ -26,7 +26,9 @@ MakeIr = Callable[..., SyntheticIr]
 def make_ir() -> MakeIr:
     """Factory: ``make_ir("medium", inr_db=40, seed=0, **overrides)`` -> SyntheticIr (seeded, deterministic)."""
 
-    def factory(room: str = "medium", *, inr_db: float | None = None, seed: int = 0, **overrides: object) -> SyntheticIr:
+    def factory(
+        room: str = "medium", *, inr_db: float | None = None, seed: int = 0, **overrides: object
+    ) -> SyntheticIr:
         t60_s, drr_db = ROOMS[room]
         return synthetic_ir(
             t60_s, drr_db, overrides.pop("sample_rate_hz", SAMPLE_RATE_HZ), np.random.default_rng(seed),
@@ -42,7 +44,9 @@ def make_decay_energy() -> Callable[..., np.ndarray]:
     return exponential_decay_energy
 
 
-def exponential_decay_energy(t60_s: float, sample_rate_hz: float, n_samples: int, noise_power: float, seed: int) -> np.ndarray:
+def exponential_decay_energy(
+    t60_s: float, sample_rate_hz: float, n_samples: int, noise_power: float, seed: int
+) -> np.ndarray:
     """Squared noise with an exponential envelope ``exp(-13.8 t / T60)`` plus white noise of ``noise_power``."""
     rng = np.random.default_rng(seed)
     t_s = np.arange(n_samples) / sample_rate_hz

@@ -10,6 +10,7 @@ import pytest
 from sonalyze_acoustics import decay
 
 FS = 48000.0
+MakeEnergy = Callable[..., np.ndarray]
 
 
 def _decay_time_s(edc: np.ndarray, top_db: float, bottom_db: float) -> float:
@@ -20,7 +21,9 @@ def _decay_time_s(edc: np.ndarray, top_db: float, bottom_db: float) -> float:
 
 class TestLundebyTruncation:
     @pytest.mark.parametrize("inr_db", [60.0, 40.0, 30.0])
-    def test_noise_power_and_crossing_point_match_the_design(self, inr_db: float, make_decay_energy: Callable[..., np.ndarray]) -> None:
+    def test_noise_power_and_crossing_point_match_the_design(
+        self, inr_db: float, make_decay_energy: MakeEnergy
+    ) -> None:
         t60_s = 1.0
         noise_power = 10 ** (-inr_db / 10)
         energy = make_decay_energy(t60_s, FS, int(3 * FS), noise_power, seed=1)
@@ -31,12 +34,14 @@ class TestLundebyTruncation:
         assert result.late_slope_db_per_s == pytest.approx(-60.0 / t60_s, rel=0.1)
         assert not result.noise_free
 
-    def test_response_without_noise_floor_is_recognised(self, make_decay_energy: Callable[..., np.ndarray]) -> None:
+    def test_response_without_noise_floor_is_recognised(self, make_decay_energy: MakeEnergy) -> None:
+        """A simulated 0.5 s decay, 1 s long: the data is used until only -100 dB of its energy remains."""
         energy = make_decay_energy(0.5, FS, int(1.0 * FS), 0.0, seed=2)
         result = decay.lundeby_truncation(energy, FS)
         assert result.noise_free
         assert result.noise_power == 0.0
-        assert result.crossing_index == energy.size
+        assert result.crossing_index / FS == pytest.approx(0.5 * 100 / 60, abs=0.02)
+        assert result.late_slope_db_per_s == pytest.approx(-120.0, rel=0.03)
 
     def test_pure_noise_has_no_decay(self) -> None:
         energy = np.random.default_rng(3).standard_normal(int(FS)) ** 2
@@ -59,16 +64,29 @@ class TestLundebyTruncation:
             decay.lundeby_truncation(energy, sample_rate_hz, start_index=start_index)
 
 
+class TestSimulatedResponses:
+    def test_truncated_noise_free_decay_gets_its_tail_back(self, make_decay_energy: MakeEnergy) -> None:
+        """An image-source response stops early (here after 35 dB of a 1 s decay): T30 from the compensated
+        curve, not the plain one that droops towards the end of the data."""
+        t60_s = 1.0
+        energy = make_decay_energy(t60_s, FS, int(0.6 * FS), 0.0, seed=6)
+        analysis = decay.analyse_decay(energy, FS, start_index=0)
+        plain = decay.schroeder_curve(energy, start_index=0, stop_index=energy.size)
+        assert analysis.lundeby.noise_free
+        assert _decay_time_s(analysis.edc, -5, -35) == pytest.approx(t60_s, rel=0.02)
+        assert _decay_time_s(plain, -5, -35) < 0.95 * t60_s
+
+
 class TestCompensatedSchroederCurve:
     @pytest.mark.parametrize("inr_db", [60.0, 45.0])
-    def test_t30_of_a_noisy_decay_matches_the_design(self, inr_db: float, make_decay_energy: Callable[..., np.ndarray]) -> None:
+    def test_t30_of_a_noisy_decay_matches_the_design(self, inr_db: float, make_decay_energy: MakeEnergy) -> None:
         t60_s = 1.0
         energy = make_decay_energy(t60_s, FS, int(3 * FS), 10 ** (-inr_db / 10), seed=4)
         analysis = decay.analyse_decay(energy, FS, start_index=0)
         assert _decay_time_s(analysis.edc, -5, -35) == pytest.approx(t60_s, rel=0.05)
         assert analysis.inr_db == pytest.approx(inr_db, abs=3.0)
 
-    def test_uncompensated_curve_is_bent_by_the_noise(self, make_decay_energy: Callable[..., np.ndarray]) -> None:
+    def test_uncompensated_curve_is_bent_by_the_noise(self, make_decay_energy: MakeEnergy) -> None:
         """The plain Schroeder integral over the whole response reads a far longer T30 at 40 dB INR."""
         t60_s = 1.0
         energy = make_decay_energy(t60_s, FS, int(3 * FS), 1e-4, seed=5)

@@ -8,15 +8,18 @@ import math
 import numpy as np
 import pytest
 
-from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, BandParameters, RoomParameters, find_direct_sound, room_parameters
+from sonalyze_acoustics.parameters import (
+    OCTAVE_BANDS_HZ,
+    BandParameters,
+    RoomParameters,
+    find_direct_sound,
+    room_parameters,
+)
 
 TIME_FIELDS = ("edt_s", "t20_s", "t30_s")
 LEVEL_FIELDS = ("c50_db", "c80_db", "drr_db")
-MID_BANDS = ("500", "1000", "2000", "4000")
-EDGE_BANDS = ("125", "250", "8000")
-# Known gap: the brief asks 5 % / 1 dB at 250 Hz as well; measured worst cases there are 7 % (EDT, T20, T30),
-# so 250 Hz is held to the 125/8000 Hz limits (10 % / 1.5 dB) until that is fixed. Likewise EDT at 125 Hz reaches
-# 10.3 % in one case (target 10 %) and is held to 12 %.
+MID_BANDS = ("250", "500", "1000", "2000", "4000")
+EDGE_BANDS = ("125", "8000")
 REFERENCE_ROOMS = ("medium", "dry", "live", "flat_close")
 
 
@@ -37,11 +40,11 @@ def _errors(parameters: RoomParameters, truth: dict[str, dict[str, float]]) -> d
 
 
 class TestAccuracy:
-    """Targets of issue 5 (relative error for times, dB for levels), seeds 0 and 1 of every reference room.
+    """Targets of issue 5 (relative error for times, dB for levels), seeds 0-2 of every reference room.
 
     The truth is that of the clean components (``SyntheticIr.truth``); STI within 0.03 of it."""
 
-    @pytest.mark.parametrize("seed", [0, 1])
+    @pytest.mark.parametrize("seed", [0, 1, 2])
     @pytest.mark.parametrize("room", REFERENCE_ROOMS)
     @pytest.mark.parametrize("inr_db", [60.0, 40.0])
     def test_values_meet_the_targets(self, make_ir, room: str, inr_db: float, seed: int) -> None:
@@ -51,11 +54,10 @@ class TestAccuracy:
         for (key, name), error in _errors(parameters, case.truth).items():
             mid = key in MID_BANDS or key == "broadband"
             limit = (0.05 if mid else 0.10) if name in TIME_FIELDS else (1.0 if mid else 1.5)
-            if (key, name) == ("125", "edt_s"):
-                limit = 0.12
-            required = mid and name != "t30_s" or inr_db >= 60
+            # At 60 dB every value must be there; at 40 dB all but T30 in the bands held to the tight limits.
+            required = inr_db >= 60 or (mid and name != "t30_s")
             if error is None:
-                if required and not (name == "t30_s" or key in EDGE_BANDS):
+                if required:
                     failures.append(f"{key}.{name} is None: {_bands_of(parameters)[key].null_reasons.get(name)}")
             elif abs(error) > limit:
                 failures.append(f"{key}.{name} error {error:+.3f} > {limit}")
@@ -100,16 +102,53 @@ class TestAccuracy:
         assert parameters.bands[1000].rt60_s == pytest.approx(case.truth["1000"]["t30_s"], rel=0.05)
 
 
+class TestNoiseExcitation:
+    def test_gaussian_band_noise_decays_are_measured_without_bias(self, make_ir) -> None:
+        """Band-filtered Gaussian noise: one realisation scatters (EDT by 10-40 % at low bands, the statistics of
+        a short decay), but over 4 rooms x 3 seeds the mean T20/T30 error against the design stays small."""
+        errors: dict[str, list[float]] = {"t20_s": [], "t30_s": []}
+        for room in REFERENCE_ROOMS:
+            for seed in range(3):
+                case = make_ir(room, inr_db=60.0, seed=seed, excitation="noise")
+                parameters = room_parameters(case.ir, case.sample_rate_hz)
+                for band in (500, 1000, 2000, 4000):
+                    for name in errors:
+                        value = getattr(parameters.bands[band], name)
+                        assert value is not None, parameters.bands[band].null_reasons
+                        errors[name].append(value / case.expected[str(band)][name] - 1)
+        for name, values in errors.items():
+            assert abs(np.mean(values)) < 0.02, (name, np.mean(values))
+
+
+class TestDirectSound:
+    def test_first_arrival_wins_over_a_stronger_reflection(self) -> None:
+        ir = np.zeros(48000)
+        ir[1000] = 0.5
+        ir[1240] = -0.8  # 5 ms later, 4 dB stronger
+        ir[1300:] = np.random.default_rng(0).standard_normal(46700) * 1e-3 * np.exp(-np.arange(46700) / 4000)
+        found = find_direct_sound(ir, 48000.0)
+        assert found.onset_index == 1000
+        assert found.peak_index == 1000
+
+    def test_noise_before_the_direct_sound_is_ignored(self) -> None:
+        rng = np.random.default_rng(1)
+        ir = rng.standard_normal(48000) * 1e-3
+        ir[5000] = 1.0
+        assert find_direct_sound(ir, 48000.0).onset_index == 5000
+
+
 class TestContract:
     def test_as_dict_has_the_agreed_shape_and_is_strict_json(self, make_ir) -> None:
         case = make_ir("medium", inr_db=30.0)
         result = room_parameters(case.ir, case.sample_rate_hz).as_dict()
         assert set(result) == {"broadband", "bands", "null_reasons", "quality"}
-        assert set(result["broadband"]) == {"edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db", "sti"}
+        band_fields = {"edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db"}
+        assert set(result["broadband"]) == band_fields | {"sti"}
         assert list(result["bands"]) == [str(band) for band in OCTAVE_BANDS_HZ]
         for values in result["bands"].values():
-            assert set(values) == {"edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db"}
-        for key, values in [("broadband", result["broadband"]), *((f"bands.{b}", v) for b, v in result["bands"].items())]:
+            assert set(values) == band_fields
+        groups = [("broadband", result["broadband"]), *((f"bands.{b}", v) for b, v in result["bands"].items())]
+        for key, values in groups:
             for name, value in values.items():
                 if value is None:
                     assert result["null_reasons"][f"{key}.{name}"]
@@ -132,12 +171,29 @@ class TestContract:
         assert parameters.bands[1000].t30_s == pytest.approx(case.truth["1000"]["t30_s"], rel=0.05)
         assert all(math.isfinite(band.inr_db) for band in _bands_of(parameters).values())
 
+    def test_truncated_simulated_response_keeps_its_decay_times(self, make_ir) -> None:
+        """Image-source responses stop before the decay ends: 0.6 s of a 0.8 s decay, no noise."""
+        case = make_ir("medium", inr_db=None, duration_s=0.65)
+        parameters = room_parameters(case.ir, case.sample_rate_hz)
+        for band in (1000, 2000, 4000):
+            assert parameters.bands[band].rt60_s == pytest.approx(case.expected[str(band)]["t30_s"], rel=0.05)
+            assert parameters.bands[band].c80_db == pytest.approx(case.truth[str(band)]["c80_db"], abs=1.0)
+
     def test_direct_index_hint_and_detection_agree(self, make_ir) -> None:
         case = make_ir("medium", inr_db=40.0)
         found = find_direct_sound(case.ir, case.sample_rate_hz)
         assert found.onset_index == case.direct_index
         hinted = room_parameters(case.ir, case.sample_rate_hz, direct_index=case.direct_index + 20)
         assert hinted.direct_index == case.direct_index
+
+    @pytest.mark.parametrize("sample_rate_hz", [44100.0, 96000.0])
+    def test_other_sample_rates_give_the_same_values(self, make_ir, sample_rate_hz: float) -> None:
+        case = make_ir("medium", inr_db=60.0, sample_rate_hz=sample_rate_hz)
+        parameters = room_parameters(case.ir, sample_rate_hz)
+        for band in (500, 1000, 4000):
+            assert parameters.bands[band].t30_s == pytest.approx(case.truth[str(band)]["t30_s"], rel=0.05)
+            assert parameters.bands[band].c80_db == pytest.approx(case.truth[str(band)]["c80_db"], abs=1.0)
+        assert parameters.sti == pytest.approx(case.sti, abs=0.03)
 
     def test_16_khz_response_has_no_8_khz_band_and_no_sti(self, make_ir) -> None:
         case = make_ir("medium", inr_db=50.0)

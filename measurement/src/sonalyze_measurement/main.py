@@ -6,10 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder
 
+from sonalyze_measurement.analysis_pool import AnalysisPool
+from sonalyze_measurement.api.routes import router
+from sonalyze_measurement.gateway_handler import HANDLERS
+from sonalyze_measurement.reference_store import ReferenceStore
+from sonalyze_measurement.service import Services
 from sonalyze_measurement.settings import Settings
+from sonalyze_measurement.storage import JobStore
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -18,12 +26,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        data_dir = settings.measurement_data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        pool = AnalysisPool(settings.measurement_analysis_workers, settings.measurement_analysis_timeout_s)
+        pool.start()
+        recorder = await StorageRecorder.from_settings("measurement", settings)
+        app.state.services = Services(
+            settings=settings, jobs=JobStore(data_dir), references=ReferenceStore(data_dir), pool=pool, recorder=recorder
+        )
+        try:
+            yield
+        finally:
+            pool.shutdown()
+            if recorder is not None:
+                await recorder.aclose()
 
     app = FastAPI(title="Sonalyze measurement", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
+    app.include_router(router)
+    app.include_router(gateway_handle_router(HANDLERS, plain_context))
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

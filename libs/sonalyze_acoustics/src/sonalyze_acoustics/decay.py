@@ -50,8 +50,14 @@ MIN_NOISE_FRACTION: Final = 0.1
 """The noise is averaged over at least the last 10 % of the response (Lundeby step 2 and 7)."""
 
 NOISE_FREE_SLOPE_DB: Final = 3.0
-"""If the last 10 % of the response still falls by more than this between its halves, there is no noise
-floor in the data (a simulated or already truncated response): noise power is then taken as 0."""
+"""A response whose last 20 % still falls by more than this, at more than half its earlier rate, has no
+noise floor in the data (a simulated or truncated response): its noise power is taken as 0."""
+
+NOISE_FREE_END_FRACTION: Final = 1e-10
+"""A noise-free response ends where less than this fraction of its energy (-100 dB) remains."""
+
+NOISE_FREE_ITERATIONS: Final = 5
+"""Refits of the late slope of a noise-free response on its tail-completed Schroeder curve."""
 
 MIN_DECAY_DB: Final = 10.0
 """A band needs at least this much decay above its noise floor to be analysed at all."""
@@ -241,7 +247,8 @@ def analyse_decay(
             f"reference_index must be between start_index {start_index} and the truncation point "
             f"{lundeby.crossing_index}, got {reference_index}"
         )
-    return _analyse(np.asarray(energy, dtype=np.float64), float(sample_rate_hz), int(start_index), int(reference_index), lundeby)
+    energy = np.asarray(energy, dtype=np.float64)
+    return _analyse(energy, float(sample_rate_hz), int(start_index), int(reference_index), lundeby)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -282,7 +289,8 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _late_fit(levels_db: np.ndarray, centres: np.ndarray, noise_db: float, peak: int) -> tuple[float, float] | None:
-    """Lundeby step 8: regression of the block levels between noise + 25 dB and noise + 5 dB after the peak."""
+    """Lundeby step 8: regression of the block levels between noise + 25 dB and noise + 5 dB after the peak,
+    with the noise power subtracted from each block before taking its level."""
     after = levels_db[peak:]
     upper = noise_db + LUNDEBY_NOISE_MARGIN_DB + LUNDEBY_FIT_RANGE_DB
     lower = noise_db + LUNDEBY_NOISE_MARGIN_DB
@@ -294,7 +302,10 @@ def _late_fit(levels_db: np.ndarray, centres: np.ndarray, noise_db: float, peak:
     last = first + 1 + int(below_lower[0])
     if last - first < 3:
         return None
-    return _fit_line(centres[peak + first : peak + last], after[first:last])
+    # Fit the decay without the noise (Chu): at noise + 5 dB the noise alone lifts a block by 1.2 dB.
+    noise_power = 10.0 ** (noise_db / 10.0)
+    clean_db = _db(np.maximum(10.0 ** (after[first:last] / 10.0) - noise_power, noise_power * 1e-3))
+    return _fit_line(centres[peak + first : peak + last], clean_db)
 
 
 def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> LundebyResult:
@@ -302,10 +313,7 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
     n_total = decay.size
     n_tail = max(int(MIN_NOISE_FRACTION * n_total), 8)
     tail = decay[-n_tail:]
-    half = tail.size // 2
-    tail_drop_db = float(_db(tail[:half].mean()) - _db(tail[half:].mean()))
-    noise_free = tail[half:].mean() <= 1e-30 * max(decay.max(), 1e-300) or tail_drop_db > NOISE_FREE_SLOPE_DB
-    if noise_free:
+    if tail.mean() <= 1e-30 * max(decay.max(), 1e-300) or _still_decaying(decay, sample_rate_hz):
         return _noise_free_lundeby(decay, sample_rate_hz, start_index)
 
     noise_power = float(tail.mean())
@@ -355,31 +363,66 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
     )
 
 
-def _noise_free_lundeby(decay: np.ndarray, sample_rate_hz: float, start_index: int) -> LundebyResult:
-    """No noise floor in the data: truncate at the last non-negligible sample, fit the last 20 dB."""
-    peak_energy = float(decay.max())
-    if peak_energy <= 0:
-        raise NoDecayError("the band is silent")
-    significant = np.flatnonzero(decay > 1e-30 * peak_energy)
-    end = int(significant[-1]) + 1
+def _still_decaying(decay: np.ndarray, sample_rate_hz: float) -> bool:
+    """True when the response is still decaying at its end (no noise floor reached).
+
+    Block levels (10 ms) of the last 20 % are regressed against time; a noise floor gives a flat line, a
+    decay a slope like the rest of the response. Still decaying: the end's slope is more than half the
+    slope before it and it falls by more than :data:`NOISE_FREE_SLOPE_DB` over the last 20 %.
+    """
     n_block = max(int(round(LUNDEBY_INITIAL_BLOCK_S * sample_rate_hz)), 1)
-    levels_db, centres = _block_levels_db(decay[:end], n_block)
-    if levels_db.size < 4:
-        raise NoDecayError("the response is too short to find a decay")
+    levels_db, centres = _block_levels_db(decay, n_block)
+    n_last = max(int(0.2 * levels_db.size), 3)
     peak = int(np.argmax(levels_db))
-    end_db = float(levels_db[-1])
-    fit_from = np.flatnonzero(levels_db[peak:] < end_db + LUNDEBY_FIT_RANGE_DB)
-    first = peak + int(fit_from[0]) if fit_from.size else peak
-    if levels_db.size - first < 3 or levels_db[peak] - end_db < MIN_DECAY_DB:
-        raise NoDecayError("the band shows less than 10 dB of decay")
-    intercept_db, slope_db_per_sample = _fit_line(centres[first:], levels_db[first:])
-    if slope_db_per_sample >= 0:
-        raise NoDecayError("the band's energy does not decay")
+    if levels_db.size - n_last - peak < 3:
+        return False
+    _, slope_before = _fit_line(centres[peak:-n_last], levels_db[peak:-n_last])
+    _, slope_end = _fit_line(centres[-n_last:], levels_db[-n_last:])
+    drop_db = -slope_end * (centres[-1] - centres[-n_last])
+    return bool(slope_before < 0 and slope_end < 0.5 * slope_before and drop_db > NOISE_FREE_SLOPE_DB)
+
+
+def _noise_free_lundeby(decay: np.ndarray, sample_rate_hz: float, start_index: int) -> LundebyResult:
+    """No noise floor in the data (a simulated or already truncated response).
+
+    The data ends where less than 1e-10 (-100 dB) of the energy remains. The late slope is the regression of
+    the Schroeder curve (dB) from -5 dB down to its level at the start of the last 10 % of the data
+    (image-source responses are too sparse for block levels), the curve completed with the tail the slope
+    implies (a few fixed-point iterations), and the late line passes through the mean energy of that last
+    10 %: it supplies the tail beyond the end, as for a noisy response.
+    """
+    total = float(decay.sum())
+    if total <= 0:
+        raise NoDecayError("the band is silent")
+    remaining = np.cumsum(decay[::-1])[::-1]
+    end = int(np.searchsorted(-remaining, -NOISE_FREE_END_FRACTION * total))
+    end = min(max(end, 32), decay.size)
+    n_tail = max(int(MIN_NOISE_FRACTION * end), 8)
+    edc_db = _db(remaining[:end] / total)
+    bottom_db = float(edc_db[end - n_tail])
+    if bottom_db > -MIN_DECAY_DB:
+        raise NoDecayError(f"the band shows only {-bottom_db:.0f} dB of decay (less than {MIN_DECAY_DB:.0f} dB)")
+    index = np.flatnonzero(edc_db[: end - n_tail] <= -5.0)
+    if index.size < 3:
+        raise NoDecayError("the band's decay is too short to fit")
+    index = index[:: max(index.size // 2000, 1)]
+    tail_level_db = float(_db(decay[end - n_tail : end].mean()))
+    tail_power = 10.0 ** (tail_level_db / 10.0)
+    curve = remaining[index]
+    # The plain curve droops towards the end of the data; refit on the curve completed by the tail the
+    # previous fit implies, until the slope settles.
+    for _ in range(NOISE_FREE_ITERATIONS):
+        _, slope_db_per_sample = _fit_line(index.astype(np.float64), _db(curve / curve[0]))
+        if slope_db_per_sample >= 0:
+            raise NoDecayError("the band's energy does not decay")
+        decay_per_sample = -slope_db_per_sample * np.log(10.0) / 10.0
+        tail_energy = tail_power * 10.0 ** (slope_db_per_sample * n_tail / 2.0 / 10.0) / decay_per_sample
+        curve = remaining[index] + tail_energy
     return LundebyResult(
         crossing_index=start_index + end,
         noise_power=0.0,
         late_slope_db_per_s=slope_db_per_sample * sample_rate_hz,
-        late_level_db=intercept_db,
+        late_level_db=tail_level_db - slope_db_per_sample * (end - n_tail / 2.0),
         noise_free=True,
         n_iterations=0,
     )

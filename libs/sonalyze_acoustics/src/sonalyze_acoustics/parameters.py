@@ -15,17 +15,25 @@ Definitions (ISO 3382-1:2009, Annex A), with ``E(a, b)`` the band energy between
 the direct sound and ``EDC`` the Schroeder curve normalised to the total energy:
 
 - EDT: ``-60 / s`` with ``s`` (dB/s) the least-squares slope of ``EDC_dB`` between 0 and -10 dB,
-  T20 between -5 and -25 dB, T30 between -5 and -35 dB (the 60 dB extrapolation, ISO 3382-1 A.2).
+  T20 between -5 and -25 dB, T30 between -5 and -35 dB (extrapolated to 60 dB, ISO 3382-1 Annex A).
 - ``C50 = 10 log10(E(0, 50 ms) / E(50 ms, inf))``, ``C80`` likewise with 80 ms, ``D50 = E(0, 50 ms) / E(0, inf)``.
-- ``DRR = 10 log10(E_direct / E_reverberant)``, the direct part being the first arrival up to
-  :data:`DIRECT_WINDOW_S` after its peak (see :func:`_energies` for the reverberation inside that window).
+- ``DRR = 10 log10(E_direct / E_reverberant)``: the direct part is the response windowed from
+  :data:`DIRECT_PRE_S` before the onset to :data:`DIRECT_WINDOW_S` after the peak (raised-cosine ramps of
+  :data:`DIRECT_RAMP_S`), band-filtered on its own; the reverberant part is the band energy of the rest, so
+  the interference of the two inside a band's long filter response counts for neither. Reflections arriving
+  within about 1.5 ms of the direct sound count as direct.
+- The 50 and 80 ms boundaries (and the start of the integration) move by the band filter's energy advance
+  (:func:`sonalyze_acoustics.bands.band_energy_delay_s`), since the time-reversed filter moves energy earlier.
 
-Reliability rules (decided by measuring, see the package README):
+Reliability rules (decided by measuring on :mod:`sonalyze_acoustics.synthetic` responses, see the README):
 
 - ``rt60_s`` is T30 when the measured curve reaches :data:`DECAY_MARGIN_DB` below -35 dB, else T20 when it
-  reaches the margin below -25 dB, else None. EDT needs -10 dB minus the margin. The curve is noise
-  compensated, so a 5 dB margin suffices where ISO 3382-1 asks 10 dB for uncompensated curves.
-- Energy ratios need an impulse-to-noise ratio of at least :data:`MIN_INR_ENERGY_DB`.
+  reaches the margin below -25 dB, else None (the curve is noise compensated, so 5 dB suffices where
+  ISO 3382-1 asks 10 dB for plain curves; 125 and 250 Hz use :data:`LOW_BAND_DECAY_MARGIN_DB`).
+  T20/T30 are also None when their regression is not straight (:data:`MAX_NONLINEARITY_PERMILLE`) or when
+  T30 and T20 disagree by more than :data:`MAX_CURVATURE`.
+- EDT needs a decay range of :data:`EDT_MIN_DECAY_RANGE_DB`; EDT and the energy ratios need an
+  impulse-to-noise ratio of :data:`MIN_INR_ENERGY_DB`.
 
 References
 ----------
@@ -51,19 +59,32 @@ OCTAVE_BANDS_HZ: Final = _bands.OCTAVE_BANDS_HZ
 
 DECAY_MARGIN_DB: Final = 5.0
 """The measured (not extrapolated) Schroeder curve must reach this far below the end of the T20 and T30
-evaluation ranges."""
+evaluation ranges (the curve is noise compensated, so less than ISO 3382-1's 10 dB for plain curves)."""
+
+LOW_BAND_DECAY_MARGIN_DB: Final = {125: 10.0, 250: 7.0}
+"""Larger margins for the low bands, whose decays have the fewest degrees of freedom (bandwidth x time) and
+the widest filter overlap: measured T30 errors at 5-7 dB margin reached 11 % at 125 Hz and 6 % at 250 Hz."""
 
 EDT_MIN_DECAY_RANGE_DB: Final = 25.0
 """EDT needs a decay range of at least this (its -10 dB end plus 15 dB): with less, the early curve is
 dominated by the noise compensation and EDT scatters by tens of per cent in the low bands (measured)."""
 
+EDT_MIN_SPAN_S: Final = 0.03
+"""EDT is None when the curve falls from the direct sound to -10 dB in less than this: with a strong direct
+sound (DRR above about +5 dB) the EDT range holds only a few dB of actual decay, lasting a few ms, and the
+regression then follows the band filter's smearing of the direct sound (measured errors 10-20 %)."""
+
+EDT_SPAN_PER_DELAY: Final = 6.0
+"""... and in less than this many times the band filter's energy delay (48 ms at 125 Hz, 24 ms at 250 Hz)."""
+
 MAX_NONLINEARITY_PERMILLE: Final = 50.0
-"""T20 and T30 are None when their regression's non-linearity ``1000 (1 - r**2)`` exceeds this. ISO 3382-1 B.2
-calls values above 10 per mille a sign of a curved decay; the beating of real (and synthetic) decays reaches
-15 per mille on straight decays, so the limit is looser and the T30/T20 curvature check backs it up."""
+"""T20 and T30 are None when their regression's non-linearity ``1000 (1 - r**2)`` exceeds this.
+ISO 3382-1 Annex B calls values above 10 per mille a sign of a curved decay; the beating of real (and
+synthetic) decays reaches 15 per mille on straight decays, so the limit is looser and the T30/T20 curvature
+check backs it up."""
 
 MAX_CURVATURE: Final = 0.25
-"""T30 is None when it differs from T20 by more than this fraction (ISO 3382-1 B.3 curvature ``T30/T20 - 1``;
+"""T30 is None when it differs from T20 by more than this fraction (ISO 3382-1 Annex B curvature ``T30/T20 - 1``;
 ISO flags 10 %, real double-slope rooms reach 20 %)."""
 
 MIN_INR_ENERGY_DB: Final = 25.0
@@ -79,7 +100,7 @@ DIRECT_RAMP_S: Final = 0.0005
 """Raised-cosine ramps of the direct sound's window, on both sides of its flat part."""
 
 ONSET_THRESHOLD_DB: Final = -20.0
-"""ISO 3382-1 A.3.4: the impulse response starts where its square first rises above max - 20 dB."""
+"""ISO 3382-1 Annex A: the impulse response starts where its square first rises above max - 20 dB."""
 
 ONSET_SEARCH_S: Final = 0.020
 """The onset is searched up to 20 ms before the strongest peak (a reflection may be stronger than the
@@ -88,6 +109,9 @@ direct sound, but not by more than 20 dB within 20 ms)."""
 LEAD_PAD_S: Final = 0.1
 """Zeros put before the response, so the time-reversed filters' pre-ringing of an early direct sound
 (up to 34 ms at 125 Hz) is kept."""
+
+TRUNCATION_MIN_S: Final = 0.5
+"""At least this much of the response is kept after the broadband noise crossing point."""
 
 MIN_IR_S: Final = 0.05
 """Shortest impulse response accepted, in seconds."""
@@ -223,7 +247,7 @@ def find_direct_sound(ir: np.ndarray, sample_rate_hz: float, *, hint_index: int 
     Notes
     -----
     The peak is the maximum of ``|ir|`` (near the hint if given). The onset is the first sample within
-    :data:`ONSET_SEARCH_S` before the peak whose square is above ``max - 20 dB`` (ISO 3382-1 A.3.4);
+    :data:`ONSET_SEARCH_S` before the peak whose square is above ``max - 20 dB`` (ISO 3382-1 Annex A);
     the direct sound's peak is then the largest sample within 1 ms after the onset, so a first arrival
     weaker than a later reflection is still taken as the direct sound.
     """
@@ -307,10 +331,12 @@ class _DecayFit:
     nonlinearity_permille: float
 
 
-def _decay_time_s(edc_db: np.ndarray, first: int, top_db: float, bottom_db: float, sample_rate_hz: float) -> _DecayFit | None:
+def _decay_time_s(
+    edc_db: np.ndarray, first: int, top_db: float, bottom_db: float, sample_rate_hz: float
+) -> _DecayFit | None:
     """ISO 3382-1 regression of the normalised curve between ``top_db`` and ``bottom_db`` from index ``first``.
 
-    Returns the decay time ``-60 / slope`` and the non-linearity ``xi = 1000 (1 - r**2)`` (ISO 3382-1 B.2).
+    Returns the decay time ``-60 / slope`` and the non-linearity ``xi = 1000 (1 - r**2)`` (ISO 3382-1 Annex B).
     """
     curve = edc_db[first:]
     below_top = np.flatnonzero(curve <= top_db)
@@ -335,7 +361,13 @@ def _decay_time_s(edc_db: np.ndarray, first: int, top_db: float, bottom_db: floa
 
 
 def _decay_times(
-    edc_db: np.ndarray, direct_offset: int, decay_range_db: float, inr_db: float, sample_rate_hz: float
+    edc_db: np.ndarray,
+    direct_offset: int,
+    decay_range_db: float,
+    inr_db: float,
+    sample_rate_hz: float,
+    margin_db: float = DECAY_MARGIN_DB,
+    min_edt_span_s: float = EDT_MIN_SPAN_S,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
@@ -344,7 +376,7 @@ def _decay_times(
         ("t20_s", -5.0, -25.0, "T20"),
         ("t30_s", -5.0, -35.0, "T30"),
     ):
-        needed_db = EDT_MIN_DECAY_RANGE_DB if name == "edt_s" else -bottom_db + DECAY_MARGIN_DB
+        needed_db = EDT_MIN_DECAY_RANGE_DB if name == "edt_s" else -bottom_db + margin_db
         if decay_range_db < needed_db:
             values[name] = None
             reasons[name] = f"decay range {decay_range_db:.0f} dB is below the {needed_db:.0f} dB {label} needs"
@@ -353,6 +385,16 @@ def _decay_times(
             values[name] = None
             reasons[name] = f"impulse-to-noise ratio {inr_db:.0f} dB is below the {MIN_INR_ENERGY_DB:.0f} dB EDT needs"
             continue
+        if name == "edt_s":
+            below = np.flatnonzero(edc_db[direct_offset:] <= -10.0)
+            span_s = below[0] / sample_rate_hz if below.size else 0.0
+            if span_s < min_edt_span_s:
+                values[name] = None
+                reasons[name] = (
+                    f"the curve falls 10 dB within {1000 * span_s:.0f} ms of the direct sound (a strong direct "
+                    f"sound), shorter than the {1000 * min_edt_span_s:.0f} ms this band resolves"
+                )
+                continue
         fit = _decay_time_s(edc_db, direct_offset, top_db, bottom_db, sample_rate_hz)
         values[name] = None if fit is None else fit.decay_time_s
         if fit is None:
@@ -463,8 +505,9 @@ def _band(
     direct_signal: np.ndarray,
     direct_start: int,
 ) -> _BandResult:
-    energy = band_signal * band_signal
     extent = int(math.ceil(_bands.band_energy_extent_s(band_hz, sample_rate_hz) * sample_rate_hz))
+    # The time-reversed filter needs `extent` samples of future input: the last ones fade out artificially.
+    energy = band_signal[: max(band_signal.size - extent, onset + 64)] ** 2
     delay = int(round(_bands.band_energy_delay_s(band_hz, sample_rate_hz) * sample_rate_hz))
     start = max(onset - extent - 1, 0)
     try:
@@ -478,7 +521,15 @@ def _band(
     total = edc[0]
     with np.errstate(divide="ignore"):
         edc_db = 10.0 * np.log10(edc / total)
-    values, reasons = _decay_times(edc_db, origin, analysis.decay_range_db, analysis.inr_db, sample_rate_hz)
+    values, reasons = _decay_times(
+        edc_db,
+        origin,
+        analysis.decay_range_db,
+        analysis.inr_db,
+        sample_rate_hz,
+        LOW_BAND_DECAY_MARGIN_DB.get(band_hz, DECAY_MARGIN_DB) if band_hz is not None else DECAY_MARGIN_DB,
+        max(EDT_MIN_SPAN_S, EDT_SPAN_PER_DELAY * delay / sample_rate_hz),
+    )
 
     n_ms = max(int(round(sample_rate_hz / 1000.0)), 1)
     low = max(direct_start, 0)
@@ -515,8 +566,24 @@ def _band(
     return _BandResult(parameters, mtf)
 
 
+def _useful_length(ir: np.ndarray, sample_rate_hz: float, onset: int) -> int:
+    """Samples worth analysing: a coarse Lundeby on the unfiltered response finds where its decay meets the
+    noise at ``t_c``; everything after ``t_c + max(t_c - t_onset, 0.5 s)`` is noise, which only costs time (a
+    band whose decay outlasts the broadband one by up to twice still fits, and the noise estimate keeps at
+    least a third of the kept decay)."""
+    try:
+        coarse = _decay._lundeby(ir * ir, sample_rate_hz, onset)
+    except _decay.NoDecayError:
+        return ir.size
+    if coarse.noise_free:
+        return ir.size
+    keep = coarse.crossing_index + max(coarse.crossing_index - onset, int(TRUNCATION_MIN_S * sample_rate_hz))
+    return int(min(max(keep, onset + int(MIN_IR_S * sample_rate_hz)), ir.size))
+
+
 def _room_parameters(ir: np.ndarray, sample_rate_hz: float, direct_index: int | None) -> RoomParameters:
     direct = _find_direct(ir, sample_rate_hz, direct_index)
+    ir = ir[: _useful_length(ir, sample_rate_hz, direct.onset_index)]
     lead = int(LEAD_PAD_S * sample_rate_hz)
     padded = np.concatenate([np.zeros(lead), ir])
     available = _bands.available_bands_hz(sample_rate_hz)

@@ -43,19 +43,19 @@ STI_BANDS_HZ: Final = (125, 250, 500, 1000, 2000, 4000, 8000)
 """Octave bands of the STI, in Hz."""
 
 MALE_ALPHA: Final = (0.085, 0.127, 0.230, 0.233, 0.309, 0.224, 0.173)
-"""Male octave weighting factors alpha_k, 125 Hz-8 kHz (IEC 60268-16, Table A.1)."""
+"""Male octave weighting factors alpha_k, 125 Hz-8 kHz (IEC 60268-16, Annex A)."""
 
 MALE_BETA: Final = (0.085, 0.078, 0.065, 0.011, 0.047, 0.095)
-"""Male redundancy factors beta_k between bands k and k+1 (IEC 60268-16, Table A.1)."""
+"""Male redundancy factors beta_k between bands k and k+1 (IEC 60268-16, Annex A)."""
 
 MALE_SPECTRUM_RE_DBA: Final = (2.9, 2.9, -0.8, -6.8, -12.8, -18.8, -24.8)
-"""Octave-band levels of male speech in dB relative to its A-weighted level (IEC 60268-16, Table A.3)."""
+"""Octave-band levels of male speech in dB relative to its A-weighted level (IEC 60268-16, Annex A)."""
 
 ABSOLUTE_RECEPTION_THRESHOLD_DB: Final = (46.0, 27.0, 12.0, 6.5, 7.5, 8.0, 12.0)
-"""Absolute speech reception threshold per octave band in dB SPL (IEC 60268-16, Table A.4)."""
+"""Absolute speech reception threshold per octave band in dB SPL (IEC 60268-16, Annex A)."""
 
 DEFAULT_SPEECH_LEVEL_DBA: Final = 60.0
-"""Assumed A-weighted speech level at the listener, dB(A): "normal" vocal effort (IEC 60268-16, Table A.3)."""
+"""Assumed A-weighted speech level at the listener, dB(A): "normal" vocal effort (IEC 60268-16, Annex A)."""
 
 MTF_BLOCK_S: Final = 0.001
 """Energy is summed in 1 ms blocks before the Fourier sum; the block's sinc loss at 12.5 Hz is 3e-4."""
@@ -166,9 +166,9 @@ def speech_transmission_index(
     noise_levels_db : tuple of 7 floats, optional
         Ambient noise octave-band levels in dB SPL; None for no ambient noise.
     masking : bool
-        Apply the level-dependent auditory masking by the band below (Annex A.4.2).
+        Apply the level-dependent auditory masking by the band below (IEC 60268-16 Annex A).
     reception_threshold : bool
-        Apply the absolute speech reception threshold (Annex A.4.3).
+        Apply the absolute speech reception threshold (IEC 60268-16 Annex A).
 
     Returns
     -------
@@ -214,7 +214,9 @@ def sti_from_mti(mti: np.ndarray) -> float:
 # private helpers
 
 
-def _mtf(energy: np.ndarray, sample_rate_hz: float, tail_energy: np.ndarray, tail_decay_per_s: np.ndarray) -> np.ndarray:
+def _mtf(
+    energy: np.ndarray, sample_rate_hz: float, tail_energy: np.ndarray, tail_decay_per_s: np.ndarray
+) -> np.ndarray:
     """Vectorised MTF for ``energy`` of shape (n_bands, n_samples); returns (n_bands, 14)."""
     n_block = max(int(round(MTF_BLOCK_S * sample_rate_hz)), 1)
     n_bands, n_samples = energy.shape

@@ -12,7 +12,8 @@ Two truths are reported. ``truth`` is exact for this realisation: the ISO 3382-1
 (noise-free, perfectly band-separated) components themselves, the direct sound counted as an impulse of its
 band energy at the direct index. A single noise realisation of a short low-frequency decay fluctuates by
 several per cent around its design (the statistical uncertainty of reverberation, ISO 3382-2 A.3), so
-this is the value an ideal analysis would return. ``expected`` is the analytic design value. For a band with direct energy ``E_d`` and reverberant energy ``E_r`` (expected
+this is the value an ideal analysis would return. ``expected`` is the analytic design value. For a band
+with direct energy ``E_d`` and reverberant energy ``E_r`` (expected
 values, from the design) the energy decay curve is ``EDC(0) = E_d + E_r`` and
 ``EDC(t > 0) = E_r exp(-t / tau)``; EDT, T20 and T30 are the ISO 3382-1 regressions over that curve,
 C50, C80, D50 and DRR follow in closed form, and the MTF is
@@ -36,7 +37,7 @@ LN_1E6: Final = 6.0 * math.log(10.0)
 """``ln(10**6)`` = 13.8155: a 60 dB energy decay in T60 means ``tau = T60 / 13.8155``."""
 
 
-TONE_SPACING_HZ: Final = 25.0
+TONE_SPACING_HZ: Final = 60.0
 """Minimum spacing of the multitone carriers: their beats (>= 25 Hz) stay above the 12.5 Hz STI modulation."""
 
 TONE_HALF_RANGE_OCTAVES: Final = 0.3
@@ -237,7 +238,7 @@ def _carrier(
     else:
         center_hz = _bands.exact_center_hz(band_hz)
         low_hz, high_hz = center_hz * 2.0**-TONE_HALF_RANGE_OCTAVES, center_hz * 2.0**TONE_HALF_RANGE_OCTAVES
-        n_tones = max(int((high_hz - low_hz) // TONE_SPACING_HZ) + 1, 2)
+        n_tones = int((high_hz - low_hz) // TONE_SPACING_HZ) + 1
         bins = np.unique(np.round(np.linspace(low_hz, high_hz, n_tones) * n_samples / fs).astype(int))
         spectrum[bins] = np.exp(2j * np.pi * rng.random(bins.size))
     carrier = np.fft.irfft(spectrum, n_samples)

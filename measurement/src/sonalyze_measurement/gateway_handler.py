@@ -1,0 +1,31 @@
+"""Gateway events served by the measurement service (``POST /gateway/handle``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
+
+from sonalyze_measurement import service
+from sonalyze_measurement.models import JobCreate, JobRef
+
+
+async def create_job(context: RequestContext, body: JobCreate) -> dict[str, str]:
+    return await service.create_job(context.state.services, body)
+
+
+async def get_job(context: RequestContext, body: JobRef) -> dict[str, Any]:
+    return service.get_job(context.state.services, body.job_id)
+
+
+async def run_analysis(context: RequestContext, body: JobRef) -> dict[str, Any]:
+    return await service.analyze_job(context.state.services, body.job_id)
+
+
+HANDLERS: HandlerTable[RequestContext] = HandlerTable(
+    {
+        "measurement.create_job": Handler(JobCreate, create_job),
+        "measurement.get_job": Handler(JobRef, get_job),
+        "analysis.run": Handler(JobRef, run_analysis),
+    }
+)

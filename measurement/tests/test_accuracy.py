@@ -1,0 +1,206 @@
+"""Accuracy through the real service: synthetic rooms with known truth, recorded, uploaded as WAV, analysed.
+
+Each case is played (the service's own 48 kHz signal, downloaded over HTTP) through a designed room,
+delayed, recorded on a drifting 44.1 kHz clock with white noise, uploaded as a 16-bit WAV to the live
+service (a uvicorn process) and analysed there. The truth is the design's (see
+``sonalyze_measurement.analysis.reference_cases``). A representative subset; ``bench/analysis.py`` runs the
+full grid. Targets (issue 5): at 40 dB and up, bands 250 Hz-4 kHz: T30, T20, EDT within 5 %, C50, C80 and
+DRR within 1 dB, STI within 0.03; 125 Hz and 8 kHz within 10 % and 1.5 dB; at 20 dB within 10 % or null.
+"""
+
+from __future__ import annotations
+
+import io
+from types import SimpleNamespace
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from sonalyze_acoustics.parameters import room_parameters
+from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
+
+pytestmark = pytest.mark.e2e
+
+MID = ("250", "500", "1000", "2000", "4000")
+EDGE = ("125", "8000")
+TIMES = ("edt_s", "t20_s", "t30_s")
+CLARITY = ("c50_db", "c80_db")
+
+CASES = (
+    ReferenceCase("T1.0 DRR-6 60dB 0ppm", t60_1k_s=1.0, drr_db=-6.0, pnr_db=60.0, drift_ppm=0.0, seed=11),
+    ReferenceCase("T1.0 DRR+3 40dB +200ppm", t60_1k_s=1.0, drr_db=3.0, pnr_db=40.0, drift_ppm=200.0, seed=12),
+    ReferenceCase("T2.4 DRR+3 40dB -200ppm", t60_1k_s=2.4, drr_db=3.0, pnr_db=40.0, drift_ppm=-200.0, seed=13),
+    ReferenceCase("T0.35 DRR+3 40dB +50ppm", t60_1k_s=0.35, drr_db=3.0, pnr_db=40.0, drift_ppm=50.0, seed=14),
+    ReferenceCase("T1.0 DRR-6 40dB -50ppm", t60_1k_s=1.0, drr_db=-6.0, pnr_db=40.0, drift_ppm=-50.0, seed=15),
+    ReferenceCase("T1.0 DRR+3 20dB +50ppm", t60_1k_s=1.0, drr_db=3.0, pnr_db=20.0, drift_ppm=50.0, seed=16),
+)
+AT_40_DB_AND_UP = [case for case in CASES if case.pnr_db >= 40]
+AT_20_DB = [case for case in CASES if case.pnr_db < 40]
+
+
+@pytest.fixture(scope="module")
+def measured(live_service) -> dict[str, SimpleNamespace]:
+    """Every case uploaded to one job of the live service and analysed in one call."""
+    with httpx.Client(base_url=live_service.url, timeout=120) as client:
+        audio = client.get("/v1/measurement/audio", params={"sample_rate": 48000})
+        signal, _ = sf.read(io.BytesIO(audio.content), dtype="float64")
+        signal_id = audio.headers["x-signal-id"]
+        job_id = client.post("/v1/jobs", json={"map": {}, "meta": {"test": "accuracy"}}).json()["job_id"]
+        designs = {}
+        for index, case in enumerate(CASES):
+            design = design_room(case)
+            designs[case.name] = design
+            buffer = io.BytesIO()
+            sf.write(buffer, simulate_recording(signal, 48000, design, case), case.recording_rate_hz, subtype="PCM_16",
+                     format="WAV")
+            name = f"case{index}.wav"
+            client.put(f"/v1/jobs/{job_id}/recordings/{name}",
+                       json={"speaker_slot_id": f"s{index}", "mic_slot_id": "m1", "signal_id": signal_id})
+            response = client.post(f"/v1/jobs/{job_id}/uploads/{name}", content=buffer.getvalue(),
+                                   headers={"content-type": "audio/wav"})
+            assert response.status_code == 201, response.text
+        results = client.post(f"/v1/jobs/{job_id}/analyze").json()["results"]
+    by_name = {item["upload_name"]: item for item in results}
+    out = {}
+    for index, case in enumerate(CASES):
+        item = by_name[f"case{index}.wav"]
+        assert item["status"] == "ok", item["error"]
+        design = designs[case.name]
+        clean = room_parameters(design.ir, 48000).as_dict()
+        out[case.name] = SimpleNamespace(item=item, truth=design.truth, clean=clean, case=case)
+    return out
+
+
+def _band(result: dict, band: str) -> dict:
+    return result["broadband"] if band == "broadband" else result["bands"][band]
+
+
+def _relative_errors(m: SimpleNamespace, bands: tuple[str, ...], names: tuple[str, ...]) -> dict[str, float | None]:
+    out = {}
+    for band in bands:
+        for name in names:
+            value, truth = _band(m.item, band)[name], _band(m.truth, band)[name]
+            out[f"{band}.{name}"] = None if value is None else (value - truth) / truth
+    return out
+
+
+def _level_errors(m: SimpleNamespace, bands: tuple[str, ...], names: tuple[str, ...]) -> dict[str, float | None]:
+    out = {}
+    for band in bands:
+        for name in names:
+            value, truth = _band(m.item, band)[name], _band(m.truth, band)[name]
+            out[f"{band}.{name}"] = None if value is None else value - truth
+    return out
+
+
+def _over(errors: dict[str, float | None], limit: float) -> dict[str, float | None]:
+    """The entries that are null or beyond ``limit`` (the failures, shown by the assertion)."""
+    return {key: value for key, value in errors.items() if value is None or abs(value) > limit}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_drift_and_offset(measured, case) -> None:
+    quality = measured[case.name].item["quality"]
+    assert quality["drift_ppm"] == pytest.approx(case.drift_ppm, abs=2.0)
+    assert quality["offset_s"] == pytest.approx(case.delay_s * (1 + case.drift_ppm * 1e-6) + 0.02, abs=0.001)
+
+
+def _unexplained(m: SimpleNamespace, errors: dict[str, float | None], limit: float) -> dict[str, float | None]:
+    """Errors beyond ``limit``, and nulls that come without a reason."""
+    reasons = m.item["quality"]["null_reasons"]
+    return {
+        key: value
+        for key, value in _over(errors, limit).items()
+        if value is not None or f"bands.{key}" not in reasons
+    }
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_reverberation_times_mid_bands_within_5_percent(measured, case) -> None:
+    assert _over(_relative_errors(measured[case.name], MID, ("t20_s", "t30_s")), 0.05) == {}
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_edt_mid_bands_within_5_percent_or_refused(measured, case) -> None:
+    """The metric code refuses EDT (null + reason) where a strong direct sound takes the first 10 dB at once."""
+    m = measured[case.name]
+    assert _unexplained(m, _relative_errors(m, MID, ("edt_s",)), 0.05) == {}
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_clarity_mid_bands_within_1_db(measured, case) -> None:
+    assert _over(_level_errors(measured[case.name], MID, CLARITY), 1.0) == {}
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_drr_500_hz_to_4_khz_within_1_db(measured, case) -> None:
+    assert _over(_level_errors(measured[case.name], ("500", "1000", "2000", "4000"), ("drr_db",)), 1.0) == {}
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_edge_bands_within_10_percent_and_1_5_db(measured, case) -> None:
+    m = measured[case.name]
+    assert _over(_relative_errors(m, EDGE, ("t20_s", "t30_s")), 0.10) == {}
+    assert _unexplained(m, _relative_errors(m, EDGE, ("edt_s",)), 0.10) == {}
+    assert _over(_level_errors(m, EDGE, CLARITY), 1.5) == {}
+    assert _over(_level_errors(m, ("8000",), ("drr_db",)), 1.5) == {}
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+def test_sti_within_0_03(measured, case) -> None:
+    m = measured[case.name]
+    assert m.item["broadband"]["sti"] == pytest.approx(m.truth["broadband"]["sti"], abs=0.03)
+
+
+@pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
+@pytest.mark.xfail(
+    strict=True,
+    reason="metric code: DRR's fixed 2.5 ms direct window holds only part of a band-limited direct sound at "
+    "125 and 250 Hz (about -2 to -4 dB on the clean designed IR, without any measurement path)",
+)
+def test_drr_125_and_250_hz_within_targets(measured, case) -> None:
+    m = measured[case.name]
+    assert _over(_level_errors(m, ("250",), ("drr_db",)), 1.0) == {}
+    assert _over(_level_errors(m, ("125",), ("drr_db",)), 1.5) == {}
+
+
+@pytest.mark.parametrize("case", AT_20_DB, ids=lambda c: c.name)
+def test_at_20_db_values_are_within_10_percent_or_null_with_a_reason(measured, case) -> None:
+    m = measured[case.name]
+    reasons = m.item["quality"]["null_reasons"]
+    bands = ("500", "1000", "2000", "4000", "8000")  # DRR at 125/250 Hz: see the xfail above
+    wrong = {}
+    for band in ("broadband", *bands):
+        for name in (*TIMES, *CLARITY, "drr_db", "d50"):
+            value, truth = _band(m.item, band)[name], _band(m.truth, band)[name]
+            key = f"{band}.{name}" if band == "broadband" else f"bands.{band}.{name}"
+            if value is None:
+                if key not in reasons:
+                    wrong[key] = "null without a reason"
+            elif name in TIMES and abs(value - truth) > 0.10 * truth:
+                wrong[key] = value - truth
+            elif name not in TIMES and name != "d50" and abs(value - truth) > 1.5:
+                wrong[key] = value - truth
+    assert wrong == {}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_measurement_path_adds_little_to_the_metric_code(measured, case) -> None:
+    """Measured vs the same metric code on the clean designed IR: what signal, drift, noise and deconvolution add."""
+    m = measured[case.name]
+    limits = {"edt_s": 0.02, "t20_s": 0.02, "t30_s": 0.03, "c50_db": 0.3, "c80_db": 0.3, "drr_db": 0.3, "d50": 0.01}
+    if case.pnr_db < 40:
+        limits = {name: 2 * limit for name, limit in limits.items()}
+    wrong = {}
+    for band in ("broadband", "250", "500", "1000", "2000", "4000", "8000"):
+        for name, limit in limits.items():
+            value, clean = _band(m.item, band)[name], _band(m.clean, band)[name]
+            if value is None or clean is None:
+                continue
+            error = (value - clean) / clean if name.endswith("_s") else value - clean
+            if abs(error) > limit:
+                wrong[f"{band}.{name}"] = round(error, 4)
+    assert wrong == {}
+    assert m.item["broadband"]["sti"] == pytest.approx(m.clean["broadband"]["sti"], abs=0.01)
+    assert np.isfinite(m.item["quality"]["drift_ppm"])
