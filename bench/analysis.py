@@ -281,7 +281,8 @@ def main() -> int:
         t0 = time.perf_counter()
         measured = measure_impulse_response(ten_s, 48000, reference)
         t1 = time.perf_counter()
-        room_parameters(measured.ir.samples, 48000, direct_index=measured.direct.onset_index)
+        room_parameters(measured.ir.samples, 48000, direct_index=measured.direct.onset_index,
+                        band_limits_hz=(params.f_start_hz, params.f_end_hz))
         t2 = time.perf_counter()
         stage_runs.append((t1 - t0, t2 - t1))
     align_s, metrics_s = min(stage_runs)

@@ -1,5 +1,7 @@
 """CPU per forwarded event of the HTTP clients the gateway could use, against the instant stub.
 
+Compared: httpx (the spec's), aiohttp, and the gateway's own `sonalyze_gateway.http1_pool`.
+
     .venv/bin/python bench/gateway_clients.py [--requests 4000] [--concurrency 50]
 
 Each client posts the gateway's ``/gateway/handle`` body (keep-alive, ``--concurrency`` in flight)
@@ -64,7 +66,26 @@ async def with_httpx(url: str, n: int, concurrency: int) -> tuple[float, float]:
         return await drive(post, n, concurrency)
 
 
-CLIENTS = {"aiohttp": with_aiohttp, "httpx": with_httpx}
+async def with_http1_pool(url: str, n: int, concurrency: int) -> tuple[float, float]:
+    from sonalyze_gateway.http1_pool import Http1Pool
+
+    base = url.removesuffix("/gateway/handle")
+    pool = Http1Pool(base)
+    head = pool.request_head("/gateway/handle", list(HEADERS.items()), len(BODY))
+    request = head + BODY
+
+    async def post() -> bytes:
+        status, body = await pool.post(request, 30.0)
+        return body
+
+    try:
+        await drive(post, 200, concurrency)
+        return await drive(post, n, concurrency)
+    finally:
+        pool.close()
+
+
+CLIENTS = {"http1_pool": with_http1_pool, "aiohttp": with_aiohttp, "httpx": with_httpx}
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -75,7 +96,7 @@ async def main_async(args: argparse.Namespace) -> None:
         await asyncio.sleep(1.0)
         figures: dict[str, list[tuple[float, float]]] = {name: [] for name in CLIENTS}
         for rnd in range(args.rounds):
-            for name in (list(CLIENTS) if rnd % 2 == 0 else list(reversed(CLIENTS))):
+            for name in list(CLIENTS) if rnd % 2 == 0 else list(reversed(CLIENTS)):
                 figures[name].append(await CLIENTS[name](url, args.requests, args.concurrency))
         print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}: {args.requests} requests x {args.rounds} rounds, "
               f"{args.concurrency} in flight, loop={type(asyncio.get_running_loop()).__module__}")  # fmt: skip

@@ -343,7 +343,8 @@ async def main_async(args: argparse.Namespace) -> int:
         out_dir = BENCH_DIR / "results"
         out_dir.mkdir(exist_ok=True)
         out = out_dir / f"gateway_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        out.write_text(json.dumps({"started": started, "args": vars(args), "rounds": rounds, "medians": medians}, indent=1))
+        record = {"started": started, "args": vars(args), "rounds": rounds, "medians": medians}
+        out.write_text(json.dumps(record, indent=1))
         print(f"\nper-round figures: {out}\ngateway log: {work_dir / 'logs' / 'gateway.log'}")
         return 0
     finally:

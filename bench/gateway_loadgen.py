@@ -75,7 +75,9 @@ class Worker:
 
     async def _open(self, url: str, device_id: str) -> Client | None:
         try:
-            ws = await connect(url, compression=None, ping_interval=None, open_timeout=CONNECT_TIMEOUT_S, max_queue=None)
+            ws = await connect(
+                url, compression=None, ping_interval=None, open_timeout=CONNECT_TIMEOUT_S, max_queue=None
+            )
             await ws.send(identify_message(0, device_id))
             reply = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT_S))
             if reply.get("type") == "error":

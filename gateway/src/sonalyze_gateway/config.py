@@ -7,6 +7,8 @@ from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
 class Settings(ServiceSettings):
+    """``LOBBY_URL`` ... ``HTTP_TIMEOUT_SECONDS`` as the spec lists them, plus ``OUTBOUND_QUEUE_FRAMES``."""
+
     lobby_url: str = "http://localhost:8001"
     measurement_url: str = "http://localhost:8002"
     simulation_url: str = "http://localhost:8003"
@@ -14,8 +16,24 @@ class Settings(ServiceSettings):
     max_message_bytes: int = 65536
     rate_limit_rps: float = 10.0
     rate_limit_burst: int = 20
+    # frames waiting for one connection; a client this far behind is dropped instead of stalling pushes
+    outbound_queue_frames: int = 256
 
     @field_validator("lobby_url", "measurement_url", "simulation_url", "storage_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return strip_url(value)
+
+    @field_validator("max_message_bytes", "rate_limit_burst", "outbound_queue_frames")
+    @classmethod
+    def _positive_int(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError(f"must be at least 1, got {value}")
+        return value
+
+    @field_validator("rate_limit_rps", "http_timeout_seconds")
+    @classmethod
+    def _positive_float(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"must be greater than 0, got {value}")
+        return value

@@ -1,33 +1,385 @@
-"""App factory of the gateway."""
+"""App factory of the gateway: ``/ws``, ``/healthz``, ``/internal/broadcast`` and the ``/v1`` proxy.
+
+Per WebSocket message: size check -> rate check -> parse -> ``identify`` answered here, anything
+else routed to its service in a task of its own, so a slow backend never holds up the next message.
+Bad input is answered with an error frame and the socket stays open.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import itertools
+import logging
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, Final
 
-from fastapi import FastAPI
+import orjson
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, tokens_match
+from sonalyze_protocol.envelope import (
+    ClientMessage,
+    MessageError,
+    RequestId,
+    dumps,
+    error_frame,
+    event_frame,
+    parse_client_message,
+    response_frame,
+)
+from sonalyze_protocol.errors import (
+    AppError,
+    BadRequest,
+    InternalError,
+    InvalidState,
+    MessageTooLarge,
+    NotFound,
+    NotIdentified,
+    RateLimited,
+    Unauthorized,
+    UnknownEvent,
+)
+from sonalyze_protocol.handlers import describe_validation_error
 from sonalyze_protocol.http_errors import install_error_handlers
-from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder
 
 from sonalyze_gateway.config import Settings
+from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
+from sonalyze_gateway.gc_tuning import GcTuning
+from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
+from sonalyze_gateway.models import BroadcastBody, BroadcastResult, Health, IdentifyData
+from sonalyze_gateway.rate_limit import TokenBucket
+from sonalyze_gateway.router import Target, proxy_route_for, route_for
+
+logger = logging.getLogger("sonalyze.gateway")
+
+IDENTIFY: Final = "identify"
+PROXY_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@dataclass
+class Gateway:
+    """Everything the routes share; built in the lifespan."""
+
+    settings: Settings
+    manager: ConnectionManager
+    forwarder: EventForwarder
+    notifier: LifecycleNotifier
+    proxy: Proxy
+    gc_tuning: GcTuning
+    connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_logging("gateway", settings.log_level)
+    logging.getLogger("uvicorn.error").addFilter(_drop_websocket_accept_lines)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        if settings.uses_default_token:
+            logger.warning(
+                "!!! INTERNAL_AUTH_TOKEN is the public default %r: anyone who can reach the gateway can push "
+                "events to every device. Set INTERNAL_AUTH_TOKEN to a secret before leaving your laptop. !!!",
+                settings.internal_auth_token,
+            )
+        session = make_session()
+        urls = {
+            Target.LOBBY: settings.lobby_url,
+            Target.MEASUREMENT: settings.measurement_url,
+            Target.SIMULATION: settings.simulation_url,
+        }
+        forwarder = EventForwarder(urls, settings.internal_auth_token, settings.http_timeout_seconds)
+        recorder = await StorageRecorder.from_settings("gateway", settings)
+        gateway = Gateway(
+            settings=settings,
+            manager=ConnectionManager(),
+            forwarder=forwarder,
+            notifier=LifecycleNotifier(forwarder, recorder),
+            proxy=Proxy(session, urls, settings.http_timeout_seconds),
+            gc_tuning=GcTuning(closed_sockets=lambda: gateway.manager.n_closed),
+        )
+        app.state.gateway = gateway
+        restore_signals = _close_sockets_before_exit(gateway.manager)
+        gateway.gc_tuning.start()
+        try:
+            yield
+        finally:
+            restore_signals()
+            await gateway.manager.close_all(CLOSE_GOING_AWAY, "server shutting down")
+            for task in list(gateway.tasks):
+                task.cancel()
+            await gateway.notifier.drain()
+            if recorder is not None:
+                await recorder.aclose()
+            forwarder.close()
+            await session.close()
+            await gateway.gc_tuning.stop()
 
     app = FastAPI(title="Sonalyze gateway", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
 
-    @app.get("/healthz", tags=["health"])
-    async def healthz() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "service": "gateway"}
+    @app.get("/healthz", tags=["health"], response_model=Health)
+    async def healthz(request: Request) -> Health:
+        """Liveness: the process answers; also how many sockets and devices are connected."""
+        gateway: Gateway = request.app.state.gateway
+        return Health(connections=gateway.manager.n_connections, devices=gateway.manager.n_devices)
+
+    @app.post(
+        "/internal/broadcast",
+        tags=["internal"],
+        response_model=BroadcastResult,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": BroadcastBody.model_json_schema()}},
+            }
+        },
+    )
+    async def broadcast(request: Request) -> Response:
+        """Push one event to every connection of the given devices (needs ``X-Internal-Token``)."""
+        gateway: Gateway = request.app.state.gateway
+        if not tokens_match(gateway.settings.internal_auth_token, request.headers.get(INTERNAL_TOKEN_HEADER)):
+            raise Unauthorized(f"missing or wrong {INTERNAL_TOKEN_HEADER} header")
+        try:
+            body = BroadcastBody.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+        frame = dumps(event_frame(body.event, body.data))  # serialised once for every receiver
+        delivered, offline = await gateway.manager.broadcast(body.device_ids, frame)
+        logger.info("broadcast event=%s delivered=%d offline=%d", body.event, len(delivered), len(offline))
+        return Response(orjson.dumps({"delivered": delivered, "offline": offline}), media_type="application/json")
+
+    @app.websocket("/ws")
+    async def websocket_endpoint(websocket: WebSocket) -> None:
+        """The phones' socket: identify, then events routed to the services; pushes come back here."""
+        await websocket.accept()
+        await _serve_socket(websocket.app.state.gateway, websocket)
+
+    @app.api_route("/v1/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
+    async def proxy(request: Request) -> Response:
+        """``/v1/measurement/*``, ``/v1/jobs/*`` -> measurement; ``/v1/simulation/*`` -> simulation."""
+        gateway: Gateway = request.app.state.gateway
+        raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
+        route = proxy_route_for(raw_path.decode("latin-1"))
+        if route is None:
+            raise NotFound(f"no service serves {request.url.path}")
+        return await gateway.proxy.forward(request, *route)
 
     return app
+
+
+async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
+    settings = gateway.settings
+    connection = Connection(
+        next(gateway.connection_ids), websocket.send_text, websocket.close, settings.outbound_queue_frames
+    )
+    gateway.manager.add(connection)
+    gateway.gc_tuning.socket_opened()
+    connection.start()
+    session = _SocketSession(gateway, connection)
+    if (device_id := websocket.query_params.get("device_id")) is not None:
+        session.identify_from_query(device_id)
+    opened_s = time.monotonic()
+    close_code: Any = None
+    receive = websocket.receive
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "websocket.receive":
+                close_code = message.get("code")
+                break
+            raw = message.get("text")
+            try:
+                session.on_message(raw if raw is not None else message.get("bytes") or b"")
+            except Exception:  # a bug must cost one message, not the socket
+                logger.exception("socket %d: message handling failed", connection.connection_id)
+                connection.push(dumps(error_frame(None, None, InternalError("the gateway failed on this message"))))
+    finally:
+        await connection.finish()
+        last_of_device = gateway.manager.remove(connection)
+        if last_of_device is not None:
+            gateway.notifier.notify(last_of_device, "device.disconnected")
+        with bind_context(device_id=connection.device_id):
+            logger.info(
+                "socket %d closed code=%s messages=%d open_s=%.1f",
+                connection.connection_id,
+                close_code,
+                session.n_messages,
+                time.monotonic() - opened_s,
+            )
+
+
+class _SocketSession:
+    """The per-socket state machine: unidentified until ``identify``, then routing events."""
+
+    __slots__ = ("gateway", "connection", "bucket", "max_message_bytes", "n_messages")
+
+    def __init__(self, gateway: Gateway, connection: Connection) -> None:
+        settings = gateway.settings
+        self.gateway = gateway
+        self.connection = connection
+        self.bucket = TokenBucket(settings.rate_limit_rps, settings.rate_limit_burst, time.monotonic())
+        self.max_message_bytes = settings.max_message_bytes
+        self.n_messages = 0
+
+    def identify_from_query(self, device_id: str) -> None:
+        try:
+            self._bind(IdentifyData(device_id=device_id).device_id)
+        except ValidationError as exc:
+            error = BadRequest("query parameter " + describe_validation_error(exc, prefix=""))
+            self._reply_error(IDENTIFY, None, error)
+
+    def on_message(self, raw: str | bytes) -> None:
+        self.n_messages += 1
+        n_bytes = len(raw)
+        if isinstance(raw, str) and self.max_message_bytes >= n_bytes > self.max_message_bytes // 4:
+            n_bytes = len(raw.encode())
+        if n_bytes > self.max_message_bytes:
+            error = MessageTooLarge(f"message exceeds MAX_MESSAGE_BYTES ({self.max_message_bytes} bytes)")
+            self._reply_error(None, None, error, started_s=time.perf_counter())
+            return
+        retry_after_ms = self.bucket.try_acquire(time.monotonic())
+        if retry_after_ms:
+            event, request_id = _peek(raw)
+            error = RateLimited("too many messages, slow down", retry_after_ms=retry_after_ms)
+            self._reply_error(event, request_id, error)
+            return
+        try:
+            message = parse_client_message(raw)
+        except MessageError as exc:
+            self._reply_error(exc.event, exc.request_id, exc)
+            return
+        target = route_for(message.event)
+        if target is Target.GATEWAY:
+            self._identify(message)
+        elif self.connection.device_id is None:
+            self._reply_error(message.event, message.request_id, NotIdentified("send 'identify' first"))
+        elif target is None:
+            self._reply_error(message.event, message.request_id, UnknownEvent(f"unknown event '{message.event}'"))
+        else:
+            task = asyncio.get_running_loop().create_task(self._forward(target, message, time.perf_counter()))
+            self.gateway.tasks.add(task)
+            task.add_done_callback(self.gateway.tasks.discard)
+
+    def _identify(self, message: ClientMessage) -> None:
+        started_s = time.perf_counter()
+        try:
+            device_id = IdentifyData.model_validate(message.data).device_id
+        except ValidationError as exc:
+            self._reply_error(message.event, message.request_id, BadRequest(describe_validation_error(exc)))
+            return
+        current = self.connection.device_id
+        if current is not None and current != device_id:
+            error = InvalidState(f"this connection is already identified as '{current}'")
+            self._reply_error(message.event, message.request_id, error)
+            return
+        if current is None:
+            self._bind(device_id)
+        self.connection.push(dumps(response_frame(message.event, message.request_id, {"device_id": device_id})))
+        self._log(message.event, message.request_id, Target.GATEWAY, "ok", started_s)
+
+    def _bind(self, device_id: str) -> None:
+        if self.gateway.manager.identify(self.connection, device_id):
+            self.gateway.notifier.notify(device_id, "device.connected")
+
+    async def _forward(self, target: Target, message: ClientMessage, started_s: float) -> None:
+        device_id = self.connection.device_id
+        assert device_id is not None
+        try:
+            data = await self.gateway.forwarder.forward(
+                target, message.event, message.request_id, device_id, message.data
+            )
+            frame = response_frame(message.event, message.request_id, data)
+            outcome = "ok"
+        except AppError as exc:
+            frame = error_frame(message.event, message.request_id, exc)
+            outcome = exc.code.value
+        except Exception:
+            with bind_context(request_id=message.request_id, device_id=device_id):
+                logger.exception("forwarding %s to %s failed", message.event, target)
+            frame = error_frame(message.event, message.request_id, InternalError(f"{message.event} failed"))
+            outcome = "internal_error"
+        self.connection.push(dumps(frame))
+        self._log(message.event, message.request_id, target, outcome, started_s)
+
+    def _reply_error(
+        self, event: str | None, request_id: RequestId, error: AppError, started_s: float | None = None
+    ) -> None:
+        self.connection.push(dumps(error_frame(event, request_id, error)))
+        self._log(event, request_id, None, error.code.value, started_s)
+
+    def _log(
+        self, event: str | None, request_id: RequestId, target: Target | None, outcome: str, started_s: float | None
+    ) -> None:
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        duration_ms = (time.perf_counter() - started_s) * 1000 if started_s is not None else 0.0
+        with bind_context(request_id=request_id, device_id=self.connection.device_id):
+            logger.info("event=%s target=%s outcome=%s duration_ms=%.1f", event, target, outcome, duration_ms)
+
+
+def _peek(raw: str | bytes) -> tuple[str | None, RequestId]:
+    """Event and request id of a message, as far as they can be read (for echoing in an error)."""
+    try:
+        message = parse_client_message(raw)
+    except MessageError as exc:
+        return exc.event, exc.request_id
+    return message.event, message.request_id
+
+
+def _drop_websocket_accept_lines(record: logging.LogRecord) -> bool:
+    """uvicorn logs every accepted socket; the gateway logs each socket once, with its device, on close."""
+    return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
+
+
+def _close_sockets_before_exit(manager: ConnectionManager) -> Callable[[], None]:
+    """Chain SIGINT/SIGTERM so sockets close with 1001 (going away) before uvicorn's own shutdown.
+
+    uvicorn closes open sockets with 1012 (service restart) itself; by the time the lifespan's exit
+    runs they are gone. Returns a function that restores the previous handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
+    closing: list[asyncio.Task[None]] = []
+
+    async def close_then_exit(signum: int, frame: FrameType | None) -> None:
+        try:
+            count = await manager.close_all(CLOSE_GOING_AWAY, "server shutting down")
+            logger.info("closed %d sockets with %d before shutdown", count, CLOSE_GOING_AWAY)
+        finally:
+            previous[signum](signum, frame)
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if closing:  # a second signal: straight to uvicorn (force exit)
+            previous[signum](signum, frame)
+            return
+        closing.append(None)  # type: ignore[arg-type]
+        loop.call_soon_threadsafe(lambda: closing.append(loop.create_task(close_then_exit(signum, frame))))
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if callable(current):
+            previous[sig] = current
+            signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, original in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, original)
+
+    return restore

@@ -111,7 +111,12 @@ def _analyze_into(task: AnalysisTask, result: dict[str, Any]) -> None:
             "direct_delay_ms": (measured.direct.onset_index - measured.ir.zero_index) / fs * 1000.0,
         }
     )
-    parameters = room_parameters(measured.ir.samples, fs, direct_index=measured.direct.onset_index).as_dict()
+    parameters = room_parameters(
+        measured.ir.samples,
+        fs,
+        direct_index=measured.direct.onset_index,
+        band_limits_hz=(reference.timing["f_start_hz"], reference.timing["f_end_hz"]),
+    ).as_dict()
     null_reasons: dict[str, str] = dict(parameters["null_reasons"])
     bands = parameters["bands"]
     _null_unsupported_bands(bands, parameters["broadband"], null_reasons, rate_hz, reference.timing)

@@ -53,6 +53,7 @@ class DemoOptions:
 @dataclass
 class DemoResult:
     lobby_code: str = ""
+    lobby_id: str = ""
     job_id: str = ""
     session_id: str = ""
     session_complete: bool = False
@@ -154,13 +155,13 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             client = DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s)
             mics.append(MicrophonePhone(client, slot, world, flaws=flaws, rng=rng, faults=faults))
         phones = [*speakers, *mics]
-        result.devices = {p.slot_id: p.device_id for p in phones}
+        result.devices = {"admin": admin.device_id, **{p.slot_id: p.device_id for p in phones}}
         try:
             await admin.connect()
             await asyncio.gather(*(p.client.connect() for p in phones))
             lobby = await admin.request("lobby.create", {})
             result.lobby_code = lobby["code"]
-            lobby_id = lobby["lobby_id"]
+            lobby_id = result.lobby_id = lobby["lobby_id"]
             progress.report("admin", f"created lobby {lobby['code']}")
             for phone in phones:
                 await phone.client.request("lobby.join", {"code": lobby["code"].lower()})

@@ -188,7 +188,7 @@ class Suite:
         command = [
             self.python, "-m", "uvicorn", "--factory", spec.factory,
             "--host", self.config.host, "--port", str(port),
-            "--timeout-graceful-shutdown", "5", "--no-access-log",
+            "--timeout-graceful-shutdown", "5", "--no-access-log", *spec.uvicorn_args,
         ]  # fmt: skip
         process = subprocess.Popen(
             command,

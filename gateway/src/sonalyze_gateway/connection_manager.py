@@ -1,0 +1,200 @@
+"""Who is connected: devices -> connections, each connection with its own outbound queue.
+
+A connection's frames go through one `asyncio.Queue` drained by one sender task, so replies and
+pushes never interleave mid-frame and a push never waits for a socket. A client whose queue is full
+is too slow to keep up: it is closed (code 4008, "reconnect") rather than stalling a broadcast.
+A device may hold several connections; a push reaches each of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Final
+
+logger = logging.getLogger("sonalyze.gateway.connections")
+
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_SLOW_CONSUMER: Final = 4008
+CLOSE_TIMEOUT_S: Final = 2.0
+# connections handed a broadcast frame before the broadcast yields to the event loop, so other
+# sockets are served between slices of a large fan-out
+FANOUT_SLICE_CONNECTIONS: Final = 64
+
+
+class Connection:
+    """One WebSocket: its device (once identified) and the queue of frames waiting to be sent."""
+
+    __slots__ = ("connection_id", "device_id", "closed", "_send", "_close", "_queue", "_sender", "_closer")
+
+    def __init__(self, connection_id: int, send: SendText, close: CloseSocket, queue_frames: int) -> None:
+        self.connection_id = connection_id
+        self.device_id: str | None = None
+        self.closed = False
+        self._send = send
+        self._close = close
+        self._queue: asyncio.Queue[str] = asyncio.Queue(queue_frames)
+        self._sender: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sender = asyncio.get_running_loop().create_task(self._drain())
+
+    @property
+    def queued_frames(self) -> int:
+        return self._queue.qsize()
+
+    def push(self, frame: str) -> bool:
+        """Queue a serialised frame; False when the connection is closed or was just dropped as too slow."""
+        if self.closed:
+            return False
+        try:
+            self._queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            logger.warning(
+                "connection %d of %s dropped: %d frames waiting",
+                self.connection_id,
+                self.device_id,
+                self._queue.qsize(),
+            )
+            self.abort(CLOSE_SLOW_CONSUMER, "too slow to receive")
+            return False
+        return True
+
+    async def _drain(self) -> None:
+        get = self._queue.get
+        send = self._send
+        try:
+            while True:
+                await send(await get())
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the socket went away under us; the receive loop sees the disconnect
+            logger.debug("connection %d: send failed: %r", self.connection_id, exc)
+            self.closed = True
+
+    def abort(self, code: int, reason: str) -> None:
+        """Stop sending and close in the background (used where awaiting is not possible)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop_sender()
+        self._closer = asyncio.get_running_loop().create_task(self._close_quietly(code, reason))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Stop sending and close the socket with ``code``."""
+        if self.closed:
+            if self._closer is not None:
+                await asyncio.wait({self._closer}, timeout=CLOSE_TIMEOUT_S)
+            return
+        self.closed = True
+        self._stop_sender()
+        await self._close_quietly(code, reason)
+
+    async def _close_quietly(self, code: int, reason: str) -> None:
+        try:
+            await asyncio.wait_for(self._close(code, reason), CLOSE_TIMEOUT_S)
+        except Exception as exc:  # already gone, or the peer does not read: nothing more to do
+            logger.debug("connection %d: close(%d) failed: %r", self.connection_id, code, exc)
+
+    def _stop_sender(self) -> None:
+        if self._sender is not None and not self._sender.done():
+            self._sender.cancel()
+
+    async def finish(self) -> None:
+        """After the socket ended: stop the sender and wait for it."""
+        self.closed = True
+        self._stop_sender()
+        if self._sender is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+
+
+class ConnectionManager:
+    """All open connections, and the identified ones grouped by device id."""
+
+    def __init__(self) -> None:
+        self._connections: set[Connection] = set()
+        self._by_device: dict[str, dict[Connection, None]] = {}
+        self.n_closed = 0  # sockets removed since start
+
+    @property
+    def n_connections(self) -> int:
+        return len(self._connections)
+
+    @property
+    def n_devices(self) -> int:
+        return len(self._by_device)
+
+    def add(self, connection: Connection) -> None:
+        self._connections.add(connection)
+
+    def identify(self, connection: Connection, device_id: str) -> bool:
+        """Bind ``connection`` to ``device_id``; True when it is the device's first open connection."""
+        if connection.device_id is not None:
+            raise ValueError(f"connection {connection.connection_id} is already {connection.device_id}")
+        connection.device_id = device_id
+        peers = self._by_device.get(device_id)
+        if peers is None:
+            self._by_device[device_id] = {connection: None}
+            return True
+        peers[connection] = None
+        return False
+
+    def remove(self, connection: Connection) -> str | None:
+        """Forget ``connection``; returns its device id when that was the device's last connection."""
+        if connection in self._connections:
+            self._connections.remove(connection)
+            self.n_closed += 1
+        device_id = connection.device_id
+        if device_id is None:
+            return None
+        peers = self._by_device.get(device_id)
+        if peers is None or connection not in peers:
+            return None
+        del peers[connection]
+        if peers:
+            return None
+        del self._by_device[device_id]
+        return device_id
+
+    def connections_of(self, device_id: str) -> tuple[Connection, ...]:
+        return tuple(self._by_device.get(device_id, ()))
+
+    def is_online(self, device_id: str) -> bool:
+        return device_id in self._by_device
+
+    async def broadcast(self, device_ids: Iterable[str], frame: str) -> tuple[list[str], list[str]]:
+        """Queue one serialised ``frame`` on every connection of ``device_ids``: ``(delivered, offline)``.
+
+        A device counts as delivered when at least one of its connections took the frame.
+        """
+        delivered: list[str] = []
+        offline: list[str] = []
+        handed = 0
+        for device_id in dict.fromkeys(device_ids):
+            peers = self._by_device.get(device_id)
+            if not peers:
+                offline.append(device_id)
+                continue
+            taken = False
+            for connection in tuple(peers):
+                taken = connection.push(frame) or taken
+            (delivered if taken else offline).append(device_id)
+            handed += len(peers)
+            if handed >= FANOUT_SLICE_CONNECTIONS:
+                handed = 0
+                await asyncio.sleep(0)
+        return delivered, offline
+
+    async def close_all(self, code: int, reason: str) -> int:
+        """Close every open connection with ``code`` (shutdown); returns how many were open."""
+        connections = list(self._connections)
+        if connections:
+            await asyncio.gather(*(c.close(code, reason) for c in connections), return_exceptions=True)
+        return len(connections)

@@ -1,0 +1,253 @@
+"""The gateway's outbound HTTP: events to ``/gateway/handle``, lifecycle notices, and the streaming proxy.
+
+Events go through `Http1Pool`, a lean keep-alive client made for that one call: the gateway forwards
+thousands a second, and on this stack httpx spent 0.5-2 ms of CPU per post, aiohttp 55-90 us, the
+pool far less (bench/gateway_clients.py, figures in the README). The proxy, which needs full HTTP
+(any method, streamed bodies both ways, every header), uses aiohttp.
+
+Failures map onto the suite's codes: no connection -> ``service_unavailable``, no answer within
+``HTTP_TIMEOUT_SECONDS`` -> ``timeout``. ``TimeoutError`` is caught first because some of aiohttp's
+timeouts are also ``ClientError``s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
+
+import aiohttp
+import orjson
+from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
+from sonalyze_protocol.envelope import RequestId
+from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
+from sonalyze_protocol.http_errors import error_response
+from sonalyze_protocol.logs import bind_context, request_id_var
+from sonalyze_protocol.storage_client import StorageRecorder
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response, StreamingResponse
+from yarl import URL
+
+from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
+from sonalyze_gateway.router import Target
+
+logger = logging.getLogger("sonalyze.gateway.http")
+
+HANDLE_PATH: Final = "/gateway/handle"
+MAX_POOLED_CONNECTIONS: Final = 256
+HEADER_VALUE_MAX_CHARS: Final = 128
+LIFECYCLE_DRAIN_S: Final = 2.0
+# a mass disconnect (a restart, a network blip) must not crowd out the phones' own events
+LIFECYCLE_CONCURRENCY: Final = 16
+# not forwarded by the proxy in either direction: they describe one hop, not the message
+HOP_BY_HOP_HEADERS: Final = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "expect",
+        INTERNAL_TOKEN_HEADER.lower(),
+    }
+)
+# the gateway's own request-log middleware adds X-Request-Id (the same id) to every response
+_DROPPED_RESPONSE_HEADERS: Final = HOP_BY_HOP_HEADERS | {"x-request-id"}
+_SKIP_AUTO_HEADERS: Final = frozenset({"Content-Type", "Accept-Encoding", "User-Agent"})
+
+
+def make_session() -> aiohttp.ClientSession:
+    """The shared session; call inside the running loop (the lifespan)."""
+    connector = aiohttp.TCPConnector(limit=MAX_POOLED_CONNECTIONS, limit_per_host=0, ttl_dns_cache=300)
+    return aiohttp.ClientSession(connector=connector, skip_auto_headers=_SKIP_AUTO_HEADERS, auto_decompress=False)
+
+
+def header_safe(value: RequestId) -> str | None:
+    """A request id usable as a header value (printable ASCII, bounded), else None."""
+    if value is None:
+        return None
+    text = str(value)
+    if len(text) > HEADER_VALUE_MAX_CHARS or not text.isascii() or not text.isprintable():
+        return None
+    return text
+
+
+class EventForwarder:
+    """Posts one client event to a service's ``/gateway/handle`` and returns its ``data`` or raises `AppError`."""
+
+    def __init__(self, base_urls: Mapping[Target, str], token: str, timeout_s: float) -> None:
+        if not (token.isascii() and token.isprintable()):
+            raise ValueError("INTERNAL_AUTH_TOKEN must be printable ASCII (it travels in a header)")
+        self._pools = {target: Http1Pool(url) for target, url in base_urls.items()}
+        self._heads = {
+            target: pool.request_head(HANDLE_PATH, [], 0).removesuffix(b"Content-Length: 0\r\n\r\n")
+            + f"Content-Type: application/json\r\n{INTERNAL_TOKEN_HEADER}: {token}\r\n".encode("ascii")
+            for target, pool in self._pools.items()
+        }
+        self._timeout_s = timeout_s
+
+    async def forward(
+        self, target: Target, event: str, request_id: RequestId, device_id: str, data: dict[str, Any]
+    ) -> Any:
+        body = orjson.dumps({"event": event, "request_id": request_id, "device_id": device_id, "data": data})
+        head = self._heads[target]
+        if (did := header_safe(device_id)) is not None:
+            head += f"X-Device-Id: {did}\r\n".encode()
+        if (rid := header_safe(request_id)) is not None:
+            head += f"X-Request-Id: {rid}\r\n".encode()
+        request = head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        try:
+            status, raw = await self._pools[target].post(request, self._timeout_s)
+        except ResponseTimeout:
+            raise Timeout(f"{target} did not answer within {self._timeout_s:g}s") from None
+        except ConnectionFailed as exc:
+            raise ServiceUnavailable(f"{target} is unavailable: {exc}") from None
+        return _reply_data(target, status, raw)
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+
+
+def _reply_data(target: Target, status: int, raw: bytes) -> Any:
+    """``{"data": ...}`` -> data; ``{"error": {...}}`` -> that error raised; anything else -> a clear error."""
+    try:
+        reply = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        reply = None
+    if isinstance(reply, dict):
+        error = reply.get("error")
+        if isinstance(error, dict):
+            raise AppError.from_error(error)
+        if status == 200:
+            return reply.get("data")
+    if status == 200:
+        raise InternalError(f"{target} sent a reply that is not {{data}} or {{error}}")
+    if status in (502, 503):
+        raise ServiceUnavailable(f"{target} answered HTTP {status}")
+    logger.warning("%s answered HTTP %d to /gateway/handle", target, status)
+    raise AppError(f"{target} answered HTTP {status}", code=code_for_status(status))
+
+
+class LifecycleNotifier:
+    """Tells the lobby when a device's first connection opens and its last one closes, best effort.
+
+    Runs in the background so no socket waits on the lobby; notices of one device are sent in order
+    (a quick reconnect must not arrive as connected-then-disconnected), at most
+    `LIFECYCLE_CONCURRENCY` at a time.
+    """
+
+    def __init__(self, forwarder: EventForwarder, recorder: StorageRecorder | None = None) -> None:
+        self._forwarder = forwarder
+        self._recorder = recorder  # each notice also widens the device's seen window in storage
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(LIFECYCLE_CONCURRENCY)
+
+    def notify(self, device_id: str, event: str) -> None:
+        previous = self._tails.get(device_id)
+        task = asyncio.get_running_loop().create_task(self._send(previous, device_id, event))
+        self._tails[device_id] = task
+        task.add_done_callback(lambda done: self._forget(device_id, done))
+
+    def _forget(self, device_id: str, task: asyncio.Task[None]) -> None:
+        if self._tails.get(device_id) is task:
+            del self._tails[device_id]
+
+    async def _send(self, previous: asyncio.Task[None] | None, device_id: str, event: str) -> None:
+        if previous is not None:
+            await asyncio.wait({previous})
+        try:
+            async with self._slots:
+                await self._forwarder.forward(Target.LOBBY, event, None, device_id, {})
+        except AppError as exc:
+            with bind_context(device_id=device_id):
+                logger.warning("%s not delivered to lobby: %s %s", event, exc.code.value, exc.message)
+        except Exception:
+            with bind_context(device_id=device_id):
+                logger.exception("%s failed", event)
+        if self._recorder is not None:
+            await self._recorder.device_seen(device_id)  # queued locally; never raises
+
+    @property
+    def pending(self) -> int:
+        return len(self._tails)
+
+    async def drain(self, timeout_s: float = LIFECYCLE_DRAIN_S) -> None:
+        """Give queued notices a moment (shutdown), then cancel what is left."""
+        tasks = set(self._tails.values())
+        if not tasks:
+            return
+        _, late = await asyncio.wait(tasks, timeout=timeout_s)
+        for task in late:
+            task.cancel()
+
+
+class Proxy:
+    """Streams an HTTP request to a service and its response back; neither body is held whole in memory."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_urls: Mapping[Target, str], timeout_s: float) -> None:
+        self._session = session
+        self._bases = dict(base_urls)
+        # no total: a 50 MB upload may take longer than the timeout; connecting and each read are bounded
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+        self._timeout_s = timeout_s
+
+    async def forward(self, request: Request, target: Target, upstream_path: str) -> Response:
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        url = URL(self._bases[target] + upstream_path + (f"?{query}" if query else ""), encoded=True)
+        headers = [(k, v) for k, v in request.headers.items() if k not in HOP_BY_HOP_HEADERS]
+        if (rid := request_id_var.get()) is not None and "x-request-id" not in request.headers:
+            headers.append(("x-request-id", rid))
+        raw_path = request.scope.get("raw_path", b"").decode("latin-1") or request.url.path
+        if upstream_path != raw_path and raw_path.endswith(upstream_path.rstrip("/")):
+            # the service builds links (a simulation's ir_url) under the path the client used
+            prefix = raw_path[: len(raw_path) - len(upstream_path.rstrip("/"))]
+            headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-prefix"]
+            headers.append(("x-forwarded-prefix", prefix))
+        has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
+        try:
+            upstream = await self._session.request(
+                request.method,
+                url,
+                headers=headers,
+                data=_request_body(request) if has_body else None,
+                allow_redirects=False,
+                timeout=self._timeout,
+            )
+        except TimeoutError:
+            return error_response(504, "timeout", f"{target} did not answer within {self._timeout_s:g}s")
+        except ClientDisconnect:
+            return error_response(400, "bad_request", "the client went away during the upload")
+        except aiohttp.ClientError as exc:
+            return error_response(503, "service_unavailable", f"{target} is unavailable ({type(exc).__name__})")
+        response = StreamingResponse(_response_body(upstream, target), status_code=upstream.status)
+        response.raw_headers = [
+            (name, value)
+            for name, value in upstream.raw_headers
+            if name.lower().decode("latin-1") not in _DROPPED_RESPONSE_HEADERS
+        ]
+        return response
+
+
+async def _request_body(request: Request) -> AsyncIterator[bytes]:
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
+async def _response_body(upstream: aiohttp.ClientResponse, target: Target) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        # headers are gone already; the client sees a short body, the log says why
+        logger.warning("response body from %s broke off: %r", target, exc)
+    finally:
+        upstream.release()

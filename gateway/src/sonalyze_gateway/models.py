@@ -1,0 +1,51 @@
+"""Pydantic models at the gateway's boundaries: ``identify`` data, the broadcast API, health."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from sonalyze_protocol.broadcast import BroadcastRequest, BroadcastResult
+
+DEVICE_ID_MAX_CHARS: Final = 128
+# printable ASCII without spaces: the id travels in the X-Device-Id header and in log lines
+DEVICE_ID_PATTERN: Final = r"^[!-~]+$"
+
+DeviceId = Annotated[
+    str, StringConstraints(min_length=1, max_length=DEVICE_ID_MAX_CHARS, pattern=DEVICE_ID_PATTERN)
+]
+
+
+class IdentifyData(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    device_id: DeviceId
+
+
+class IdentifyReply(BaseModel):
+    device_id: str
+
+
+class BroadcastBody(BroadcastRequest):
+    """``POST /internal/broadcast``: the shared contract, with a non-empty event name."""
+
+    device_ids: list[str]
+    event: str = Field(min_length=1)
+    data: dict[str, Any] = {}
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    service: str = "gateway"
+    connections: int
+    devices: int
+
+
+__all__ = [
+    "DEVICE_ID_MAX_CHARS",
+    "BroadcastBody",
+    "BroadcastResult",
+    "DeviceId",
+    "Health",
+    "IdentifyData",
+    "IdentifyReply",
+]
