@@ -16,6 +16,7 @@ import httpx
 from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig
 
 from sonalyze_devices.display import Progress, render_table
+from sonalyze_devices.room import RoomLayout, layout_from_profile
 from sonalyze_devices.scenario import DemoOptions, run_demo
 
 
@@ -42,12 +43,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--slow-upload", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
                         help="the first microphone waits before uploading (default 5 s)")  # fmt: skip
     parser.add_argument("--disconnect-reconnect", action="store_true", help="a microphone drops its connection and returns")
+    parser.add_argument("--room", default=None, metavar="PROFILE",
+                        help="measure a reference profile's room (classroom, office, living_room, ...) instead of the default")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     return parser.parse_args(argv)
 
 
+async def _profile_layout(http_url: str, profile_id: str, n_speakers: int, n_microphones: int) -> RoomLayout:
+    async with httpx.AsyncClient(base_url=http_url, timeout=30) as http:
+        response = await http.get(f"/v1/simulation/reference-profiles/{profile_id}")
+    if response.status_code != 200:
+        message = response.json().get("error", {}).get("message", response.text[:200])
+        raise SystemExit(f"--room {profile_id}: {message}")
+    return layout_from_profile(response.json(), n_speakers, n_microphones)
+
+
 async def _run(args: argparse.Namespace, http_url: str) -> int:
     progress = Progress()
+    layout = None
+    if args.room:
+        layout = await _profile_layout(http_url, args.room, args.speakers, args.microphones)
+        progress.report("demo", f"room: reference profile {args.room}")
     options = DemoOptions(
         gateway_url=http_url,
         n_speakers=args.speakers,
@@ -57,6 +73,7 @@ async def _run(args: argparse.Namespace, http_url: str) -> int:
         slow_upload_s=args.slow_upload,
         disconnect_reconnect=args.disconnect_reconnect,
         session_timeout_s=args.timeout,
+        layout=layout,
     )
     result = await run_demo(options, progress)
     print()

@@ -43,17 +43,43 @@ class RoomLayout:
         }
 
 
-def default_layout(n_speakers: int, n_microphones: int) -> RoomLayout:
-    """A 6 x 4 x 2.8 m living room: plaster walls, wooden floor with a carpet, plaster ceiling.
-
-    Speakers stand along the short wall at y = 0.8 m, microphones spread over the far half.
-    """
-    x_m, y_m, z_m = DEFAULT_ROOM_DIMENSIONS_M
+def place_devices(dimensions_m: tuple[float, float, float], n_speakers: int, n_microphones: int) -> dict[str, list[float]]:
+    """Speakers along the wall at y = 0, a fifth of the depth in; microphones spread over the far half."""
+    x_m, y_m, z_m = dimensions_m
+    height_m = min(1.2, 0.5 * z_m)
     positions: dict[str, list[float]] = {}
     for i in range(n_speakers):
-        positions[f"speaker_{i + 1}"] = [round(x_m * (i + 1) / (n_speakers + 1), 3), 0.8, 1.2]
+        positions[f"speaker_{i + 1}"] = [round(x_m * (i + 1) / (n_speakers + 1), 3), round(0.2 * y_m, 3), height_m]
     for j in range(n_microphones):
-        positions[f"mic_{j + 1}"] = [round(x_m * (j + 1) / (n_microphones + 1), 3), round(2.2 + 1.0 * (j % 2), 3), 1.3]
+        depth = 0.55 + 0.2 * (j % 2)
+        positions[f"mic_{j + 1}"] = [round(x_m * (j + 1) / (n_microphones + 1), 3), round(depth * y_m, 3), height_m + 0.1]
+    return positions
+
+
+def layout_from_profile(profile: dict[str, Any], n_speakers: int, n_microphones: int) -> RoomLayout:
+    """A room of the simulation's reference profiles (``GET /v1/simulation/reference-profiles/{id}``)."""
+    room = profile["request"]["room"]
+    if room.get("type", "shoebox") == "shoebox":
+        x_m, y_m, z_m = room["dimensions_m"]
+        vertices = [[0.0, 0.0], [x_m, 0.0], [x_m, y_m], [0.0, y_m]]
+    else:
+        vertices = [list(map(float, v)) for v in room["vertices"]]
+        z_m = room["height_m"]
+        x_m = max(v[0] for v in vertices) - min(v[0] for v in vertices)
+        y_m = max(v[1] for v in vertices) - min(v[1] for v in vertices)
+    materials = {key: room[key] for key in ("default_material", "surfaces") if key in room}
+    return RoomLayout(
+        vertices_m=vertices,
+        height_m=float(z_m),
+        materials=materials,
+        positions_m=place_devices((x_m, y_m, z_m), n_speakers, n_microphones),
+    )
+
+
+def default_layout(n_speakers: int, n_microphones: int) -> RoomLayout:
+    """A 6 x 4 x 2.8 m living room: plaster walls, wooden floor with a carpet, plaster ceiling."""
+    x_m, y_m, z_m = DEFAULT_ROOM_DIMENSIONS_M
+    positions = place_devices(DEFAULT_ROOM_DIMENSIONS_M, n_speakers, n_microphones)
     materials = {
         "default_material": {"absorption": [0.10, 0.08, 0.06, 0.06, 0.07, 0.08, 0.08], "scattering": 0.1},
         "surfaces": {"floor": {"absorption": [0.08, 0.24, 0.57, 0.69, 0.71, 0.73, 0.73], "scattering": 0.2}},
