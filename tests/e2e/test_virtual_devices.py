@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -12,6 +15,7 @@ from sonalyze_devices.client import Push
 from sonalyze_devices.display import Progress
 from sonalyze_devices.scenario import DemoOptions, DemoResult, run_demo
 from sonalyze_suite import Suite
+from sonalyze_suite.launcher import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +127,29 @@ class TestStorageRecord:
         assert all(m["device_id"] == result.devices[m["mic_slot_id"]] for m in record["measurements"])
         assert len(record["outputs"]) == 6
         assert all(o["status"] == "ok" and o["metrics"]["broadband"]["rt60_s"] for o in record["outputs"])
+
+
+class TestDemoCommand:
+    def test_demo_starts_the_suite_when_none_answers_and_prints_the_table(self, tmp_path: Any) -> None:
+        ports = {name: free_port() for name in ("gateway", "lobby", "measurement", "simulation", "storage")}
+        env = {
+            **os.environ,
+            **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+            "MEASUREMENT_DATA_DIR": str(tmp_path / "data"),
+        }
+        env.pop("LOBBY_DATABASE_URL", None)
+        env.pop("STORAGE_DATABASE_URL", None)
+        completed = subprocess.run(
+            [sys.executable, "-m", "sonalyze_devices", "--gateway", f"ws://127.0.0.1:{ports['gateway']}/ws",
+             "--speakers", "1", "--microphones", "2"],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+        output = completed.stdout + completed.stderr
+        assert completed.returncode == 0, output
+        assert "starting the local suite" in output
+        table = output[output.index("speaker    mic") :].splitlines()
+        assert [line.split()[:2] for line in table[3:5]] == [["speaker_1", "mic_1"], ["speaker_1", "mic_2"]]
+        assert "every pair analysed" in output
+        # the suite it started is gone again
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{ports['gateway']}/healthz", timeout=2)
