@@ -64,6 +64,42 @@ class TestLundebyTruncation:
             decay.lundeby_truncation(energy, sample_rate_hz, start_index=start_index)
 
 
+class TestIrregularTails:
+    """Late tails as real and ray-traced rooms give them: they fluctuate block to block and may stop short of
+    the noise. Lundeby's iteration must still find the late decay (it used to give up on such bands)."""
+
+    @staticmethod
+    def _decay(seed: int, *, cut_s: float | None = None, segment_db: float = 0.0) -> np.ndarray:
+        """T60 0.8 s noise decay (0 dB at t=0), noise 70 dB down, 3 s; optional cliff at ``cut_s`` and random
+        per-20-ms gains of +-``segment_db`` from 0.3 s on (a sparse late field)."""
+        rng = np.random.default_rng(seed)
+        n = int(3 * FS)
+        t_s = np.arange(n) / FS
+        envelope = np.exp(-6.0 * np.log(10.0) * t_s / (2.0 * 0.8))
+        if segment_db:
+            n_segment = int(0.02 * FS)
+            gains_db = rng.uniform(-segment_db, segment_db, n // n_segment + 1)
+            gains = np.repeat(10.0 ** (gains_db / 20.0), n_segment)[:n]
+            envelope = np.where(t_s >= 0.3, envelope * gains, envelope)
+        if cut_s is not None:
+            envelope[t_s >= cut_s] = 0.0
+        return (rng.standard_normal(n) * envelope + rng.standard_normal(n) * 10.0 ** (-70.0 / 20.0)) ** 2
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_a_decay_that_stops_15_db_above_the_noise(self, seed: int) -> None:
+        energy = self._decay(seed, cut_s=0.7)  # at -52.5 dB, 17.5 dB above the noise
+        result = decay.lundeby_truncation(energy, FS)
+        assert result.late_slope_db_per_s == pytest.approx(-75.0, rel=0.1)
+        assert result.noise_power == pytest.approx(1e-7, rel=0.1)
+
+    @pytest.mark.parametrize("seed", range(4))
+    def test_a_late_field_fluctuating_by_10_db(self, seed: int) -> None:
+        energy = self._decay(seed, cut_s=0.75, segment_db=10.0)
+        result = decay.lundeby_truncation(energy, FS)
+        assert result.late_slope_db_per_s == pytest.approx(-75.0, rel=0.2)
+        assert result.noise_power == pytest.approx(1e-7, rel=0.1)
+
+
 class TestSimulatedResponses:
     def test_truncated_noise_free_decay_gets_its_tail_back(self, make_decay_energy: MakeEnergy) -> None:
         """An image-source response stops early (here after 35 dB of a 1 s decay): T30 from the compensated

@@ -137,6 +137,39 @@ class TestDirectSound:
         assert find_direct_sound(ir, 48000.0).onset_index == 5000
 
 
+class TestSweepLimitedDirectSound:
+    """A response measured with a 50 Hz-20 kHz sweep: its direct sound is the deconvolution mask's pulse."""
+
+    @staticmethod
+    def _band_limited(ir: np.ndarray, sample_rate_hz: float) -> np.ndarray:
+        from sonalyze_acoustics.deconvolution import band_mask
+
+        n_fft = 2 * ir.size
+        freqs_hz = np.fft.rfftfreq(n_fft, 1.0 / sample_rate_hz)
+        return np.fft.irfft(np.fft.rfft(ir, n_fft) * band_mask(freqs_hz, 50.0, 20000.0), n_fft)[: ir.size]
+
+    @pytest.mark.parametrize("room", ["medium", "flat_close"])
+    def test_drr_of_the_low_bands_is_corrected_for_the_pulse(self, make_ir, room: str) -> None:
+        case = make_ir(room, inr_db=60.0, seed=0)
+        measured = self._band_limited(case.ir, case.sample_rate_hz)
+        corrected = room_parameters(measured, case.sample_rate_hz, band_limits_hz=(50.0, 20000.0))
+        plain = room_parameters(measured, case.sample_rate_hz)
+        for band in (125, 250, 500, 1000):
+            truth = case.truth[str(band)]["drr_db"]
+            assert corrected.bands[band].drr_db == pytest.approx(truth, abs=0.4), band
+        # without the correction the window misses the pulse's low-frequency part
+        assert plain.bands[125].drr_db < case.truth["125"]["drr_db"] - 1.0
+        # everything but DRR is unchanged
+        assert corrected.bands[125].c80_db == plain.bands[125].c80_db
+        assert corrected.bands[1000].rt60_s == plain.bands[1000].rt60_s
+
+    @pytest.mark.parametrize("limits", [(0.0, 20000.0), (500.0, 100.0), (50.0, 30000.0), (float("nan"), 1000.0)])
+    def test_invalid_band_limits_name_the_parameter(self, make_ir, limits: tuple[float, float]) -> None:
+        case = make_ir("dry", seed=0)
+        with pytest.raises(ValueError, match="band_limits_hz"):
+            room_parameters(case.ir, case.sample_rate_hz, band_limits_hz=limits)
+
+
 class TestContract:
     def test_as_dict_has_the_agreed_shape_and_is_strict_json(self, make_ir) -> None:
         case = make_ir("medium", inr_db=30.0)

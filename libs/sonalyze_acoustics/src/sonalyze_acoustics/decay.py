@@ -59,6 +59,19 @@ NOISE_FREE_END_FRACTION: Final = 1e-10
 NOISE_FREE_ITERATIONS: Final = 5
 """Refits of the late slope of a noise-free response on its tail-completed Schroeder curve."""
 
+LATE_FIT_SETTLED_BLOCKS: Final = 3
+"""Lundeby step 8: the late-decay fit ends before the first run of this many consecutive blocks below
+noise + 5 dB (where the decay has reached the noise), not at the first single block below it."""
+
+LATE_FIT_MIN_BLOCKS: Final = 5
+"""Lundeby step 8: the late-decay fit range is widened upwards until it holds at least this many blocks."""
+
+LATE_FIT_MIN_DROP_DB: Final = 10.0
+"""... and until its fitted line falls by at least this much across the blocks it uses (Lundeby: 10-20 dB)."""
+
+LATE_FIT_CLIFF_DB: Final = 6.0
+"""Lundeby step 8: trailing blocks this far below the fitted line are a cliff (the response stops), left out."""
+
 MIN_DECAY_DB: Final = 10.0
 """A band needs at least this much decay above its noise floor to be analysed at all."""
 
@@ -160,6 +173,13 @@ def lundeby_truncation(energy: np.ndarray, sample_rate_hz: float, *, start_index
     reaches ``N``, 5. new block length so 10 dB of decay spans 5 blocks, 7. ``N`` = mean of the raw energy
     from where the line lies 10 dB below ``N`` (at least the last 10 %), 8. regress the blocks between
     ``N + 25 dB`` and ``N + 5 dB``, 9. new ``t_c``; repeat 7-9 until ``t_c`` moves less than one block.
+
+    Robustness (real and simulated rooms whose late block levels fluctuate by 10-20 dB): step 8's range
+    ends where the blocks *settle* below ``N + 5 dB`` (three in a row), not at the first dip; dips are left
+    out of the regression; the range is widened upwards until it holds five blocks and a line falling by
+    10 dB (a decay that ends in a cliff, or a fluctuating plateau, gave two or three blocks or a flat line).
+    When a later iteration finds no fit (blocks too coarse), the last valid iteration's line, noise and
+    crossing point are returned instead of giving up.
     """
     energy = _check_energy(energy, "energy")
     if not np.isfinite(sample_rate_hz) or sample_rate_hz <= 0:
@@ -289,23 +309,50 @@ def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def _late_fit(levels_db: np.ndarray, centres: np.ndarray, noise_db: float, peak: int) -> tuple[float, float] | None:
-    """Lundeby step 8: regression of the block levels between noise + 25 dB and noise + 5 dB after the peak,
-    with the noise power subtracted from each block before taking its level."""
+    """Lundeby step 8: regression of the block levels between noise + 25 dB and noise + 5 dB after the peak
+    (widened upwards when that holds too little decay), with the noise power subtracted from each block
+    before taking its level. None when no range holds three blocks."""
     after = levels_db[peak:]
     upper = noise_db + LUNDEBY_NOISE_MARGIN_DB + LUNDEBY_FIT_RANGE_DB
     lower = noise_db + LUNDEBY_NOISE_MARGIN_DB
-    below_upper = np.flatnonzero(after < upper)
-    first = int(below_upper[0]) if below_upper.size else 0
-    below_lower = np.flatnonzero(after[first + 1 :] < lower)
-    if below_lower.size == 0:
+    # The fit ends where the decay settles below `lower`: at the first run of LATE_FIT_SETTLED_BLOCKS blocks
+    # below it. A lone block dipping below it is a fluctuation of the decay (a sparse late field, a
+    # ray-traced tail: the tail of a room stays 10-20 dB above the noise after such a dip), not the noise;
+    # stopping there left two or three blocks and a slope of any value.
+    below = after < lower
+    if not below[1:].any():
         return None
-    last = first + 1 + int(below_lower[0])
-    if last - first < 3:
-        return None
-    # Fit the decay without the noise (Chu): at noise + 5 dB the noise alone lifts a block by 1.2 dB.
+    n_run = min(LATE_FIT_SETTLED_BLOCKS, below.size - 1)
+    runs = 1 + np.flatnonzero(np.convolve(below[1:], np.ones(n_run), mode="valid") == n_run)
+    last = int(runs[0] if runs.size else 1 + np.flatnonzero(below[1:])[0])
+    # The fit starts at the first block below `upper`. The range is widened upwards (or reaches the peak)
+    # until it holds LATE_FIT_MIN_BLOCKS blocks and its line falls by LATE_FIT_MIN_DROP_DB: a decay that
+    # ends in a cliff (a response cut short above the noise, as simulated rooms are) leaves too few blocks,
+    # and a fluctuating plateau near the end of a sparse tail leaves a flat or rising line.
     noise_power = 10.0 ** (noise_db / 10.0)
-    clean_db = _db(np.maximum(10.0 ** (after[first:last] / 10.0) - noise_power, noise_power * 1e-3))
-    return _fit_line(centres[peak + first : peak + last], clean_db)
+    while True:
+        below_upper = np.flatnonzero(after[:last] < upper)
+        first = int(below_upper[0]) if below_upper.size else 0
+        selected = first + np.flatnonzero(after[first:last] >= lower)  # dips below `lower` carry no level
+        fit = None
+        if selected.size >= 3:
+            # Fit the decay without the noise (Chu): at noise + 5 dB the noise alone lifts a block by 1.2 dB.
+            clean_db = _db(10.0 ** (after[selected] / 10.0) - noise_power)
+            x = centres[peak + selected]
+            fit = _fit_line(x, clean_db)
+            # A block straddling a cliff (part decay, part nothing) lies far below the line through the
+            # blocks before it, and would steepen the fit.
+            while x.size > 3:
+                before = _fit_line(x[:-1], clean_db[:-1])
+                if clean_db[-1] >= before[0] + before[1] * x[-1] - LATE_FIT_CLIFF_DB:
+                    break
+                x, clean_db, fit = x[:-1], clean_db[:-1], before
+            drop_db = -fit[1] * (x[-1] - x[0])
+            if x.size >= LATE_FIT_MIN_BLOCKS and drop_db >= LATE_FIT_MIN_DROP_DB:
+                return fit
+        if first == 0:
+            return fit
+        upper += LUNDEBY_FIT_RANGE_DB / 4
 
 
 def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> LundebyResult:
@@ -335,6 +382,7 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
     crossing = (noise_db - intercept_db) / slope_db_per_sample
 
     n_iterations = 0
+    last_good: tuple[float, float, float, float] | None = None
     for n_iterations in range(1, LUNDEBY_MAX_ITERATIONS + 1):
         samples_per_10_db = 10.0 / -slope_db_per_sample
         n_block = int(np.clip(round(samples_per_10_db / LUNDEBY_INTERVALS_PER_10_DB), 1, n_total // 8))
@@ -345,9 +393,15 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
         peak = int(np.argmax(levels_db))
         fit = _late_fit(levels_db, centres, noise_db, peak)
         if fit is None or fit[1] >= 0:
-            raise NoDecayError("the late decay could not be fitted above the noise floor")
+            if last_good is None:
+                raise NoDecayError("the late decay could not be fitted above the noise floor")
+            # A later iteration found no fit range (its blocks came out too coarse for the decay): the
+            # previous iteration's line, noise and crossing point are a consistent and valid estimate.
+            noise_power, intercept_db, slope_db_per_sample, crossing = last_good
+            break
         intercept_db, slope_db_per_sample = fit
         new_crossing = float(np.clip((noise_db - intercept_db) / slope_db_per_sample, 1.0, n_total))
+        last_good = (noise_power, intercept_db, slope_db_per_sample, new_crossing)
         moved = abs(new_crossing - crossing)
         crossing = new_crossing
         if moved < n_block:

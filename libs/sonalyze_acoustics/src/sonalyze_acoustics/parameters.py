@@ -21,7 +21,10 @@ the direct sound and ``EDC`` the Schroeder curve normalised to the total energy:
   :data:`DIRECT_PRE_S` before the onset to :data:`DIRECT_WINDOW_S` after the peak (raised-cosine ramps of
   :data:`DIRECT_RAMP_S`), band-filtered on its own; the reverberant part is the band energy of the rest, so
   the interference of the two inside a band's long filter response counts for neither. Reflections arriving
-  within about 1.5 ms of the direct sound count as direct.
+  within about 1.5 ms of the direct sound count as direct. A measured response (``band_limits_hz`` given) has
+  a direct sound band-limited by the sweep, whose low-frequency wings outlast the window: each band's direct
+  energy is scaled by the share of that band-limited pulse the window holds, and the wings' energy is taken
+  off the reverberant side (:func:`_direct_window_gains`; without it DRR came out 1.5-2.5 dB low at 125 Hz).
 - The 50 and 80 ms boundaries (and the start of the integration) move by the band filter's energy advance
   (:func:`sonalyze_acoustics.bands.band_energy_delay_s`), since the time-reversed filter moves energy earlier.
 
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import numpy as np
@@ -260,7 +264,13 @@ def find_direct_sound(ir: np.ndarray, sample_rate_hz: float, *, hint_index: int 
     return _find_direct(ir, float(sample_rate_hz), hint_index)
 
 
-def room_parameters(ir: np.ndarray, sample_rate_hz: float, *, direct_index: int | None = None) -> RoomParameters:
+def room_parameters(
+    ir: np.ndarray,
+    sample_rate_hz: float,
+    *,
+    direct_index: int | None = None,
+    band_limits_hz: tuple[float, float] | None = None,
+) -> RoomParameters:
     """All ISO 3382-1 parameters per octave band and broadband, and the STI, of one impulse response.
 
     Parameters
@@ -273,6 +283,11 @@ def room_parameters(ir: np.ndarray, sample_rate_hz: float, *, direct_index: int 
         a reason (the 8 kHz band needs at least 23.8 kHz).
     direct_index : int, optional
         Hint for the direct sound's index (for example from alignment); searched within +-1 ms.
+    band_limits_hz : (float, float), optional
+        The sweep range ``(f_start_hz, f_end_hz)`` when ``ir`` was measured by deconvolving a sweep and
+        band-limited with :func:`sonalyze_acoustics.deconvolution.band_mask`: the direct sound is then that
+        mask's zero-phase pulse, whose low-frequency wings outlast the direct window, and each band's DRR
+        is corrected for it (see :func:`_direct_window_gains`). None (simulated responses): no correction.
 
     Returns
     -------
@@ -291,7 +306,12 @@ def room_parameters(ir: np.ndarray, sample_rate_hz: float, *, direct_index: int 
         raise ValueError(f"direct_index must be between 0 and {ir.size - 1}, got {direct_index}")
     if not np.any(ir):
         raise ValueError("ir is all zeros")
-    return _room_parameters(ir, float(sample_rate_hz), direct_index)
+    if band_limits_hz is not None:
+        low_hz, high_hz = (float(value) for value in band_limits_hz)
+        if not (math.isfinite(low_hz) and math.isfinite(high_hz) and 0 < low_hz < high_hz <= sample_rate_hz / 2):
+            raise ValueError(f"band_limits_hz must satisfy 0 < low < high <= Nyquist, got {band_limits_hz}")
+        band_limits_hz = (low_hz, high_hz)
+    return _room_parameters(ir, float(sample_rate_hz), direct_index, band_limits_hz)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -458,6 +478,9 @@ class _DirectSound:
 
     signals: np.ndarray
     start: int
+    n_before: int
+    n_after: int
+    n_ramp: int
 
 
 def _direct_window(n_before: int, n_after: int, n_ramp: int) -> np.ndarray:
@@ -488,7 +511,57 @@ def _direct_band_signals(
     lead = int(LEAD_PAD_S * sample_rate_hz)
     buffer = np.concatenate([np.zeros(lead), segment])
     signals = _bands._filter_bands(buffer, sample_rate_hz, bands, True)
-    return _DirectSound(signals=signals, start=clipped_high - buffer.size)
+    return _DirectSound(
+        signals=signals, start=clipped_high - buffer.size, n_before=n_before, n_after=n_after, n_ramp=n_ramp
+    )
+
+
+def _direct_window_gains(
+    sample_rate_hz: float, band_limits_hz: tuple[float, float], window: tuple[int, int, int], bands: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per band (then broadband) ``(g_b, q_b)``: the band energy of the measurement's band-limited pulse
+    ``m``, and of its part outside the direct window, each over the band energy of its part inside:
+    ``g_b = E_b[m] / E_b[m w]``, ``q_b = E_b[m (1 - w)] / E_b[m w]``.
+
+    Why: a swept-sine measurement returns ``h * m``, ``m`` the zero-phase pulse of the deconvolution's band
+    mask (:func:`sonalyze_acoustics.deconvolution.band_mask`). Its spectral hole below the sweep's start
+    (below 50-71 Hz by default) gives ``m`` slow wings of opposite sign, tens of ms long. A window of a few
+    ms cannot resolve that hole (its resolution is ``1 / T``, several hundred Hz): the windowed pulse's
+    spectrum is the mask smeared by the window's, which fills the hole and takes energy out of the 125 and
+    250 Hz bands (1.5 and 0.6 dB for a 2 ms window; nothing above 500 Hz), while the wings outside the
+    window would count as reverberant. A longer window would take in the first reflections instead. The
+    direct sound of a source that is flat over the window's resolution is ``a m`` with ``a**2 E_b[m w]`` the
+    measured windowed band energy ``D_w``, so its band energy is ``g_b D_w`` and the wings' ``q_b D_w`` is
+    taken off the rest (``g_b != 1 + q_b``: inside a band the core and the wings overlap and interfere).
+    Cached per window shape.
+    """
+    gains, wings = _direct_window_gains_cached(float(sample_rate_hz), band_limits_hz, window, bands)
+    return gains.copy(), wings.copy()
+
+
+@lru_cache(maxsize=32)
+def _direct_window_gains_cached(
+    sample_rate_hz: float, band_limits_hz: tuple[float, float], window: tuple[int, int, int], bands: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    from sonalyze_acoustics.deconvolution import band_mask
+
+    n_before, n_after, n_ramp = window
+    n_samples = 1 << int(np.ceil(np.log2(sample_rate_hz)))  # about 1 s: the wings fade well within it
+    centre = n_samples // 2
+    freqs_hz = np.fft.rfftfreq(n_samples, 1.0 / sample_rate_hz)
+    mask = band_mask(freqs_hz, *band_limits_hz)
+    pulse = np.fft.irfft(mask * np.exp(-2j * np.pi * np.arange(freqs_hz.size) * centre / n_samples), n_samples)
+    magnitude = np.abs(pulse)
+    onset = int(np.flatnonzero(magnitude >= magnitude[centre] * 10.0 ** (ONSET_THRESHOLD_DB / 20.0))[0])
+    shape = _direct_window(n_before, n_after, n_ramp)
+    low = onset - n_before - n_ramp
+    weights = np.zeros(n_samples)
+    weights[low : low + shape.size] = shape
+    full = _bands._band_energies(pulse, sample_rate_hz, bands, True)
+    inside = _bands._band_energies(pulse * weights, sample_rate_hz, bands, True)
+    outside = _bands._band_energies(pulse * (1.0 - weights), sample_rate_hz, bands, True)
+    inside = np.maximum(inside, 1e-300)
+    return full / inside, outside / inside
 
 
 @dataclass(frozen=True)
@@ -504,6 +577,8 @@ def _band(
     onset: int,
     direct_signal: np.ndarray,
     direct_start: int,
+    direct_gain: float = 1.0,
+    wing_fraction: float = 0.0,
 ) -> _BandResult:
     extent = int(math.ceil(_bands.band_energy_extent_s(band_hz, sample_rate_hz) * sample_rate_hz))
     # The time-reversed filter needs `extent` samples of future input: the last ones fade out artificially.
@@ -535,8 +610,11 @@ def _band(
     low = max(direct_start, 0)
     direct_part = direct_signal[low - direct_start :]
     overlap = band_signal[low : low + direct_part.size]
-    direct_energy = float(np.dot(direct_part, direct_part))
-    cross_energy = 2.0 * float(np.dot(overlap, direct_part)) - 2.0 * direct_energy
+    windowed_energy = float(np.dot(direct_part, direct_part))
+    cross_energy = 2.0 * float(np.dot(overlap, direct_part)) - 2.0 * windowed_energy
+    # the band-limited pulse's wings beyond the window (see _direct_window_gains): direct, not reverberant
+    direct_energy = direct_gain * windowed_energy
+    cross_energy += (1.0 + wing_fraction - direct_gain) * windowed_energy
     if analysis.inr_db < MIN_INR_ENERGY_DB:
         for name in ("c50_db", "c80_db", "d50", "drr_db"):
             values[name] = None
@@ -581,7 +659,9 @@ def _useful_length(ir: np.ndarray, sample_rate_hz: float, onset: int) -> int:
     return int(min(max(keep, onset + int(MIN_IR_S * sample_rate_hz)), ir.size))
 
 
-def _room_parameters(ir: np.ndarray, sample_rate_hz: float, direct_index: int | None) -> RoomParameters:
+def _room_parameters(
+    ir: np.ndarray, sample_rate_hz: float, direct_index: int | None, band_limits_hz: tuple[float, float] | None
+) -> RoomParameters:
     direct = _find_direct(ir, sample_rate_hz, direct_index)
     ir = ir[: _useful_length(ir, sample_rate_hz, direct.onset_index)]
     lead = int(LEAD_PAD_S * sample_rate_hz)
@@ -591,10 +671,21 @@ def _room_parameters(ir: np.ndarray, sample_rate_hz: float, direct_index: int | 
     onset = direct.onset_index + lead
     direct_bands = _direct_band_signals(padded, sample_rate_hz, onset, direct.peak_index + lead, available)
 
+    gains, wings = np.ones(len(available) + 1), np.zeros(len(available) + 1)
+    if band_limits_hz is not None:
+        window = (direct_bands.n_before, direct_bands.n_after, direct_bands.n_ramp)
+        gains, wings = _direct_window_gains(sample_rate_hz, band_limits_hz, window, available)
+
     results: dict[int, _BandResult] = {}
     for row, band in enumerate(available):
-        results[band] = _band(signals[row], band, sample_rate_hz, onset, direct_bands.signals[row], direct_bands.start)
-    broadband = _band(signals[-1], None, sample_rate_hz, onset, direct_bands.signals[-1], direct_bands.start)
+        direct_signal = direct_bands.signals[row]
+        results[band] = _band(
+            signals[row], band, sample_rate_hz, onset, direct_signal, direct_bands.start, gains[row], wings[row]
+        )
+    direct_signal = direct_bands.signals[-1]
+    broadband = _band(
+        signals[-1], None, sample_rate_hz, onset, direct_signal, direct_bands.start, gains[-1], wings[-1]
+    )
 
     band_parameters: dict[int, BandParameters] = {}
     for band in OCTAVE_BANDS_HZ:
