@@ -20,10 +20,11 @@ import numpy as np
 import pytest
 import soundfile
 from scipy.signal import fftconvolve
+from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite
 
 pytestmark = pytest.mark.e2e
-Phone = Any  # conftest.Phone: a scripted device on the gateway's /ws
+Phone = DeviceClient  # a scripted device on the gateway's /ws
 
 SAMPLE_RATE_HZ: Final = 48_000
 ROOM_RT60_S: Final = 0.6
@@ -86,7 +87,7 @@ async def make_room(suite: Suite, phone: Callable[[str], Awaitable[Phone]], n_sp
 async def run_speaker(phone: Phone, slot_id: str, http: httpx.AsyncClient) -> None:
     """An honest speaker: ready, fetches and checks the audio, 'plays' it at once."""
     while True:
-        event, data = await phone.events.get()
+        event, data = await phone.pushes.get()
         session = {"session_id": data.get("session_id")}
         match event:
             case "measurement.start_measurement" if data["speaker_slot_id"] == slot_id:
@@ -113,7 +114,7 @@ async def run_microphone(
     """An honest microphone; or one that stops answering at ``silent_from`` (a command name); or one whose
     socket drops when ``drops_at`` first arrives and that reconnects half a second later."""
     while True:
-        event, data = await phone.events.get()
+        event, data = await phone.pushes.get()
         if event == silent_from:
             return
         if event == drops_at:

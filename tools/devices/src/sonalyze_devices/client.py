@@ -12,8 +12,7 @@ import itertools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -34,8 +33,9 @@ class DeviceError(Exception):
         self.error = error
 
 
-@dataclass(frozen=True, slots=True)
-class Push:
+class Push(NamedTuple):
+    """One ``event`` frame: unpacks as ``event, data``."""
+
     event: str
     data: dict[str, Any]
 
@@ -56,6 +56,7 @@ class DeviceClient:
         self.request_timeout_s = request_timeout_s
         self.latencies_s = latencies_s  # request -> response times, when a caller collects them
         self.pushes: asyncio.Queue[Push] = asyncio.Queue()
+        self.seen: list[Push] = []  # every push, in arrival order (the queue is consumed, this is kept)
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._connection: ClientConnection | None = None
@@ -78,7 +79,9 @@ class DeviceClient:
                 frame = json.loads(raw)
                 kind = frame.get("type")
                 if kind == "event":
-                    await self.pushes.put(Push(frame["event"], frame.get("data") or {}))
+                    push = Push(frame["event"], frame.get("data") or {})
+                    self.seen.append(push)
+                    await self.pushes.put(push)
                 elif kind in ("response", "error"):
                     future = self._pending.pop(str(frame.get("request_id")), None)
                     if future is not None and not future.done():
@@ -121,6 +124,18 @@ class DeviceClient:
             push = await asyncio.wait_for(self.pushes.get(), remaining)
             if event is None or push.event == event:
                 return push
+
+    async def expect(self, event: str, timeout_s: float = 30.0) -> dict[str, Any]:
+        """The data of the next push named ``event`` (earlier pushes are skipped; they stay in ``seen``)."""
+        return (await self.next_push(event, timeout_s)).data
+
+    async def refused(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+        """The error object of a request that must fail (AssertionError if it succeeds)."""
+        try:
+            answer = await self.request(event, data, timeout_s)
+        except DeviceError as exc:
+            return exc.error
+        raise AssertionError(f"{event} should have failed but answered {answer}")
 
     async def disconnect(self) -> None:
         """Close the socket (the device keeps its identity and can `connect` again)."""
