@@ -6,6 +6,8 @@ service (a uvicorn process) and analysed there. The truth is the design's (see
 ``sonalyze_measurement.analysis.reference_cases``). A representative subset; ``bench/analysis.py`` runs the
 full grid. Targets (issue 5): at 40 dB and up, bands 250 Hz-4 kHz: T30, T20, EDT within 5 %, C50, C80 and
 DRR within 1 dB, STI within 0.03; 125 Hz and 8 kHz within 10 % and 1.5 dB; at 20 dB within 10 % or null.
+The 20 dB rule is also checked on eight cases of the bench's grid (its worst ones) through the function the
+service's process pool runs, without HTTP.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from sonalyze_acoustics.parameters import room_parameters
+from sonalyze_measurement.analysis.audio_generator import render, resolve_params
+from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
 from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 
 pytestmark = pytest.mark.e2e
@@ -202,3 +206,84 @@ def test_measurement_path_adds_little_to_the_metric_code(measured, case) -> None
     assert wrong == {}
     assert m.item["broadband"]["sti"] == pytest.approx(m.clean["broadband"]["sti"], abs=0.01)
     assert np.isfinite(m.item["quality"]["drift_ppm"])
+
+
+# The 20 dB rule over the grid of bench/analysis.py (same names and seeds): the cases with the largest errors
+# found there, through the function the service's process pool runs (16-bit WAV file in, results out).
+# Seed 57 had a 500 Hz T20 14 % long (its noise floor taken for a still-decaying end, so no noise was
+# subtracted); 74 and 88 showed the same misclassification at 500 Hz (16-17 %) when 1 s instead of 0.5 s of
+# noise was kept after the broadband crossing; 60 had T20 +9 %, 12 EDT +8.5 %; the others cover short and
+# long decays, both DRRs and the drift extremes. About 4 s for the eight.
+GRID_AT_20_DB = (
+    ReferenceCase("T0.35/DRR+3/20dB/+50ppm", t60_1k_s=0.35, drr_db=3.0, pnr_db=20.0, drift_ppm=50.0, seed=12),
+    ReferenceCase("T0.35/DRR-6/20dB/-200ppm", t60_1k_s=0.35, drr_db=-6.0, pnr_db=20.0, drift_ppm=-200.0, seed=30),
+    ReferenceCase("T1/DRR+3/20dB/+0ppm", t60_1k_s=1.0, drr_db=3.0, pnr_db=20.0, drift_ppm=0.0, seed=41),
+    ReferenceCase("T1/DRR-6/20dB/+50ppm", t60_1k_s=1.0, drr_db=-6.0, pnr_db=20.0, drift_ppm=50.0, seed=57),
+    ReferenceCase("T1/DRR-6/20dB/-200ppm", t60_1k_s=1.0, drr_db=-6.0, pnr_db=20.0, drift_ppm=-200.0, seed=60),
+    ReferenceCase("T2.4/DRR+3/20dB/+200ppm", t60_1k_s=2.4, drr_db=3.0, pnr_db=20.0, drift_ppm=200.0, seed=74),
+    ReferenceCase("T2.4/DRR+3/20dB/-200ppm", t60_1k_s=2.4, drr_db=3.0, pnr_db=20.0, drift_ppm=-200.0, seed=75),
+    ReferenceCase("T2.4/DRR-6/20dB/-50ppm", t60_1k_s=2.4, drr_db=-6.0, pnr_db=20.0, drift_ppm=-50.0, seed=88),
+)
+
+
+@pytest.fixture(scope="module")
+def reference_signal(tmp_path_factory) -> SimpleNamespace:
+    """The service's 48 kHz signal, stored as the reference store stores it (16-bit WAV)."""
+    params = resolve_params(48000)
+    pcm16, timing = render(params)
+    path = tmp_path_factory.mktemp("reference") / "reference.wav"
+    sf.write(path, pcm16, 48000, subtype="PCM_16")
+    return SimpleNamespace(samples=pcm16.astype(np.float64) / 32768.0, path=path, timing=timing.as_dict(),
+                           signal_id=params.signal_id)
+
+
+def _violations_of_the_20_db_rule(item: dict, truth: dict) -> dict[str, object]:
+    """Every value beyond 10 % (decay times) or 1.5 dB (levels), and every null without a reason."""
+    reasons = item["quality"]["null_reasons"]
+    wrong: dict[str, object] = {}
+    for band in ("broadband", "125", "250", "500", "1000", "2000", "4000", "8000"):
+        for name in ("edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "drr_db", "d50"):
+            value, true = _band(item, band)[name], _band(truth, band)[name]
+            key = f"{band}.{name}" if band == "broadband" else f"bands.{band}.{name}"
+            if value is None:
+                if not reasons.get(key):
+                    wrong[key] = "null without a reason"
+            elif name.endswith("_s") and abs(value - true) > 0.10 * true:
+                wrong[key] = f"{100 * (value - true) / true:+.1f} %"
+            elif name.endswith("_db") and abs(value - true) > 1.5:
+                wrong[key] = f"{value - true:+.2f} dB"
+            elif name == "d50" and abs(value - true) > 0.1:
+                wrong[key] = f"{value - true:+.3f}"
+    return wrong
+
+
+@pytest.fixture(scope="module")
+def grid_at_20_db(reference_signal, tmp_path_factory) -> dict[str, SimpleNamespace]:
+    """Each case recorded to a 16-bit WAV and analysed by the function the process pool runs."""
+    folder = tmp_path_factory.mktemp("grid20")
+    out = {}
+    for index, case in enumerate(GRID_AT_20_DB):
+        design = design_room(case)
+        path = folder / f"case{index}.wav"
+        sf.write(path, simulate_recording(reference_signal.samples, 48000, design, case), case.recording_rate_hz,
+                 subtype="PCM_16")
+        task = AnalysisTask("accuracy", path.name, str(path), str(reference_signal.path), reference_signal.timing,
+                            reference_signal.signal_id)
+        out[case.name] = SimpleNamespace(item=analyze_recording(task), truth=design.truth)
+    return out
+
+
+@pytest.mark.parametrize("case", GRID_AT_20_DB, ids=lambda c: c.name)
+def test_grid_at_20_db_is_within_10_percent_or_null_with_a_reason(case, grid_at_20_db) -> None:
+    m = grid_at_20_db[case.name]
+    assert m.item["status"] == "ok", m.item["error"]
+    assert _violations_of_the_20_db_rule(m.item, m.truth) == {}
+
+
+def test_grid_at_20_db_still_reports_what_it_can_measure(grid_at_20_db) -> None:
+    """The rule is not met by nulling everything: rooms up to T60 1 s keep mid-band T20 values (a 2.4 s decay
+    at 20 dB has only 20-25 dB of range, rightly null everywhere)."""
+    for case in GRID_AT_20_DB:
+        if case.t60_1k_s <= 1.0:
+            bands = grid_at_20_db[case.name].item["bands"]
+            assert any(bands[band]["t20_s"] is not None for band in MID), case.name

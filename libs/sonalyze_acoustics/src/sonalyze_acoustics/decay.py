@@ -53,6 +53,11 @@ NOISE_FREE_SLOPE_DB: Final = 3.0
 """A response whose last 20 % still falls by more than this, at more than half its earlier rate, has no
 noise floor in the data (a simulated or truncated response): its noise power is taken as 0."""
 
+NOISE_FREE_SIGNIFICANCE: Final = 3.0
+"""... provided that fall exceeds this many standard errors of the regression (a noise floor's block levels
+scatter, and a band crossing its noise late still bends in its last 20 %: such ends were taken as noise free,
+no noise was subtracted, and T20 came out 9-14 % long at 20 dB peak-to-noise; see :func:`_still_decaying`)."""
+
 NOISE_FREE_END_FRACTION: Final = 1e-10
 """A noise-free response ends where less than this fraction of its energy (-100 dB) remains."""
 
@@ -420,9 +425,11 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
 def _still_decaying(decay: np.ndarray, sample_rate_hz: float) -> bool:
     """True when the response is still decaying at its end (no noise floor reached).
 
-    Block levels (10 ms) of the last 20 % are regressed against time; a noise floor gives a flat line, a
-    decay a slope like the rest of the response. Still decaying: the end's slope is more than half the
-    slope before it and it falls by more than :data:`NOISE_FREE_SLOPE_DB` over the last 20 %.
+    Block levels (10 ms) are regressed against time; a noise floor gives a flat line, a decay a slope like
+    the rest of the response. Still decaying: over the last 20 % and over the last 10 % of the response the
+    slope is more than half the slope before and the fall exceeds :data:`NOISE_FREE_SLOPE_DB` (half of it
+    over the last 10 %) and :data:`NOISE_FREE_SIGNIFICANCE` standard errors of the regression. A decay that
+    meets its noise floor shortly before the last 20 % still falls there, but its last 10 % lies on the floor.
     """
     n_block = max(int(round(LUNDEBY_INITIAL_BLOCK_S * sample_rate_hz)), 1)
     levels_db, centres = _block_levels_db(decay, n_block)
@@ -431,9 +438,26 @@ def _still_decaying(decay: np.ndarray, sample_rate_hz: float) -> bool:
     if levels_db.size - n_last - peak < 3:
         return False
     _, slope_before = _fit_line(centres[peak:-n_last], levels_db[peak:-n_last])
-    _, slope_end = _fit_line(centres[-n_last:], levels_db[-n_last:])
-    drop_db = -slope_end * (centres[-1] - centres[-n_last])
-    return bool(slope_before < 0 and slope_end < 0.5 * slope_before and drop_db > NOISE_FREE_SLOPE_DB)
+    if slope_before >= 0:
+        return False
+    n_half = max(n_last // 2, 3)
+    return _falls(centres[-n_last:], levels_db[-n_last:], slope_before, NOISE_FREE_SLOPE_DB) and _falls(
+        centres[-n_half:], levels_db[-n_half:], slope_before, NOISE_FREE_SLOPE_DB / 2.0
+    )
+
+
+def _falls(x: np.ndarray, levels_db: np.ndarray, slope_before: float, min_drop_db: float) -> bool:
+    """The block levels fall at more than half ``slope_before``, by more than ``min_drop_db`` and the scatter.
+
+    A noise floor's 10 ms block levels scatter by several dB (few degrees of freedom in a low octave), so a
+    chance downward trend of the last blocks must not pass for a decay."""
+    intercept, slope = _fit_line(x, levels_db)
+    span = float(x[-1] - x[0])
+    drop_db = -slope * span
+    residual = levels_db - (intercept + slope * x)
+    spread = float(np.sum((x - x.mean()) ** 2))
+    drop_error_db = span * float(np.sqrt(np.sum(residual**2) / max(x.size - 2, 1) / spread)) if spread > 0 else 0.0
+    return bool(slope < 0.5 * slope_before and drop_db > max(min_drop_db, NOISE_FREE_SIGNIFICANCE * drop_error_db))
 
 
 def _noise_free_lundeby(decay: np.ndarray, sample_rate_hz: float, start_index: int) -> LundebyResult:
