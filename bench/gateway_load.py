@@ -58,8 +58,10 @@ TARGETS_MS: Final = {
     "routed_200x5_p99_ms": 12.0,
     "routed_1000x2_p99_ms": 25.0,
     "connect_1000_s": 2.0,
+    # "one broadcast to 1000 devices p50 <= 32 ms": the median device's delivery; the last device is shown too
+    "broadcast_1000_per_device_p50_ms": 32.0,
     "broadcast_1000_all_ms": 32.0,
-    "broadcast_probe_max_ms": 15.0,
+    "broadcast_1000_probe_max_ms": 15.0,
 }
 
 
