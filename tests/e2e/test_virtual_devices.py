@@ -90,7 +90,7 @@ class TestFaults:
 
 
 class TestStorageRecord:
-    async def test_storage_lists_the_devices_lobby_participants_measurements_and_outputs_of_a_run(
+    async def test_storage_lists_the_devices_lobby_participants_measurements_outputs_and_simulation_of_a_run(
         self, full_suite: Suite
     ) -> None:
         result = await run_session(full_suite, seed=7)
@@ -110,12 +110,17 @@ class TestStorageRecord:
                     "participants": await items("/v1/participants", lobby_id=result.lobby_id),
                     "measurements": await items("/v1/measurements", job_id=result.job_id),
                     "outputs": await items("/v1/analysis-outputs", job_id=result.job_id),
+                    "simulation_results": await items("/v1/simulation-results", job_id=result.simulation_id),
                 }
 
             # the services deliver through their outboxes in the background: wait, bounded
             for _ in range(60):
                 record = await snapshot()
-                if len(record["outputs"]) == 6 and len(record["devices"]) == len(result.devices):
+                if (
+                    len(record["outputs"]) == 6
+                    and len(record["simulation_results"]) == 6
+                    and len(record["devices"]) == len(result.devices)
+                ):
                     break
                 await asyncio.sleep(0.5)
 
@@ -127,6 +132,8 @@ class TestStorageRecord:
         assert all(m["device_id"] == result.devices[m["mic_slot_id"]] for m in record["measurements"])
         assert len(record["outputs"]) == 6
         assert all(o["status"] == "ok" and o["metrics"]["broadband"]["rt60_s"] for o in record["outputs"])
+        pairs = {(r["source_id"], r["microphone_id"]) for r in record["simulation_results"]}
+        assert pairs == {(s, m) for s in SPEAKERS for m in MICS}
 
 
 class TestDemoCommand:

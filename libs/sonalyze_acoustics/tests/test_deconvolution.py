@@ -11,7 +11,6 @@ from sonalyze_acoustics.deconvolution import (
     band_mask,
     deconvolve_sweep,
     farina_inverse_filter,
-    find_direct_sound,
 )
 from sonalyze_acoustics.signals import MeasurementSignal, measurement_signal
 
@@ -107,33 +106,6 @@ class TestBandMask:
         freqs = np.array([10.0, 50.0, 80.0, 1000.0, 16000.0, 20000.0, 23000.0])
         mask = band_mask(freqs, 50.0, 20000.0)
         np.testing.assert_allclose(mask, [0, 0, 1, 1, 1, 0, 0], atol=1e-12)
-
-
-class TestDirectSound:
-    def test_onset_is_where_the_peak_minus_20_db_is_first_reached(self) -> None:
-        ir = np.zeros(4800)
-        ir[1000:1004] = [0.05, 0.2, 1.0, 0.3]
-        direct = find_direct_sound(ir, FS)
-        assert direct.peak_index == 1002
-        assert direct.onset_index == 1001
-
-    def test_weaker_direct_sound_before_a_louder_reflection(self) -> None:
-        ir = np.zeros(9600)
-        ir[2000] = 0.5
-        ir[2000 + int(0.004 * FS)] = 1.0
-        direct = find_direct_sound(ir, FS)
-        assert direct.onset_index == 2000
-
-    def test_noise_before_the_direct_sound_is_not_taken(self) -> None:
-        rng = np.random.default_rng(2)
-        ir = rng.normal(0, 0.02, 9600)  # -34 dB noise: peaks cross -20 dB of the direct sound
-        ir[4000] = 1.0
-        direct = find_direct_sound(ir, FS)
-        assert direct.onset_index == 4000
-
-    def test_all_zero_is_refused(self) -> None:
-        with pytest.raises(ValueError, match="zeros"):
-            find_direct_sound(np.zeros(100), FS)
 
 
 class TestFarinaInverseFilter:

@@ -262,3 +262,30 @@ class TestContract:
 
 def _ir_and_rate(case) -> tuple[np.ndarray, float]:
     return case.ir, case.sample_rate_hz
+
+
+class TestDirectSoundOnsetRule:
+    def test_onset_is_where_the_peak_minus_20_db_is_first_reached(self) -> None:
+        ir = np.zeros(4800)
+        ir[1000:1004] = [0.05, 0.2, 1.0, 0.3]
+        direct = find_direct_sound(ir, 48000.0)
+        assert direct.peak_index == 1002
+        assert direct.onset_index == 1001
+
+    def test_weaker_direct_sound_before_a_louder_reflection(self) -> None:
+        ir = np.zeros(9600)
+        ir[2000] = 0.5
+        ir[2000 + int(0.004 * 48000)] = 1.0
+        direct = find_direct_sound(ir, 48000.0)
+        assert direct.onset_index == 2000
+
+    def test_noise_before_the_direct_sound_is_not_taken(self) -> None:
+        rng = np.random.default_rng(2)
+        ir = rng.normal(0, 0.02, 9600)  # -34 dB noise: peaks cross -20 dB of the direct sound
+        ir[4000] = 1.0
+        direct = find_direct_sound(ir, 48000.0)
+        assert direct.onset_index == 4000
+
+    def test_all_zero_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="zeros"):
+            find_direct_sound(np.zeros(100), 48000.0)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from scipy import signal as sp_signal
 
-from sonalyze_acoustics.deconvolution import deconvolve_sweep, find_direct_sound
+from sonalyze_acoustics.deconvolution import deconvolve_sweep
+from sonalyze_acoustics.parameters import find_direct_sound
 from sonalyze_acoustics.parameters import room_parameters
 from sonalyze_acoustics.signals import measurement_signal
 

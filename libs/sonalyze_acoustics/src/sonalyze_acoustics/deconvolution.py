@@ -1,4 +1,4 @@
-"""From an aligned sweep recording to an impulse response, and where its direct sound is.
+"""From an aligned sweep recording to an impulse response (its direct sound: `parameters.find_direct_sound`).
 
 Deconvolution is a regularised spectral division, ``H = Y X* / (|X|^2 + eps)``, band-limited by a
 smooth mask to the sweep's range. Within the band it inverts the exact played sweep (fades
@@ -10,7 +10,6 @@ References
 ----------
 Farina, A. (2000). Simultaneous measurement of impulse response and distortion with a swept-sine
 technique. 108th AES Convention, preprint 5093.
-ISO 3382-1:2009, Annex A (start of the impulse response: 20 dB below its maximum).
 """
 
 from __future__ import annotations
@@ -25,11 +24,6 @@ REGULARISATION: Final = 1e-6
 """In-band regularisation, relative to the sweep spectrum's peak power."""
 PRE_WINDOW_S: Final = 0.05
 """Negative lags kept in front of lag 0: room for an alignment that locked onto a reflection."""
-ONSET_THRESHOLD_DB: Final = -20.0
-NOISE_FACTOR: Final = 6.0
-"""The onset must also exceed this multiple of the RMS of the IR before its peak."""
-MAX_ONSET_LEAD_S: Final = 0.02
-"""How far before the IR's maximum an earlier (weaker) direct sound is searched for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +33,6 @@ class ImpulseResponse:
     samples: np.ndarray
     sample_rate_hz: float
     zero_index: int
-
-
-@dataclass(frozen=True, slots=True)
-class DirectSound:
-    """The direct sound's onset (ISO 3382-1: first rise to 20 dB below the peak) and its peak."""
-
-    onset_index: int
-    peak_index: int
-    peak_amplitude: float
 
 
 def deconvolve_sweep(
@@ -121,50 +106,6 @@ def band_mask(freqs_hz: np.ndarray, f_start_hz: float, f_end_hz: float) -> np.nd
     low = _ramp(log_f, np.log2(f_start_hz), np.log2(f_start_hz) + 0.5)
     high = 1.0 - _ramp(log_f, np.log2(f_end_hz) - 0.25, np.log2(f_end_hz))
     return low * high
-
-
-def find_direct_sound(
-    ir: np.ndarray,
-    sample_rate_hz: float,
-    *,
-    threshold_db: float = ONSET_THRESHOLD_DB,
-    max_lead_s: float = MAX_ONSET_LEAD_S,
-) -> DirectSound:
-    """The direct sound of an impulse response.
-
-    The peak is ``argmax |h|``. An earlier arrival within ``max_lead_s`` that rises above the peak
-    minus 20 dB (and above the noise before it) is the direct sound when a reflection is louder
-    than it; the onset is the first sample above that threshold (ISO 3382-1, A.3.4).
-
-    Parameters
-    ----------
-    ir : ndarray, shape (n,)
-    sample_rate_hz : float
-    threshold_db : float
-        Onset threshold relative to the peak (default -20 dB).
-    max_lead_s : float
-        Search range before the peak (default 20 ms).
-
-    Returns
-    -------
-    DirectSound
-    """
-    ir = np.asarray(ir, dtype=np.float64)
-    if ir.ndim != 1 or len(ir) == 0:
-        raise ValueError("ir must be a non-empty 1-D array")
-    magnitude = np.abs(ir)
-    peak = int(np.argmax(magnitude))
-    peak_amplitude = float(magnitude[peak])
-    if peak_amplitude == 0:
-        raise ValueError("ir is all zeros")
-    lead = int(round(max_lead_s * sample_rate_hz))
-    start = max(0, peak - lead)
-    noise_part = magnitude[: max(0, start - int(0.002 * sample_rate_hz))]
-    noise_rms = float(np.sqrt(np.mean(noise_part**2))) if len(noise_part) > 16 else 0.0
-    threshold = max(peak_amplitude * 10 ** (threshold_db / 20), NOISE_FACTOR * noise_rms)
-    above = np.flatnonzero(magnitude[start : peak + 1] >= threshold)
-    onset = start + int(above[0]) if len(above) else peak
-    return DirectSound(onset_index=onset, peak_index=peak, peak_amplitude=peak_amplitude)
 
 
 def farina_inverse_filter(

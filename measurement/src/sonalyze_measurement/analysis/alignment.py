@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 from sonalyze_acoustics.alignment import AlignedRecording, align_recording, find_sync_chirps
-from sonalyze_acoustics.deconvolution import DirectSound, ImpulseResponse, deconvolve_sweep, find_direct_sound
+from sonalyze_acoustics.deconvolution import ImpulseResponse, deconvolve_sweep
+from sonalyze_acoustics.parameters import DirectSound, find_direct_sound
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,9 @@ from typing import Any, Final
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal as sp_signal
+from sonalyze_acoustics.bands import OCTAVE_BANDS_HZ, band_edges_hz
 
-OCTAVES_HZ: Final = (125, 250, 500, 1000, 2000, 4000, 8000)
+OCTAVES_HZ: Final = OCTAVE_BANDS_HZ
 DIRECT_DELAY_S: Final = 0.02
 REVERB_ONSET_S: Final = 0.0025
 """Initial time delay gap: the reverberation starts this long after the direct sound (first reflection)."""
@@ -84,11 +85,6 @@ class Design:
     truth: dict[str, Any] = field(default_factory=dict)
 
 
-def octave_edges_hz(band_hz: int) -> tuple[float, float]:
-    centre_hz = 1000.0 * 10.0 ** (0.3 * round(np.log10(band_hz / 1000.0) / 0.3))
-    return centre_hz / 10.0**0.15, centre_hz * 10.0**0.15
-
-
 def design_room(case: ReferenceCase, sample_rate_hz: int = 48000) -> Design:
     """The case's impulse response (1-D, ``sample_rate_hz``) with its analytic truth."""
     fs = float(sample_rate_hz)
@@ -107,7 +103,7 @@ def design_room(case: ReferenceCase, sample_rate_hz: int = 48000) -> Design:
     direct_energy: dict[int, float] = {}
     reverb_energy: dict[int, float] = {}
     for band in OCTAVES_HZ:
-        low_hz, high_hz = octave_edges_hz(band)
+        low_hz, high_hz = band_edges_hz(band)
         in_band = (freqs_hz >= low_hz) & (freqs_hz < high_hz)
         # Parseval for the rfft: interior bins count twice
         energy_d = 2.0 * float(direct_spectrum[in_band].sum()) / n_samples
@@ -225,7 +221,7 @@ def _direct_pulse(n_samples: int, fs: float, index: int) -> np.ndarray:
 def reverb_envelope(n_samples: int, fs: float, band: int, t60_s: float) -> np.ndarray:
     """Amplitude envelope of a band's reverberation: a raised-cosine rise over ``1 / bandwidth``, then
     ``exp(-6.9 t / T60)`` (energy falls 60 dB per T60). The rise keeps the onset's spectrum inside the band."""
-    low_hz, high_hz = octave_edges_hz(band)
+    low_hz, high_hz = band_edges_hz(band)
     t_s = np.arange(n_samples) / fs
     n_rise = max(1, int(round(RISE_BANDWIDTHS / (high_hz - low_hz) * fs)))
     rise = np.ones(n_samples)

@@ -65,6 +65,7 @@ class DemoResult:
     simulated: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     phone_errors: dict[str, list[str]] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # slot id -> device id
+    simulation_id: str = ""
 
     @property
     def ok(self) -> bool:
@@ -98,6 +99,10 @@ class SimulatedRoom:
                 self._answer = response.json()
                 self._by_pair = {(r["source_id"], r["microphone_id"]): r for r in self._answer["results"]}
             return self._answer
+
+    @property
+    def simulation_id(self) -> str:
+        return self._answer["simulation_id"] if self._answer else ""
 
     async def pair(self, speaker: str, mic: str) -> dict[str, Any]:
         await self._simulation()
@@ -201,6 +206,7 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
                     measured = {"status": item.get("status"), **(item.get("broadband") or {})}
                     simulated = dict(result.simulated.get((s, m), {}).get("broadband") or {})
                     result.rows.append(PairRow(s, m, measured, simulated))
+            result.simulation_id = room.simulation_id
         except (DeviceError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
             result.errors.append({"code": getattr(exc, "code", type(exc).__name__), "message": str(exc)})
             progress.report("demo", f"stopped: {exc}")
