@@ -43,6 +43,7 @@ from sonalyze_protocol.errors import (
     MessageTooLarge,
     NotFound,
     NotIdentified,
+    Overloaded,
     RateLimited,
     Unauthorized,
     UnknownEvent,
@@ -52,11 +53,12 @@ from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder
 
+from sonalyze_gateway.backpressure import ServiceGate
 from sonalyze_gateway.config import Settings
 from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
 from sonalyze_gateway.gc_tuning import GcTuning
 from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
-from sonalyze_gateway.models import BroadcastBody, BroadcastResult, Health, IdentifyData
+from sonalyze_gateway.models import BroadcastBody, BroadcastResult, ForwardLoad, Health, IdentifyData
 from sonalyze_gateway.rate_limit import TokenBucket
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
 
@@ -76,6 +78,7 @@ class Gateway:
     notifier: LifecycleNotifier
     proxy: Proxy
     gc_tuning: GcTuning
+    gates: dict[Target, ServiceGate]
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -108,6 +111,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             notifier=LifecycleNotifier(forwarder, recorder),
             proxy=Proxy(session, urls, settings.http_timeout_seconds),
             gc_tuning=GcTuning(closed_sockets=lambda: gateway.manager.n_closed),
+            gates={
+                target: ServiceGate(settings.max_inflight_per_service, settings.overload_retry_after_ms)
+                for target in urls
+            },
         )
         app.state.gateway = gateway
         restore_signals = _close_sockets_before_exit(gateway.manager)
@@ -133,9 +140,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz(request: Request) -> Health:
-        """Liveness: the process answers; also how many sockets and devices are connected."""
+        """Liveness: the process answers; also sockets, devices and each service's forwards in flight."""
         gateway: Gateway = request.app.state.gateway
-        return Health(connections=gateway.manager.n_connections, devices=gateway.manager.n_devices)
+        forwards = {
+            target.value: ForwardLoad(in_flight=gate.in_flight, limit=gate.limit, refused=gate.refused)
+            for target, gate in gateway.gates.items()
+        }
+        return Health(connections=gateway.manager.n_connections, devices=gateway.manager.n_devices, forwards=forwards)
 
     @app.post(
         "/internal/broadcast",
@@ -270,7 +281,12 @@ class _SocketSession:
         elif target is None:
             self._reply_error(message.event, message.request_id, UnknownEvent(f"unknown event '{message.event}'"))
         else:
-            task = asyncio.get_running_loop().create_task(self._forward(target, message, time.perf_counter()))
+            gate = self.gateway.gates[target]
+            if not gate.try_enter():
+                error = Overloaded(f"{target} is busy, try again later", retry_after_ms=gate.retry_after_ms)
+                self._reply_error(message.event, message.request_id, error)
+                return
+            task = asyncio.get_running_loop().create_task(self._forward(target, gate, message, time.perf_counter()))
             self.gateway.tasks.add(task)
             task.add_done_callback(self.gateway.tasks.discard)
 
@@ -295,7 +311,7 @@ class _SocketSession:
         if self.gateway.manager.identify(self.connection, device_id):
             self.gateway.notifier.notify(device_id, "device.connected")
 
-    async def _forward(self, target: Target, message: ClientMessage, started_s: float) -> None:
+    async def _forward(self, target: Target, gate: ServiceGate, message: ClientMessage, started_s: float) -> None:
         device_id = self.connection.device_id
         assert device_id is not None
         try:
@@ -312,6 +328,8 @@ class _SocketSession:
                 logger.exception("forwarding %s to %s failed", message.event, target)
             frame = error_frame(message.event, message.request_id, InternalError(f"{message.event} failed"))
             outcome = "internal_error"
+        finally:
+            gate.leave(time.perf_counter() - started_s)
         self.connection.push(dumps(frame))
         self._log(message.event, message.request_id, target, outcome, started_s)
 

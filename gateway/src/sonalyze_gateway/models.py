@@ -33,11 +33,20 @@ class BroadcastBody(BroadcastRequest):
     data: dict[str, Any] = {}
 
 
+class ForwardLoad(BaseModel):
+    """One service's backpressure gate: events in flight now, and how many were refused as `overloaded`."""
+
+    in_flight: int
+    limit: int
+    refused: int
+
+
 class Health(BaseModel):
     status: str = "ok"
     service: str = "gateway"
     connections: int
     devices: int
+    forwards: dict[str, ForwardLoad] = {}
 
 
 __all__ = [
@@ -45,6 +54,7 @@ __all__ = [
     "BroadcastBody",
     "BroadcastResult",
     "DeviceId",
+    "ForwardLoad",
     "Health",
     "IdentifyData",
     "IdentifyReply",

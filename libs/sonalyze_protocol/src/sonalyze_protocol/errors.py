@@ -11,6 +11,7 @@
      ├── RateLimited           rate_limited         429  (extra: retry_after_ms)
      ├── InternalError         internal_error       500
      ├── ServiceUnavailable    service_unavailable  503
+     ├── Overloaded            overloaded           503  (extra: retry_after_ms)
      ├── Timeout               timeout              504
      ├── NotIdentified         not_identified       WebSocket only
      └── UnknownEvent          unknown_event        WebSocket only
@@ -37,6 +38,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "conflict"
     INVALID_STATE = "invalid_state"
     SERVICE_UNAVAILABLE = "service_unavailable"
+    OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
     INTERNAL_ERROR = "internal_error"
 
@@ -53,6 +55,7 @@ HTTP_STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_STATE: 409,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.OVERLOADED: 503,
     ErrorCode.TIMEOUT: 504,
     ErrorCode.INTERNAL_ERROR: 500,
 }
@@ -153,6 +156,12 @@ class InternalError(AppError):
 
 class ServiceUnavailable(AppError):
     code = ErrorCode.SERVICE_UNAVAILABLE
+
+
+class Overloaded(AppError):
+    """The service has as much work in flight as it may; try again after ``retry_after_ms``."""
+
+    code = ErrorCode.OVERLOADED
 
 
 class Timeout(AppError):
