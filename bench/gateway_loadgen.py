@@ -36,7 +36,9 @@ class Worker:
         self.pipe = pipe
         self.clients: list[Client] = []
         self.ids = itertools.count(1)
-        self.latencies_ms: list[float] = []
+        self.latencies_ms: list[float] = []  # answers that count as served (responses, `answer_codes` errors)
+        self.answer_ms: list[float] = []  # every answer, errors included
+        self.answer_codes: frozenset[str] = frozenset()
         self.error_codes: Counter[str] = Counter()
         self.events: defaultdict[str, list[float]] = defaultdict(list)
 
@@ -66,10 +68,12 @@ class Worker:
                 sent = pending.pop(frame.get("request_id"), None)
                 if sent is None:
                     continue
-                if kind == "error":
+                latency_ms = (now - sent) * 1000.0
+                self.answer_ms.append(latency_ms)
+                if kind == "error" and frame["error"]["code"] not in self.answer_codes:
                     self.error_codes[frame["error"]["code"]] += 1
                 else:
-                    self.latencies_ms.append((now - sent) * 1000.0)
+                    self.latencies_ms.append(latency_ms)
         except Exception:  # noqa: BLE001 - a dropped socket shows up as lost requests
             pass
 
@@ -98,17 +102,32 @@ class Worker:
         self.clients = [c for c in opened if c is not None]
         return {"started_s": started_s, "finished_s": finished_s, "failed": len(device_ids) - len(self.clients)}
 
-    async def op_load(self, kind: str, rate_hz: float, duration_s: float, start_at_s: float) -> dict[str, Any]:
-        """Every client sends ``kind`` ("local" = identify, "routed" = lobby.bench) at ``rate_hz``."""
+    async def op_load(
+        self,
+        kind: str,
+        rate_hz: float,
+        duration_s: float,
+        start_at_s: float,
+        routed: str = "",
+        answer_codes: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """Every client sends ``kind`` at ``rate_hz``: "local" = identify, "routed" = the message ``routed``
+        (``%d`` = request id). Error answers with a code in ``answer_codes`` count as served."""
         loop = asyncio.get_running_loop()
         self.latencies_ms = []
+        self.answer_ms = []
+        self.answer_codes = frozenset(answer_codes)
         self.error_codes = Counter()
         start = loop.time() + (start_at_s - time.time())
         end = start + duration_s
         period_s = 1.0 / rate_hz
         n = max(1, len(self.clients))
+        template = routed or ROUTED_MESSAGE
         sent = await asyncio.gather(
-            *(self._pace(c, kind, period_s, start + period_s * i / n, end) for i, c in enumerate(self.clients))
+            *(
+                self._pace(c, kind, template, period_s, start + period_s * i / n, end)
+                for i, c in enumerate(self.clients)
+            )
         )
         deadline = loop.time() + DRAIN_GRACE_S
         while any(c.pending for c in self.clients) and loop.time() < deadline:
@@ -118,12 +137,14 @@ class Worker:
             c.pending.clear()
         return {
             "latencies_ms": self.latencies_ms,
+            "answer_ms": self.answer_ms,
             "errors": dict(self.error_codes),
             "lost": lost,
             "sent": sum(sent),
+            "closed": sum(1 for c in self.clients if c.ws.close_code is not None),
         }
 
-    async def _pace(self, client: Client, kind: str, period_s: float, first: float, end: float) -> int:
+    async def _pace(self, client: Client, kind: str, template: str, period_s: float, first: float, end: float) -> int:
         loop = asyncio.get_running_loop()
         perf = time.perf_counter
         pending = client.pending
@@ -137,7 +158,7 @@ class Worker:
                 if delay > 0:
                     await asyncio.sleep(delay)
                 rid = next(self.ids)
-                text = identify_message(rid, device_id) if kind == "local" else routed_message(rid)
+                text = identify_message(rid, device_id) if kind == "local" else template % rid
                 pending[rid] = perf()
                 await send(text)
                 n_sent += 1
@@ -165,8 +186,8 @@ def identify_message(request_id: int, device_id: str) -> str:
     return '{"event":"identify","request_id":%d,"data":{"device_id":"%s"}}' % (request_id, device_id)
 
 
-def routed_message(request_id: int) -> str:
-    return '{"event":"lobby.bench","request_id":%d,"data":{}}' % request_id
+# what the stub backend answers at once; the real suite gets a lobby.get instead (bench/gateway_load.py)
+ROUTED_MESSAGE: Final = '{"event":"lobby.bench","request_id":%d,"data":{}}'
 
 
 def worker_main(pipe: Pipe) -> None:
