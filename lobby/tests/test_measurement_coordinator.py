@@ -9,6 +9,7 @@ import pytest
 from sonalyze_protocol.errors import AppError, ErrorCode
 
 from sonalyze_lobby.measurement_coordinator import (
+    PHASE_UPDATE,
     STEP_TIMER,
     Analyze,
     AnalysisFailed,
@@ -37,6 +38,7 @@ from sonalyze_lobby.measurement_coordinator import (
     UploadVerified,
     VerifyUpload,
     advance,
+    app_upload_name_for,
     new_session,
     status,
     upload_name_for,
@@ -124,7 +126,11 @@ def state_at(step: Step) -> SessionState:
 
 
 def pushes(effects: list[Effect], event: str | None = None) -> list[Push]:
-    return [e for e in effects if isinstance(e, Push) and (event is None or e.event == event)]
+    """The pushes named ``event``; without it every push but the phase updates (tested on their own)."""
+    return [
+        e for e in effects
+        if isinstance(e, Push) and (e.event == event if event is not None else e.event != PHASE_UPDATE)
+    ]  # fmt: skip
 
 
 MESSAGES: dict[str, Message] = {
@@ -279,8 +285,9 @@ class TestCycle:
         assert push == Push(
             (SPK1,),
             "measurement.request_audio",
-            {"session_id": "s1", "speaker_slot_id": "speaker_1", "audio_url": SIGNAL.audio_url, "signal_id": "sig-1"},
-        )
+            {"session_id": "s1", "speaker_slot_id": "speaker_1", "audio_url": SIGNAL.audio_url, "signal_id": "sig-1",
+             "expected_hash": SHA},
+        )  # fmt: skip
         assert state.step is Step.AWAITING_AUDIO
         assert StartTimer(STEP_TIMER, TIMEOUTS.audio_s, state.timers[STEP_TIMER]) in effects
 
@@ -332,7 +339,7 @@ class TestCycle:
     def test_upload_is_counted_only_after_verification(self) -> None:
         state = state_at(Step.AWAITING_UPLOADS)
         state, effects = advance(state, RecordingUploaded(MIC1, "speaker_1__mic_1.wav"))
-        assert effects == [VerifyUpload(MIC1, "speaker_1__mic_1.wav", state.cycle)]
+        assert effects == [VerifyUpload(MIC1, "speaker_1__mic_1.wav", state.cycle, "speaker_1", "mic_1", announce=False)]
         assert state.recordings == ()
         assert MIC1 in state.awaited
         state, _ = advance(state, UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle))
@@ -564,3 +571,118 @@ def test_status_shows_who_is_awaited_and_what_is_recorded() -> None:
     assert view["awaiting_device_ids"] == [MIC2]
     assert view["current_speaker"] == {"device_id": SPK1, "slot_id": "speaker_1"}
     assert [r["upload_name"] for r in view["recordings"]] == ["speaker_1__mic_1.wav"]
+
+
+class TestAppDialect:
+    """The fields and names the Sonalyze app reads or sends (spec phone-app.md, sections 2 and 3)."""
+
+    def test_start_measurement_names_the_current_speaker_slot(self) -> None:
+        _, effects = advance(fresh(), StartSpeaker(ADMIN))
+        (start,) = pushes(effects, "measurement.start_measurement")
+        assert start.data["current_speaker_slot_id"] == "speaker_1"
+
+    def test_request_audio_without_a_known_hash_has_no_expected_hash(self) -> None:
+        state = replace(fresh(), signal=replace(SIGNAL, audio_sha256=None))
+        state, _ = feed(state, StartSpeaker(ADMIN), Ready(SPK1), Ready(MIC1))
+        _, effects = advance(state, Ready(MIC2))
+        assert "expected_hash" not in pushes(effects, "measurement.request_audio")[0].data
+
+    @pytest.mark.parametrize(("base", "endpoint"), [("", "/v1/jobs/j1/uploads/"),
+                                                    ("https://sonalyze.example", "https://sonalyze.example/v1/jobs/j1/uploads/")])  # fmt: skip
+    def test_stop_recording_carries_the_uploads_base(self, base: str, endpoint: str) -> None:
+        state = replace(state_at(Step.AWAITING_PLAYBACK), upload_base_url=base)
+        _, effects = advance(state, PlaybackComplete(SPK1))
+        assert {p.data["upload_endpoint"] for p in pushes(effects, "measurement.stop_recording")} == {endpoint}
+
+    def test_app_upload_name_is_attributed_to_the_current_speaker_and_that_microphone(self) -> None:
+        state = state_at(Step.AWAITING_UPLOADS)
+        name = app_upload_name_for(MIC2, "speaker_1")
+        state, effects = advance(state, RecordingUploaded(MIC2, name))
+        assert effects == [VerifyUpload(MIC2, name, state.cycle, "speaker_1", "mic_2", announce=True)]
+        state, _ = advance(state, UploadVerified(MIC2, name, state.cycle))
+        assert [r.as_dict() for r in state.recordings] == [
+            {"speaker_slot_id": "speaker_1", "mic_slot_id": "mic_2", "device_id": MIC2, "upload_name": name}
+        ]
+
+    @pytest.mark.parametrize("name", ["../x.wav", "a b.wav", "...", "x" * 101 + ".wav", "speaker_2__mic_1.wav",
+                                      "recording_mic-b_speaker_1.wav"])  # fmt: skip
+    def test_invalid_or_another_pairs_upload_name_is_a_bad_request(self, name: str) -> None:
+        with pytest.raises(AppError) as caught:
+            advance(state_at(Step.AWAITING_UPLOADS), RecordingUploaded(MIC1, name))
+        assert caught.value.code is ErrorCode.BAD_REQUEST
+
+    def test_speaker_complete_and_session_complete_name_the_slots(self) -> None:
+        state, effects = upload_all(state_at(Step.AWAITING_UPLOADS), "speaker_1")
+        (done,) = pushes(effects, "measurement.speaker_complete")
+        assert done.data["completed_speaker_slot_id"] == "speaker_1"
+        assert done.data["remaining_speakers"] == 1
+        assert done.data["remaining_speaker_slot_ids"] == ["speaker_2"]
+        state = cycle_to_uploads(state, SPK2)
+        state, effects = upload_all(state, "speaker_2")
+        (done,) = pushes(effects, "measurement.speaker_complete")
+        assert done.data["remaining_speakers"] == 0
+        (complete,) = pushes(effects, "measurement.session_complete")
+        assert complete.data["completed_speakers"] == ["speaker_1", "speaker_2"]
+
+    def test_errors_carry_the_apps_error_fields(self) -> None:
+        state = state_at(Step.AWAITING_RECORDING)
+        _, effects = advance(state, TimerFired(STEP_TIMER, state.timers[STEP_TIMER]))
+        (timeout,) = pushes(effects, "measurement.error")
+        assert (timeout.data["error_device_id"], timeout.data["error_code"]) == (MIC1, "step_timeout")
+        assert isinstance(timeout.data["error_message"], str)
+        _, effects = advance(state, DeviceError(MIC2, "mic broke"))
+        (device,) = pushes(effects, "measurement.error")
+        assert (device.data["error_device_id"], device.data["error_code"], device.data["error_message"]) == (
+            MIC2, "device_error", "mic broke")  # fmt: skip
+        _, effects = advance(state_at(Step.ANALYZING), AnalysisFailed("no chirp"))
+        (failed,) = pushes(effects, "measurement.error")
+        assert failed.data["error_code"] == "analysis_failed" and "no chirp" in failed.data["error_message"]
+
+    def test_automatic_analysis_pushes_each_recordings_app_results(self) -> None:
+        state = state_at(Step.ANALYZING)
+        entries = [
+            {"upload_name": "speaker_1__mic_1.wav", "app_results": {"rt": {"rt60_s": 0.5}}},
+            {"upload_name": "speaker_2__mic_2.wav", "app_results": {"rt": {"rt60_s": 0.7}}},
+            {"upload_name": "speaker_1__mic_2.wav"},  # no app shape (older measurement service): nothing pushed
+        ]
+        _, effects = advance(state, AnalysisFinished({"job_id": "j1", "results": entries}))
+        sent = pushes(effects, "measurement.analysis_results")
+        assert [(p.data["recording_upload"], p.data["speaker_slot_id"], p.data["mic_slot_id"], p.data["results"])
+                for p in sent] == [("speaker_1__mic_1.wav", "speaker_1", "mic_1", {"rt": {"rt60_s": 0.5}}),
+                                   ("speaker_2__mic_2.wav", "speaker_2", "mic_2", {"rt": {"rt60_s": 0.7}})]  # fmt: skip
+        assert all(set(p.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN} for p in sent)
+
+
+class TestPhaseUpdates:
+    def phases(self, effects: list[Effect]) -> list[dict[str, Any]]:
+        return [p.data for p in pushes(effects, PHASE_UPDATE)]
+
+    def test_every_phase_of_a_session_is_pushed_to_everyone_in_order(self) -> None:
+        state, effects = feed(fresh(), StartSpeaker(ADMIN))
+        state = cycle_to_uploads(state, SPK1)
+        all_effects = effects
+        state, effects = upload_all(state, "speaker_1")
+        all_effects += effects
+        seen = [d["phase"] for d in self.phases(all_effects)]
+        assert seen[0] == "waiting_for_ready"
+        assert "uploading" in seen
+        assert all(set(p.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN} for p in pushes(all_effects, PHASE_UPDATE))
+        state = cycle_to_uploads(state, SPK2)
+        state, effects = upload_all(state, "speaker_2")
+        assert self.phases(effects)[-1]["phase"] == "processing"
+        _, effects = advance(state, AnalysisFinished({}))
+        assert [d["phase"] for d in self.phases(effects)] == ["completed"]
+
+    def test_counters_move_within_a_phase(self) -> None:
+        state = state_at(Step.AWAITING_AUDIO)
+        state, effects = advance(state, SpeakerAudioReady(SPK1))
+        (entered,) = self.phases(effects)
+        assert (entered["phase"], entered["recordings_started"], entered["total_microphones"]) == ("recording", 0, 2)
+        state, effects = advance(state, RecordingStarted(MIC1))
+        (one,) = self.phases(effects)
+        assert (one["phase"], one["recordings_started"]) == ("recording", 1)
+        assert {"session_id", "phase_description", "current_speaker_slot_id", "uploads_received"} <= one.keys()
+
+    def test_a_refused_or_repeated_message_pushes_no_phase(self) -> None:
+        state = state_at(Step.AWAITING_AUDIO)
+        assert advance(state, Ready(MIC1)) == (state, [])

@@ -46,17 +46,33 @@ class FakeMeasurementService:
     jobs: set[str] = field(default_factory=lambda: {"job-1"})
     announced: dict[str, dict[str, Any]] = field(default_factory=dict)
     uploads: set[str] = field(default_factory=set)
+    sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
+    # contract C1: the signal's JSON carries its hash; False: an older service, the lobby downloads the WAV
+    describes_hash: bool = True
+    calls: list[str] = field(default_factory=list)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         if self.down:
             raise httpx.ConnectError("connection refused", request=request)
         path = request.url.path
-        if path == "/v1/measurement/audio":
+        self.calls.append(f"{request.method} {path}")
+        if path in ("/v1/measurement/audio", "/v1/measurement/signal"):
             if request.url.params["sample_rate"] != str(SAMPLE_RATE_HZ):
                 error = {"code": "bad_request", "message": "sample_rate must be 44100, 48000 or 96000"}
                 return httpx.Response(422, json={"error": error})
-            return httpx.Response(200, content=SIGNAL_WAV, headers={"X-Signal-Id": "sig-48k"})
+            if path == "/v1/measurement/audio":
+                return httpx.Response(200, content=SIGNAL_WAV, headers={"X-Signal-Id": "sig-48k"})
+            described: dict[str, Any] = {"signal_id": "sig-48k", "sample_rate_hz": SAMPLE_RATE_HZ}
+            if self.describes_hash:
+                described |= {"audio_hash": hashlib.sha256(SIGNAL_WAV).hexdigest(), "total_duration_s": 2.5}
+            return httpx.Response(200, json=described)
+        if (m := re.fullmatch(r"/v1/measurement/sessions/([^/]+)", path)) and request.method == "PUT":
+            body = json.loads(request.content)
+            if body["job_id"] not in self.jobs:
+                return httpx.Response(404, json={"error": {"code": "not_found", "message": "no such job"}})
+            self.sessions[m.group(1)] = body
+            return httpx.Response(200, json={"session_id": m.group(1), **body})
         if match := re.fullmatch(r"/v1/jobs/([^/]+)(/.*)?", path):
             job_id, rest = match.group(1), match.group(2) or ""
             if job_id not in self.jobs:
@@ -333,3 +349,86 @@ def test_wav_duration_reads_the_header() -> None:
     assert wav_duration_s(make_wav(0.25, 44_100)) == pytest.approx(0.25, abs=1e-4)
     with pytest.raises(ValueError):
         wav_duration_s(b"not a wav file at all")
+
+
+def app_line_up(lobby: Lobby, job_id: str = "job-1") -> dict[str, Any]:
+    """``measurement.create_session`` as the app sends it (slot labels, ``speaker-1`` style ids)."""
+    return {
+        "job_id": job_id,
+        "lobby_id": lobby.lobby_id,
+        "speakers": [{"device_id": d, "slot_id": f"speaker-{i + 1}", "slot_label": f"Speaker {i + 1}"}
+                     for i, d in enumerate(lobby.speakers)],
+        "microphones": [{"device_id": d, "slot_id": f"microphone-{i + 1}", "slot_label": f"Mic {i + 1}"}
+                        for i, d in enumerate(lobby.mics)],
+    }  # fmt: skip
+
+
+class TestAppDialect:
+    async def test_signal_is_described_without_downloading_the_wav(
+        self, handle: Handle, lobby: Lobby, measurement: FakeMeasurementService, gateway: Any
+    ) -> None:
+        reply = await handle(lobby.admin, "measurement.create_session", app_line_up(lobby))
+        assert reply["data"]["signal_id"] == "sig-48k"
+        assert "GET /v1/measurement/audio" not in measurement.calls
+        session_id = reply["data"]["session_id"]
+        await handle(lobby.admin, "measurement.start_speaker", {"session_id": session_id})
+        for device in (lobby.speakers[0], *lobby.mics):
+            await handle(device, "measurement.ready", {"session_id": session_id})
+        request = gateway.to(lobby.speakers[0], "measurement.request_audio")[-1]
+        assert request["expected_hash"] == hashlib.sha256(SIGNAL_WAV).hexdigest()
+
+    async def test_an_older_measurement_service_without_the_hash_gets_the_wav_downloaded(
+        self, handle: Handle, lobby: Lobby, measurement: FakeMeasurementService
+    ) -> None:
+        measurement.describes_hash = False
+        reply = await handle(lobby.admin, "measurement.create_session", app_line_up(lobby))
+        assert "data" in reply, reply
+        assert "GET /v1/measurement/audio" in measurement.calls
+
+    async def test_whole_session_with_the_apps_names_aliases_and_relay(
+        self, handle: Handle, lobby: Lobby, measurement: FakeMeasurementService, gateway: Any
+    ) -> None:
+        session_id = (await handle(lobby.admin, "measurement.create_session", app_line_up(lobby)))["data"]["session_id"]
+        ref = {"session_id": session_id}
+        await handle(lobby.admin, "measurement.start_speaker", ref)
+        for index, speaker in enumerate(lobby.speakers):
+            slot = f"speaker-{index + 1}"
+            start = gateway.to(speaker, "measurement.start_measurement")[-1]
+            assert start["current_speaker_slot_id"] == slot
+            for device in (speaker, *lobby.mics):
+                assert "data" in await handle(device, "measurement.client_ready", {**ref, "device_id": device})
+            assert "data" in await handle(speaker, "measurement.speaker_audio_ready", {**ref, "device_id": speaker})
+            for mic in lobby.mics:
+                await handle(mic, "measurement.recording_started", {**ref, "device_id": mic})
+            assert "data" in await handle(speaker, "measurement.speaker_finished", ref)
+            for mic in lobby.mics:
+                stop = gateway.to(mic, "measurement.stop_recording")[-1]
+                assert stop["upload_endpoint"] == "/v1/jobs/job-1/uploads/"
+                name = f"recording_{mic}_{stop['speaker_slot_id']}.wav"
+                measurement.uploads.add(name)
+                counted = await handle(mic, "measurement.recording_uploaded", {**ref, "upload_name": name})
+                assert counted["data"]["counted"] is True, counted
+                mic_slot = f"microphone-{lobby.mics.index(mic) + 1}"
+                assert measurement.announced[name] == {
+                    "speaker_slot_id": slot, "mic_slot_id": mic_slot, "device_id": mic, "signal_id": "sig-48k",
+                }  # fmt: skip
+            done = gateway.to(lobby.admin, "measurement.speaker_complete")[-1]
+            assert (done["completed_speaker_slot_id"], done["remaining_speakers"]) == (slot, 1 - index)
+        complete = gateway.to(lobby.mics[0], "measurement.session_complete")[-1]
+        assert complete["completed_speakers"] == ["speaker-1", "speaker-2"]
+        phases = [p["phase"] for p in gateway.to(lobby.mics[0], "measurement.phase_update")]
+        assert {"waiting_for_ready", "audio_requested", "recording", "playing", "uploading", "processing"} <= set(phases)
+        assert gateway.to(lobby.admin, "measurement.phase_update"), "the admin follows the phases too"
+
+        results = {"rt": {"rt60_s": 0.61}, "display_metrics": []}
+        relay = {**ref, "job_id": "job-1", "results": results}
+        assert error_code(await handle(lobby.mics[0], "measurement.broadcast_results", relay)) == "forbidden"
+        assert error_code(await handle(lobby.admin, "measurement.broadcast_results", {**ref, "results": [1]})) == (
+            "bad_request"
+        )
+        reply = await handle(lobby.admin, "measurement.broadcast_results", relay)
+        assert sorted(reply["data"]["recipients"]) == sorted([*lobby.speakers, *lobby.mics])
+        relayed = gateway.to(lobby.speakers[1], "measurement.analysis_results")
+        assert relayed[-1]["results"] == results and relayed[-1]["session_id"] == session_id
+        assert not [p for p in gateway.pushes if p.event == "measurement.analysis_results" and lobby.admin in p.device_ids
+                    and p.data.get("source") == "host"]  # fmt: skip

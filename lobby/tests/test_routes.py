@@ -29,8 +29,8 @@ class TestHttpLobbies:
     async def test_full_flow(self, client, devices, gateway) -> None:
         admin, guest = devices(2)
         lobby = await create(client, admin)
-        assert set(lobby) == {"lobby_id", "code", "state", "creator_device_id", "created_at", "room_snapshot",
-                              "participants"}  # fmt: skip
+        assert set(lobby) == {"lobby_id", "code", "state", "creator_device_id", "admin_device_id", "created_at",
+                              "room_snapshot", "step_index", "profile_id", "participants"}  # fmt: skip
         assert set(lobby["participants"][0]) == {"device_id", "role", "role_slot_id", "role_slot_label", "status",
                                                  "connected", "joined_at"}  # fmt: skip
         lobby_id = lobby["lobby_id"]
@@ -144,7 +144,7 @@ class TestGatewayHandle:
             ("lobby.leave", {"lobby_id": "nope"}, "bad_request", "data.lobby_id"),
             ("lobby.get", {}, "bad_request", "exactly one"),
             ("lobby.room_snapshot", {"lobby_id": str(uuid.uuid4()), "room": {"height_m": 2}}, "bad_request",
-             "data.room.vertices"),  # fmt: skip
+             "data.room.sonalyze.vertices"),  # fmt: skip
             ("role.assign", {"lobby_id": str(uuid.uuid4()), "target_device_id": "x", "role": "speaker"}, "not_found",
              "does not exist"),  # fmt: skip
         ],

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sonalyze_lobby import service
 from sonalyze_lobby.codes import CODE_ALPHABET, CODE_LENGTH
 from sonalyze_lobby.models import Lobby, LobbyEvent, LobbyState, Participant, ParticipantStatus, Role
-from sonalyze_lobby.schemas import LobbyGet, RoleAssign, Room, RoomSnapshotShare
+from sonalyze_lobby.schemas import LobbyGet, ProfileUpdate, RoleAssign, Room, RoomSnapshotShare, StepUpdate
 
 ROOM = {"vertices": [[0, 0], [5, 0], [5, 4], [0, 4]], "height_m": 2.5}
 
@@ -379,6 +379,73 @@ class TestRoomSnapshot:
             await run(admin, service.share_room_snapshot, snapshot(view.lobby_id, big))
         fetched = await run(admin, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
         assert fetched.room_snapshot is None
+
+
+# the app's room model (spec phone-app.md section 5): kept exactly as sent
+APP_ROOM = {
+    "rooms": [{"dimensions": {"width": 5, "depth": 4, "height": 2.5},
+               "walls": [{"start": {"x": 0, "z": 0}, "end": {"x": 5, "z": 0}}],
+               "materials": {"wall": {"material_id": "plaster", "absorption": 0.1, "scattering": 0.1}},
+               "furniture": [{"id": "f1", "type": "sofa", "position": {"x": 1, "y": 0, "z": 1}, "rotation": 0,
+                              "dimensions": {"width": 2, "depth": 1, "height": 0.8}}]}],
+    "speakers": [{"position": {"x": 1, "y": 1.2, "z": 1}}],
+}  # fmt: skip
+
+
+class TestAppRoomModel:
+    async def test_app_room_is_stored_and_sent_as_sent(self, run, lobby_of, gateway) -> None:
+        view, (admin, guest) = await lobby_of(2)
+        gateway.clear()
+        body = RoomSnapshotShare.model_validate({"lobby_id": str(view.lobby_id), "room": APP_ROOM})
+        await run(admin, service.share_room_snapshot, body)
+        fetched = await run(guest, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
+        assert fetched.room_snapshot == APP_ROOM
+        (pushed,) = [p for p in gateway.pushes if p.event == "lobby.room_snapshot"]
+        assert pushed.device_ids == [guest] and pushed.data["room"] == APP_ROOM
+
+    @pytest.mark.parametrize("room", [[1, 2], "room", 3, None, {"vertices": [[0, 0]], "height_m": 2}])
+    def test_anything_but_an_object_or_a_broken_room_of_ours_is_refused(self, room: Any) -> None:
+        with pytest.raises(ValueError):
+            RoomSnapshotShare.model_validate({"lobby_id": str(uuid.uuid4()), "room": room})
+
+    async def test_app_room_over_the_size_cap_is_bad_request(self, run, lobby_of, settings) -> None:
+        view, (admin,) = await lobby_of(1)
+        big = {**APP_ROOM, "notes": "x" * settings.room_snapshot_max_bytes}
+        with pytest.raises(BadRequest, match="limit"):
+            await run(admin, service.share_room_snapshot,
+                      RoomSnapshotShare.model_validate({"lobby_id": str(view.lobby_id), "room": big}))  # fmt: skip
+
+
+class TestHostStepAndProfile:
+    async def test_admin_step_and_profile_are_pushed_to_the_others_and_kept_for_late_joiners(
+        self, run, lobby_of, gateway, devices
+    ) -> None:
+        view, (admin, guest) = await lobby_of(2)
+        gateway.clear()
+        await run(admin, service.update_step, StepUpdate(lobby_id=view.lobby_id, step_index=2))
+        await run(admin, service.update_profile, ProfileUpdate(lobby_id=view.lobby_id, profile_id="high_end"))
+        pushed = [(p.event, p.device_ids, p.data) for p in gateway.pushes]
+        lobby_id = str(view.lobby_id)
+        assert pushed == [
+            ("lobby.step_update", [guest], {"lobby_id": lobby_id, "device_id": admin, "step_index": 2}),
+            ("lobby.profile_update", [guest], {"lobby_id": lobby_id, "device_id": admin, "profile_id": "high_end"}),
+        ]
+        (late,) = devices(1)
+        joined = await run(late, service.join_lobby, view.code)
+        assert (joined.step_index, joined.profile_id) == (2, "high_end")
+        assert joined.admin_device_id == admin == joined.creator_device_id
+
+    async def test_guest_is_forbidden(self, run, lobby_of) -> None:
+        view, (_, guest) = await lobby_of(2)
+        with pytest.raises(Forbidden):
+            await run(guest, service.update_step, StepUpdate(lobby_id=view.lobby_id, step_index=1))
+        with pytest.raises(Forbidden):
+            await run(guest, service.update_profile, ProfileUpdate(lobby_id=view.lobby_id, profile_id="x"))
+
+    @pytest.mark.parametrize("data", [{"step_index": -1}, {"step_index": "2"}, {"step_index": 1.5}, {}])
+    def test_bad_step_index_is_refused(self, data: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            StepUpdate.model_validate({"lobby_id": str(uuid.uuid4()), **data})
 
 
 class TestConnectionStatus:

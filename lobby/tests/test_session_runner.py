@@ -91,14 +91,18 @@ class FakePusher:
         self.pushes.append((tuple(device_ids), event, data))
 
     def events(self) -> list[str]:
-        return [event for _, event, _ in self.pushes]
+        """Every push but the phase updates (checked on their own)."""
+        return [event for _, event, _ in self.pushes if event != "measurement.phase_update"]
+
+    def phases(self) -> list[str]:
+        return [data["phase"] for _, event, data in self.pushes if event == "measurement.phase_update"]
 
     def last(self, event: str) -> tuple[tuple[str, ...], dict[str, Any]]:
         ids, _, data = next(p for p in reversed(self.pushes) if p[1] == event)
         return ids, data
 
     def to(self, device_id: str) -> list[str]:
-        return [event for ids, event, _ in self.pushes if device_id in ids]
+        return [event for ids, event, _ in self.pushes if device_id in ids and event != "measurement.phase_update"]
 
 
 @dataclass
@@ -115,8 +119,10 @@ class FakeMeasurement:
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo:
         return SIGNAL
 
+    announced: dict[str, dict[str, str]] = field(default_factory=dict)
+
     async def announce_recording(self, job_id: str, upload_name: str, **slots: str) -> None:
-        return None
+        self.announced[upload_name] = slots
 
     async def upload_exists(self, job_id: str, upload_name: str) -> bool:
         if self.down:
@@ -207,6 +213,22 @@ class TestWholeSession:
         assert rig.lobbies.released == [("l1", ADMIN)]
         assert rig.coordinator.get(sid).step is Step.COMPLETE
         assert rig.clock.pending_delays_s() == [SETTINGS.measurement_session_retention_s]
+
+    async def test_app_named_upload_is_announced_with_its_slots_then_counted(self, rig: Rig) -> None:
+        sid = await rig.open()
+        await rig.to_uploads(sid)
+        await rig.upload(sid, MIC1, "recording_mic-1_speaker_1.wav")
+        assert rig.measurement.announced["recording_mic-1_speaker_1.wav"] == {
+            "speaker_slot_id": "speaker_1", "mic_slot_id": "mic_1", "device_id": MIC1, "signal_id": SIGNAL.signal_id,
+        }  # fmt: skip
+        assert rig.measurement.checks == ["recording_mic-1_speaker_1.wav"]
+        assert "speaker_1__mic_1.wav" not in rig.measurement.announced  # ours need no announcement here
+        await rig.upload(sid, MIC2, "speaker_1__mic_2.wav")
+        await settle(rig.coordinator)
+        assert "speaker_1__mic_2.wav" not in rig.measurement.announced
+        _, complete = rig.pusher.last("measurement.session_complete")
+        assert [r["upload_name"] for r in complete["recordings"]] == ["recording_mic-1_speaker_1.wav", "speaker_1__mic_2.wav"]
+        assert rig.pusher.phases()[-2:] == ["processing", "completed"]
 
     async def test_upload_the_service_does_not_have_is_refused_and_not_counted(self, rig: Rig) -> None:
         sid = await rig.open()

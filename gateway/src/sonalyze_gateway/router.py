@@ -36,6 +36,10 @@ ROUTES: Final[Mapping[str, Target]] = MappingProxyType(
         "measurement.playback_complete": Target.LOBBY,
         "measurement.recording_uploaded": Target.LOBBY,
         "measurement.error": Target.LOBBY,
+        # the app's names: older builds' aliases of ready / playback_complete, and the host's relay of results
+        "measurement.client_ready": Target.LOBBY,
+        "measurement.speaker_finished": Target.LOBBY,
+        "measurement.broadcast_results": Target.LOBBY,
         "measurement.create_job": Target.MEASUREMENT,
         "measurement.get_job": Target.MEASUREMENT,
         "analysis.*": Target.MEASUREMENT,

@@ -13,6 +13,8 @@ from sonalyze_lobby.schemas import LobbyView
 
 LOBBY_UPDATED: Final = "lobby.updated"
 LOBBY_ROOM_SNAPSHOT: Final = "lobby.room_snapshot"
+LOBBY_STEP_UPDATE: Final = "lobby.step_update"
+LOBBY_PROFILE_UPDATE: Final = "lobby.profile_update"
 
 logger = logging.getLogger("sonalyze.lobby.broadcast")
 

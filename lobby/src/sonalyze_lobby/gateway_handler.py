@@ -21,8 +21,10 @@ from sonalyze_lobby.schemas import (
     LobbyJoin,
     LobbyRef,
     LobbyView,
+    ProfileUpdate,
     RoleAssign,
     RoomSnapshotShare,
+    StepUpdate,
 )
 
 
@@ -75,6 +77,16 @@ async def room_snapshot(ctx: LobbyContext, data: RoomSnapshotShare) -> LobbyView
 
 
 @guard_database
+async def step_update(ctx: LobbyContext, data: StepUpdate) -> LobbyView:
+    return await service.update_step(ctx, data)
+
+
+@guard_database
+async def profile_update(ctx: LobbyContext, data: ProfileUpdate) -> LobbyView:
+    return await service.update_profile(ctx, data)
+
+
+@guard_database
 async def assign_role(ctx: LobbyContext, data: RoleAssign) -> LobbyView:
     return await service.assign_role(ctx, data)
 
@@ -102,6 +114,8 @@ LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "lobby.get": Handler(LobbyGet, get),
     "lobby.start": Handler(LobbyRef, start),
     "lobby.room_snapshot": Handler(RoomSnapshotShare, room_snapshot),
+    "lobby.step_update": Handler(StepUpdate, step_update),
+    "lobby.profile_update": Handler(ProfileUpdate, profile_update),
     "role.assign": Handler(RoleAssign, assign_role),
     "device.connected": Handler(EmptyData, device_connected),
     "device.disconnected": Handler(EmptyData, device_disconnected),

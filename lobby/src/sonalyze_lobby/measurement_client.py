@@ -42,7 +42,7 @@ def wav_duration_s(wav: bytes) -> float:
 
 
 class MeasurementClient:
-    """The five calls the protocol makes; one shared ``httpx.AsyncClient``."""
+    """The calls the protocol makes; one shared ``httpx.AsyncClient``."""
 
     def __init__(self, base_url: str, client: httpx.AsyncClient, *, token: str = "", timeout_s: float = 30.0) -> None:
         self._base = base_url.rstrip("/")
@@ -80,32 +80,51 @@ class MeasurementClient:
         return response.json()
 
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo:
-        """The sweep for ``sample_rate_hz``: fetched once per rate, its id, length and SHA-256 remembered."""
+        """The sweep for ``sample_rate_hz``, remembered per rate: its id, length and SHA-256.
+
+        The JSON description carries ``audio_hash`` (contract C1), so the WAV itself is only downloaded
+        from a measurement service that does not give it.
+        """
         query = urlencode({"sample_rate": sample_rate_hz})
         if (known := self._signals.get(query)) is not None:
             return known
-        response = await self._call("the signal download", "GET", f"{AUDIO_PATH}?{query}")
-        if response.status_code in (400, 422):
-            raise BadRequest(f"data.sample_rate_hz: the measurement service refused it: {_reason(response)}")
-        _raise_for_client_error(response, "the signal download")
-        wav = response.content
-        signal_id = response.headers.get(SIGNAL_ID_HEADER)
-        if not signal_id:
-            described = await self._call("the signal description", "GET", f"/v1/measurement/signal?{query}")
-            _raise_for_client_error(described, "the signal description")
-            signal_id = str(described.json()["signal_id"])
-        try:
-            duration_s = wav_duration_s(wav)
-        except ValueError as exc:
-            raise ServiceUnavailable(f"the measurement service sent an unreadable signal: {exc}") from None
+        described = await self._call("the signal description", "GET", f"/v1/measurement/signal?{query}")
+        if described.status_code in (400, 422):
+            raise BadRequest(f"data.sample_rate_hz: the measurement service refused it: {_reason(described)}")
+        _raise_for_client_error(described, "the signal description")
+        body = described.json()
+        signal_id = str(body["signal_id"])
+        audio_hash = body.get("audio_hash")
+        duration_s = body.get("total_duration_s")
+        if not isinstance(audio_hash, str) or not isinstance(duration_s, int | float):
+            wav = await self._download_signal(query)
+            audio_hash = hashlib.sha256(wav).hexdigest()
+            try:
+                duration_s = wav_duration_s(wav)
+            except ValueError as exc:
+                raise ServiceUnavailable(f"the measurement service sent an unreadable signal: {exc}") from None
         info = SignalInfo(
             signal_id=signal_id,
             audio_url=f"{AUDIO_PATH}?{query}",
-            duration_s=duration_s,
-            audio_sha256=hashlib.sha256(wav).hexdigest(),
+            duration_s=float(duration_s),
+            audio_sha256=audio_hash.lower(),
         )
         self._signals[query] = info
         return info
+
+    async def _download_signal(self, query: str) -> bytes:
+        response = await self._call("the signal download", "GET", f"{AUDIO_PATH}?{query}")
+        _raise_for_client_error(response, "the signal download")
+        return response.content
+
+    async def register_session(self, session_id: str, job_id: str, signal_id: str) -> None:
+        """``PUT /v1/measurement/sessions/{id}`` (contract C2): the session's signal is then served by id."""
+        what = f"the registration of session {session_id}"
+        body = {"job_id": job_id, "signal_id": signal_id}
+        response = await self._call(what, "PUT", f"/v1/measurement/sessions/{session_id}", json=body)
+        if response.status_code == 404:
+            raise NotFound(f"measurement job {job_id} does not exist ({what}: {_reason(response)})")
+        _raise_for_client_error(response, what)
 
     async def announce_recording(
         self, job_id: str, upload_name: str, *, speaker_slot_id: str, mic_slot_id: str, device_id: str, signal_id: str

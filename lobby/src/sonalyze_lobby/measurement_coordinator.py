@@ -20,6 +20,7 @@ idle/failed expire the session (the admin never came back), analyzing gives up o
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -60,6 +61,9 @@ HOLDING_STEPS: Final = frozenset({Step.IDLE, Step.FAILED, *CYCLE_STEPS})
 STEP_TIMER: Final = "step"
 GRACE_TIMER_PREFIX: Final = "grace:"
 STEP_TIMEOUT_CODE: Final = "step_timeout"
+UPLOAD_NAME_PATTERN: Final = re.compile(r"[A-Za-z0-9._-]{1,100}")
+PHASE_UPDATE: Final = "measurement.phase_update"
+ANALYSIS_RESULTS: Final = "measurement.analysis_results"
 
 
 # --- the session -------------------------------------------------------------------------------------
@@ -131,6 +135,8 @@ class SessionState:
     microphones: tuple[Slot, ...]
     signal: SignalInfo
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # prefix of ``upload_endpoint`` (the lobby's PUBLIC_BASE_URL; empty: a path relative to the gateway)
+    upload_base_url: str = ""
     step: Step = Step.IDLE
     speaker_index: int = 0
     cycle: int = 0
@@ -185,6 +191,16 @@ def upload_name_for(speaker_slot_id: str, mic_slot_id: str) -> str:
     return f"{speaker_slot_id}__{mic_slot_id}.wav"
 
 
+def app_upload_name_for(mic_device_id: str, speaker_slot_id: str) -> str:
+    """The name the Sonalyze app gives the same file (its own convention, accepted beside ours)."""
+    return f"recording_{mic_device_id}_{speaker_slot_id}.wav"
+
+
+def is_valid_upload_name(name: str) -> bool:
+    """The measurement service's rule: 1-100 of ``[A-Za-z0-9._-]``, not made only of dots."""
+    return UPLOAD_NAME_PATTERN.fullmatch(name) is not None and name.strip(".") != ""
+
+
 def new_session(
     *,
     session_id: str,
@@ -196,6 +212,7 @@ def new_session(
     signal: SignalInfo,
     timeouts: Timeouts = Timeouts(),
     disconnected: Iterable[str] = (),
+    upload_base_url: str = "",
 ) -> tuple[SessionState, list[Effect]]:
     """A fresh session in ``idle`` (waiting for ``start_speaker``) and its first timer; checks the line-up."""
     speakers, microphones = tuple(speakers), tuple(microphones)
@@ -211,6 +228,7 @@ def new_session(
         signal=signal,
         timeouts=timeouts,
         disconnected=frozenset(disconnected) & device_ids,
+        upload_base_url=upload_base_url.rstrip("/"),
     )
     effects: list[Effect] = []
     state = _arm(state, STEP_TIMER, timeouts.idle_s, effects)
@@ -352,11 +370,19 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class VerifyUpload:
-    """Ask the measurement service whether the upload is stored; answer with `UploadVerified` if so."""
+    """Ask the measurement service whether the upload is stored; answer with `UploadVerified` if so.
+
+    ``announce``: the upload carries a name of its own (the app's ``recording_<mic>_<speaker>.wav``),
+    so first tell the job which slots it belongs to (the ``<speaker>__<mic>.wav`` names were announced
+    when the session was created).
+    """
 
     device_id: str
     upload_name: str
     cycle: int
+    speaker_slot_id: str = ""
+    mic_slot_id: str = ""
+    announce: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,7 +467,19 @@ def awaited_in(state: SessionState, step: Step) -> frozenset[str]:
 
 
 def advance(state: SessionState, message: Message) -> tuple[SessionState, list[Effect]]:
-    """The next state and what to do about it; raises `AppError` (state unchanged) for a refused message."""
+    """The next state and what to do about it; raises `AppError` (state unchanged) for a refused message.
+
+    Whenever the phase or one of its counters moved, everyone in the session also gets a
+    ``measurement.phase_update`` (after the step's own pushes).
+    """
+    new_state, effects = _advance(state, message)
+    progress = phase_progress(new_state)
+    if progress != phase_progress(state):
+        effects.append(Push(new_state.members, PHASE_UPDATE, progress))
+    return new_state, effects
+
+
+def _advance(state: SessionState, message: Message) -> tuple[SessionState, list[Effect]]:
     match message:
         case UploadVerified() | TimerFired() | ConnectionChanged() | AnalysisFinished() | AnalysisFailed():
             return _internal(state, message)
@@ -482,6 +520,17 @@ def _cycle_message(state: SessionState, message: CycleMessage) -> tuple[SessionS
         if counted is not None:
             if counted.device_id != message.device_id:
                 raise Forbidden(f"upload {message.upload_name} belongs to device {counted.device_id}")
+            speaker = state.current_speaker
+            if (
+                state.step is Step.AWAITING_UPLOADS
+                and message.device_id in state.awaited
+                and speaker is not None
+                and counted.speaker_slot_id != speaker.slot_id
+            ):
+                raise BadRequest(
+                    f"data.upload_name: {message.upload_name} already holds the recording of "
+                    f"{counted.speaker_slot_id}; upload {speaker.slot_id}'s under another name"
+                )
             return state, []  # a repeat of an upload already counted, whatever the step
     expected = EXPECTED_STEP[type(message)]
     if state.step not in CYCLE_STEPS:
@@ -505,23 +554,56 @@ def _cycle_message(state: SessionState, message: CycleMessage) -> tuple[SessionS
                     f"data.audio_hash does not match signal {state.signal.signal_id}; download audio_url again"
                 )
         case RecordingUploaded(upload_name=upload_name):
-            wanted = _upload_name_of(state, message.device_id)
-            if upload_name != wanted:
-                raise BadRequest(f"data.upload_name: expected {wanted} from device {message.device_id}")
-            return state, [VerifyUpload(message.device_id, upload_name, state.cycle)]
+            return state, [_verify_upload(state, message.device_id, upload_name)]
     return _answered(state, message.device_id)
+
+
+def _names_this_pair(state: SessionState, mic_device_id: str, upload_name: str) -> bool:
+    """Whether a confirmed upload may count as (current speaker, this microphone)'s recording."""
+    if any(r.upload_name == upload_name for r in state.recordings):
+        return False
+    try:
+        _verify_upload(state, mic_device_id, upload_name)
+    except BadRequest:
+        return False
+    return True
+
+
+def _verify_upload(state: SessionState, mic_device_id: str, upload_name: str) -> VerifyUpload:
+    """Any valid name a session microphone uploads now is (current speaker, that microphone)'s recording,
+    except a name that belongs to another pair (ours or the app's form), which is a mistake."""
+    speaker = state.current_speaker
+    assert speaker is not None
+    mic = next(m for m in state.microphones if m.device_id == mic_device_id)
+    wanted = upload_name_for(speaker.slot_id, mic.slot_id)
+    if upload_name != wanted:
+        if not is_valid_upload_name(upload_name):
+            raise BadRequest(
+                f"data.upload_name: {upload_name!r} is not a valid upload name (1-100 of A-Z a-z 0-9 . _ -); "
+                f"expected {wanted} or {app_upload_name_for(mic_device_id, speaker.slot_id)}"
+            )
+        others = {
+            name
+            for s in state.speakers
+            for m in state.microphones
+            if (s.slot_id, m.slot_id) != (speaker.slot_id, mic.slot_id)
+            for name in (upload_name_for(s.slot_id, m.slot_id), app_upload_name_for(m.device_id, s.slot_id))
+        }
+        if upload_name in others:
+            raise BadRequest(f"data.upload_name: {upload_name} belongs to another pair; expected {wanted} from device {mic_device_id}")
+    return VerifyUpload(
+        mic_device_id,
+        upload_name,
+        state.cycle,
+        speaker_slot_id=speaker.slot_id,
+        mic_slot_id=mic.slot_id,
+        announce=upload_name != wanted,
+    )
 
 
 def _normal_hash(value: str) -> str:
     value = value.strip().lower()
     return value.removeprefix("sha256:")
-
-
-def _upload_name_of(state: SessionState, mic_device_id: str) -> str:
-    speaker = state.current_speaker
-    mic = next(m for m in state.microphones if m.device_id == mic_device_id)
-    assert speaker is not None
-    return upload_name_for(speaker.slot_id, mic.slot_id)
 
 
 def _answered(state: SessionState, device_id: str) -> tuple[SessionState, list[Effect]]:
@@ -597,10 +679,13 @@ def command_pushes(state: SessionState, device_ids: Iterable[str]) -> list[Push]
                 "speaker_count": len(state.speakers),
                 "microphone_slot_ids": [m.slot_id for m in state.microphones],
                 "signal_id": state.signal.signal_id,
+                "current_speaker_slot_id": speaker.slot_id,
             }
             return [Push(targets, "measurement.start_measurement", data)]
         case Step.AWAITING_AUDIO:
             data = {**base, "audio_url": state.signal.audio_url, "signal_id": state.signal.signal_id}
+            if state.signal.audio_sha256 is not None:
+                data["expected_hash"] = state.signal.audio_sha256
             return [Push(targets, "measurement.request_audio", data)]
         case Step.AWAITING_RECORDING:
             data = {
@@ -623,11 +708,17 @@ def command_pushes(state: SessionState, device_ids: Iterable[str]) -> list[Push]
                         "job_id": state.job_id,
                         "upload_name": name,
                         "upload_url": f"/v1/jobs/{state.job_id}/uploads/{name}",
+                        "upload_endpoint": upload_endpoint(state),
                     }
                     pushes.append(Push((mic.device_id,), "measurement.stop_recording", data))
             return pushes
         case _:
             return []
+
+
+def upload_endpoint(state: SessionState) -> str:
+    """The uploads base of the session's job (the app appends its upload name)."""
+    return f"{state.upload_base_url}/v1/jobs/{state.job_id}/uploads/"
 
 
 def _speaker_done(state: SessionState, effects: list[Effect]) -> tuple[SessionState, list[Effect]]:
@@ -646,6 +737,9 @@ def _speaker_done(state: SessionState, effects: list[Effect]) -> tuple[SessionSt
                 "speaker_index": state.speaker_index,
                 "recordings": mine,
                 "next_speaker_slot_id": next_speaker.slot_id if next_speaker else None,
+                "completed_speaker_slot_id": speaker.slot_id,
+                "remaining_speakers": len(state.speakers) - next_index,
+                "remaining_speaker_slot_ids": [s.slot_id for s in state.speakers[next_index:]],
             },
         )
     )
@@ -658,7 +752,12 @@ def _speaker_done(state: SessionState, effects: list[Effect]) -> tuple[SessionSt
         Push(
             state.members,
             "measurement.session_complete",
-            {"session_id": state.session_id, "job_id": state.job_id, "recordings": recordings_list(state)},
+            {
+                "session_id": state.session_id,
+                "job_id": state.job_id,
+                "recordings": recordings_list(state),
+                "completed_speakers": [s.slot_id for s in state.speakers],
+            },
         )
     )
     effects.append(ReleaseLobby(state.lobby_id))
@@ -696,6 +795,9 @@ def _timeout_failure(state: SessionState, missing: Iterable[str], reason: str) -
         "speaker_slot_id": speaker.slot_id if speaker else None,
         "reason": reason,
         "message": message,
+        "error_device_id": missing_ids[0] if missing_ids else None,
+        "error_message": message,
+        "error_code": STEP_TIMEOUT_CODE,
     }
     return _stop_cycle(state, Failure(STEP_TIMEOUT_CODE, state.step, message, tuple(missing_ids)), data)
 
@@ -707,7 +809,8 @@ def _device_error(state: SessionState, message: DeviceError) -> tuple[SessionSta
         "code": "device_error",
         "step": state.step.value,
         "device_id": message.device_id,
-        "error_code": message.error_code,
+        "error_device_id": message.device_id,
+        "error_code": message.error_code or "device_error",
         "error_message": message.error_message,
         "speaker_slot_id": speaker.slot_id if speaker else None,
         "message": f"device {message.device_id} reported: {message.error_message}",
@@ -753,7 +856,7 @@ def _internal(state: SessionState, message: InternalMessage) -> tuple[SessionSta
                 state.step is Step.AWAITING_UPLOADS
                 and cycle == state.cycle
                 and device_id in state.awaited
-                and upload_name == _upload_name_of(state, device_id)
+                and _names_this_pair(state, device_id, upload_name)
             )
             if not fits:
                 return state, []
@@ -770,6 +873,7 @@ def _internal(state: SessionState, message: InternalMessage) -> tuple[SessionSta
             if summary is not None:
                 data["summary"] = summary
             effects: list[Effect] = [Push(state.members, "measurement.analysis_complete", data)]
+            effects.extend(_app_results_pushes(state, results))
             state = _disarm(replace(state, step=Step.COMPLETE, results=results), STEP_TIMER, effects)
             return state, effects
         case AnalysisFailed(reason=reason):
@@ -777,6 +881,31 @@ def _internal(state: SessionState, message: InternalMessage) -> tuple[SessionSta
                 return state, []
             return _analysis_failed(state, reason)
     raise AssertionError(f"unhandled internal message {message!r}")  # pragma: no cover
+
+
+def _app_results_pushes(state: SessionState, results: Any) -> list[Push]:
+    """One ``measurement.analysis_results`` per counted recording whose entry carries ``app_results``
+    (the app's shape): every phone sees results even when the host never relays them."""
+    entries = results.get("results") if isinstance(results, dict) else results
+    if not isinstance(entries, list):
+        return []
+    by_name = {e.get("upload_name"): e for e in entries if isinstance(e, dict)}
+    pushes = []
+    for recording in recordings_list(state):
+        entry = by_name.get(recording["upload_name"])
+        app_results = entry.get("app_results") if entry else None
+        if not isinstance(app_results, dict):
+            continue
+        data = {
+            "session_id": state.session_id,
+            "job_id": state.job_id,
+            "results": app_results,
+            "recording_upload": recording["upload_name"],
+            **recording,
+            "source": "automatic",
+        }
+        pushes.append(Push(state.members, ANALYSIS_RESULTS, data))
+    return pushes
 
 
 def _analysis_failed(state: SessionState, reason: str) -> tuple[SessionState, list[Effect]]:
@@ -791,6 +920,9 @@ def _analysis_failed(state: SessionState, reason: str) -> tuple[SessionState, li
                 "step": Step.ANALYZING.value,
                 "message": f"the analysis of job {state.job_id} failed: {reason}",
                 "reason": reason,
+                "error_device_id": None,
+                "error_message": f"the analysis of job {state.job_id} failed: {reason}",
+                "error_code": "analysis_failed",
             },
         )
     ]
@@ -824,6 +956,8 @@ def _connection_changed(state: SessionState, device_id: str, connected: bool) ->
         state = _disarm(replace(state, disconnected=state.disconnected - {device_id}), key, effects)
         if was_gone and device_id in state.awaited:
             effects.extend(command_pushes(state, {device_id}))
+        if was_gone:  # it may have missed phase updates while away
+            effects.append(Push((device_id,), PHASE_UPDATE, phase_progress(state)))
         return state, effects
     state = replace(state, disconnected=state.disconnected | {device_id})
     if state.step in CYCLE_STEPS and device_id in state.awaited and key not in state.timers:
@@ -854,6 +988,57 @@ def _disarm_graces(state: SessionState, effects: list[Effect]) -> SessionState:
 
 
 # --- views -------------------------------------------------------------------------------------------
+
+# step -> (phase, phase_description) of ``measurement.phase_update``; the app's timeline follows ``phase``
+PHASES: Final[dict[Step, tuple[str, str]]] = {
+    Step.IDLE: ("waiting_for_start", "Waiting for the host to start the next speaker"),
+    Step.AWAITING_READY: ("waiting_for_ready", "Waiting for the speaker and every microphone to be ready"),
+    Step.AWAITING_AUDIO: ("audio_requested", "The speaker is downloading the measurement signal"),
+    Step.AWAITING_RECORDING: ("recording", "The microphones are starting to record"),
+    Step.AWAITING_PLAYBACK: ("playing", "The speaker is playing the sweep"),
+    Step.AWAITING_UPLOADS: ("uploading", "The microphones are uploading their recordings"),
+    Step.FAILED: ("failed", "This speaker's cycle failed; the host may retry it"),
+    Step.ANALYZING: ("processing", "Analysing the recordings"),
+    Step.COMPLETE: ("completed", "The measurement is complete"),
+    Step.CANCELLED: ("cancelled", "The measurement was cancelled"),
+}
+
+
+def phase_progress(state: SessionState) -> dict[str, Any]:
+    """The data of ``measurement.phase_update``: the phase and how far each wait has come."""
+    phase, description = PHASES[state.step]
+    speaker = state.current_speaker
+    mic_ids = {m.device_id for m in state.microphones}
+    order = _cycle_order(state.step) if state.step in CYCLE_STEPS else -1
+    ready_total = 1 + len(mic_ids)
+    if state.step is Step.AWAITING_READY:
+        ready_count = ready_total - len(state.awaited)
+    else:
+        ready_count = ready_total if order > 0 else 0
+    if state.step is Step.AWAITING_RECORDING:
+        started = len(mic_ids - state.awaited)
+    else:
+        started = len(mic_ids) if order > _cycle_order(Step.AWAITING_RECORDING) else 0
+    uploads = sum(1 for r in state.recordings if speaker is not None and r.speaker_slot_id == speaker.slot_id)
+    return {
+        "session_id": state.session_id,
+        "job_id": state.job_id,
+        "phase": phase,
+        "phase_description": description,
+        "step": state.step.value,
+        "current_speaker_slot_id": speaker.slot_id if speaker else None,
+        "speaker_device_id": speaker.device_id if speaker else None,
+        "speaker_index": state.speaker_index,
+        "total_speakers": len(state.speakers),
+        "cycle": state.cycle,
+        "devices_ready": ready_count,
+        "total_devices": ready_total,
+        "recordings_started": started,
+        "total_microphones": len(mic_ids),
+        "uploads_received": uploads,
+        "recordings_received": len(state.recordings),
+        "total_recordings": len(state.speakers) * len(mic_ids),
+    }
 
 
 def status(state: SessionState) -> dict[str, Any]:

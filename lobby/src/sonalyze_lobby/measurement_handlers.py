@@ -11,12 +11,13 @@ import uuid
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sonalyze_protocol.errors import Conflict, InvalidState, NotFound, ServiceUnavailable
+from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.measurement_coordinator import (
+    ANALYSIS_RESULTS,
     CancelSession,
     DeviceError,
     Message,
@@ -121,8 +122,8 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, An
     await ctx.session.commit()  # no transaction stays open across the calls below
 
     measurement = coordinator.measurement
-    await measurement.get_job(data.job_id)
-    signal = await measurement.get_signal(data.sample_rate_hz or coordinator.settings.measurement_sample_rate_hz)
+    sample_rate_hz = data.sample_rate_hz or coordinator.settings.measurement_sample_rate_hz
+    _, signal = await asyncio.gather(measurement.get_job(data.job_id), measurement.get_signal(sample_rate_hz))
     await asyncio.gather(
         *(
             measurement.announce_recording(
@@ -154,6 +155,7 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, An
                 microphones=microphones,
                 signal=signal,
                 disconnected=disconnected,
+                upload_base_url=ctx.settings.public_base_url,
             )
         )
     return status(state)
@@ -201,6 +203,31 @@ async def report_error(ctx: LobbyContext, data: DeviceErrorIn) -> dict[str, Any]
     return _ack(await _send(ctx, data.session_id, DeviceError(ctx.device_id, data.error_message, data.error_code)))
 
 
+class BroadcastResultsIn(SessionRef):
+    job_id: JobId | None = None
+    results: dict[str, Any]
+
+
+async def broadcast_results(ctx: LobbyContext, data: BroadcastResultsIn) -> dict[str, Any]:
+    """The host relays results it got (``analysis.run``) to the session's other devices as
+    ``measurement.analysis_results``; the size is bounded by the gateway's frame limit."""
+    state = _coordinator(ctx).get(data.session_id)
+    if ctx.device_id != state.admin_device_id:
+        raise Forbidden("only the session's host may send measurement.broadcast_results")
+    if data.job_id is not None and data.job_id != state.job_id:
+        raise BadRequest(f"data.job_id: session {state.session_id} measures job {state.job_id}, not {data.job_id}")
+    others = [d for d in state.members if d != ctx.device_id]
+    payload = {
+        "session_id": state.session_id,
+        "job_id": state.job_id,
+        "results": data.results,
+        "from_device_id": ctx.device_id,
+        "source": "host",
+    }
+    result = await ctx.broadcaster.push(others, ANALYSIS_RESULTS, payload)
+    return {"session_id": state.session_id, "recipients": others, "delivered": result.delivered if result else []}
+
+
 MEASUREMENT_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "measurement.create_session": Handler(CreateSession, create_session),
     "measurement.start_speaker": Handler(SessionRef, start_speaker),
@@ -212,4 +239,8 @@ MEASUREMENT_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "measurement.playback_complete": Handler(SessionRef, playback_complete),
     "measurement.recording_uploaded": Handler(RecordingUploadedIn, recording_uploaded),
     "measurement.error": Handler(DeviceErrorIn, report_error),
+    # older app builds' names for ready and playback_complete
+    "measurement.client_ready": Handler(SessionRef, ready),
+    "measurement.speaker_finished": Handler(SessionRef, playback_complete),
+    "measurement.broadcast_results": Handler(BroadcastResultsIn, broadcast_results),
 }

@@ -41,6 +41,7 @@ DEVICE_ID_MAX_CHARS: Final = 128
 SLOT_MAX_CHARS: Final = 64
 LABEL_MAX_CHARS: Final = 128
 CODE_CHARS: Final = 6
+PROFILE_ID_MAX_CHARS: Final = 64
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity
 EventId = BigInteger().with_variant(Integer(), "sqlite")
@@ -130,6 +131,9 @@ class Lobby(Base):
     room_snapshot: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     room_snapshot_device_id: Mapped[str | None] = mapped_column(String(DEVICE_ID_MAX_CHARS), default=None)
     room_snapshot_at: Mapped[datetime | None] = mapped_column(default=None)
+    # what the admin's app shows (lobby.step_update / lobby.profile_update), for late joiners
+    step_index: Mapped[int | None] = mapped_column(Integer, default=None)
+    profile_id: Mapped[str | None] = mapped_column(String(PROFILE_ID_MAX_CHARS), default=None)
 
     participants: Mapped[list[Participant]] = relationship(
         back_populates="lobby", lazy="raise", order_by="Participant.joined_at", cascade="all, delete-orphan"

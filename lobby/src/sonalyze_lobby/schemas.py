@@ -7,7 +7,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from sonalyze_lobby.models import (
     DEVICE_ID_MAX_CHARS,
@@ -121,12 +130,46 @@ def polygon_area_m2(vertices: list[list[float]]) -> float:
     return abs(twice_area) / 2.0 if math.isfinite(twice_area) else 0.0
 
 
+# keys that mark a snapshot as our own ``map.room`` shape (then checked as `Room`); any other JSON
+# object is taken as the app's room model (a three.js-style scene) and kept as sent, size-capped
+OUR_ROOM_KEYS: Final = frozenset({"vertices", "height_m"})
+
+
+def room_dialect(value: Any) -> str:
+    ours = isinstance(value, Room) or (isinstance(value, dict) and bool(OUR_ROOM_KEYS & value.keys()))
+    return "sonalyze" if ours else "app"
+
+
+SnapshotRoom = Annotated[
+    Annotated[Room, Tag("sonalyze")] | Annotated[dict[str, Any], Tag("app")],
+    Discriminator(room_dialect),
+]
+
+
 class RoomSnapshotBody(_Input):
-    room: Room
+    room: SnapshotRoom
 
 
 class RoomSnapshotShare(RoomSnapshotBody):
     lobby_id: uuid.UUID
+
+
+STEP_INDEX_MAX: Final = 1_000
+ProfileId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class StepUpdate(_Input):
+    """``lobby.step_update`` (admin): which step of the measurement page the host shows."""
+
+    lobby_id: uuid.UUID
+    step_index: Annotated[int, Field(ge=0, le=STEP_INDEX_MAX, strict=True)]
+
+
+class ProfileUpdate(_Input):
+    """``lobby.profile_update`` (admin): the sweep profile the host chose (e.g. ``smartphone``)."""
+
+    lobby_id: uuid.UUID
+    profile_id: ProfileId
 
 
 class EventsQuery(_Input):
@@ -166,8 +209,13 @@ class LobbyView(BaseModel):
     code: str
     state: LobbyState
     creator_device_id: str
+    # the same device under the app's name for it
+    admin_device_id: str
     created_at: datetime
     room_snapshot: dict[str, Any] | None
+    # the host's measurement-page step and sweep profile (None until it sends them)
+    step_index: int | None
+    profile_id: str | None
     participants: list[ParticipantView]
 
     @classmethod
@@ -178,8 +226,11 @@ class LobbyView(BaseModel):
             code=lobby.code,
             state=lobby.state,
             creator_device_id=lobby.creator_device_id,
+            admin_device_id=lobby.creator_device_id,
             created_at=lobby.created_at,
             room_snapshot=lobby.room_snapshot,
+            step_index=lobby.step_index,
+            profile_id=lobby.profile_id,
             participants=[ParticipantView.of(p) for p in lobby.participants],
         )
 

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from sonalyze_lobby.broadcast import LOBBY_ROOM_SNAPSHOT
+from sonalyze_lobby.broadcast import LOBBY_PROFILE_UPDATE, LOBBY_ROOM_SNAPSHOT, LOBBY_STEP_UPDATE
 from sonalyze_lobby.codes import generate_code, is_well_formed, normalize_code
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.history import record_lobby
@@ -34,7 +34,16 @@ from sonalyze_lobby.models import (
     Role,
     utcnow,
 )
-from sonalyze_lobby.schemas import EventPage, EventView, LobbyGet, LobbyView, RoleAssign, RoomSnapshotShare
+from sonalyze_lobby.schemas import (
+    EventPage,
+    EventView,
+    LobbyGet,
+    LobbyView,
+    ProfileUpdate,
+    RoleAssign,
+    RoomSnapshotShare,
+    StepUpdate,
+)
 
 logger = logging.getLogger("sonalyze.lobby.service")
 
@@ -53,6 +62,8 @@ class Change:
     LOBBY_CLOSED: Final = "lobby_closed"
     ROOM_SNAPSHOT: Final = "room_snapshot"
     LOBBY_CREATED: Final = "lobby_created"  # logged only: nobody else is there to tell
+    STEP_UPDATE: Final = "step_update"  # logged only: pushed as lobby.step_update, not lobby.updated
+    PROFILE_UPDATE: Final = "profile_update"  # likewise lobby.profile_update
 
 
 # --- loaders and checks (shared with the measurement protocol) ----------------------------------
@@ -312,7 +323,7 @@ async def assign_role(ctx: LobbyContext, body: RoleAssign) -> LobbyView:
 
 async def share_room_snapshot(ctx: LobbyContext, body: RoomSnapshotShare) -> LobbyView:
     """Any joined participant stores the room; the others get ``lobby.room_snapshot`` and everyone ``lobby.updated``."""
-    room = body.room.model_dump(mode="json", exclude_none=True)
+    room = body.room if isinstance(body.room, dict) else body.room.model_dump(mode="json", exclude_none=True)
     size_bytes = len(orjson.dumps(room))
     if size_bytes > ctx.settings.room_snapshot_max_bytes:
         raise BadRequest(
@@ -330,6 +341,36 @@ async def share_room_snapshot(ctx: LobbyContext, body: RoomSnapshotShare) -> Lob
     snapshot = {"lobby_id": str(lobby.id), "device_id": ctx.device_id, "room": room}
     await ctx.broadcaster.push(others, LOBBY_ROOM_SNAPSHOT, snapshot)
     await ctx.broadcaster.lobby_updated(lobby, Change.ROOM_SNAPSHOT, ctx.device_id)
+    return LobbyView.of(lobby)
+
+
+async def update_step(ctx: LobbyContext, body: StepUpdate) -> LobbyView:
+    """Admin only: the step the host's measurement page shows, kept and pushed to the others."""
+    return await _host_view_update(ctx, body.lobby_id, "step_index", body.step_index, Change.STEP_UPDATE, LOBBY_STEP_UPDATE)
+
+
+async def update_profile(ctx: LobbyContext, body: ProfileUpdate) -> LobbyView:
+    """Admin only: the host's chosen sweep profile, kept and pushed to the others."""
+    return await _host_view_update(
+        ctx, body.lobby_id, "profile_id", body.profile_id, Change.PROFILE_UPDATE, LOBBY_PROFILE_UPDATE
+    )
+
+
+async def _host_view_update(
+    ctx: LobbyContext, lobby_id: uuid.UUID, field: str, value: Any, change: str, event: str
+) -> LobbyView:
+    """Store one field of what the host shows; the other joined participants get ``event``.
+
+    Lobby views carry it too, so a phone that joins later starts on the host's step and profile.
+    """
+    lobby = await get_lobby(ctx.session, lobby_id, for_update=True)
+    require_admin(lobby, ctx.device_id, f"send {event}")
+    require_not_closed(lobby)
+    setattr(lobby, field, value)
+    record(ctx.session, lobby, change, ctx.device_id, **{field: value})
+    await ctx.session.commit()
+    others = [p.device_id for p in lobby.joined if p.device_id != ctx.device_id]
+    await ctx.broadcaster.push(others, event, {"lobby_id": str(lobby.id), "device_id": ctx.device_id, field: value})
     return LobbyView.of(lobby)
 
 

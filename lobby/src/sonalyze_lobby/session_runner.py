@@ -121,6 +121,8 @@ class Measurement(Protocol):
 
     async def upload_exists(self, job_id: str, upload_name: str) -> bool: ...
 
+    async def register_session(self, session_id: str, job_id: str, signal_id: str) -> None: ...
+
     async def analyze(self, job_id: str, timeout_s: float) -> Any: ...
 
 
@@ -135,6 +137,8 @@ class NewSession:
     microphones: tuple[Slot, ...]
     signal: SignalInfo
     disconnected: frozenset[str] = frozenset()
+    upload_base_url: str = ""
+    session_id: str | None = None  # chosen by the caller (registered with the measurement service first)
 
 
 # --- the coordinator ---------------------------------------------------------------------------------
@@ -170,6 +174,9 @@ class Coordinator:
 
     # --- lookups ---
 
+    def new_session_id(self) -> str:
+        return self._new_id()
+
     def get(self, session_id: str) -> SessionState:
         state = self._sessions.get(session_id)
         if state is None:
@@ -196,7 +203,7 @@ class Coordinator:
         """Register a new session (the caller holds `lobby_lock` and has set the lobby's state)."""
         if (other := self.holding(request.lobby_id)) is not None:
             raise Conflict(f"lobby {request.lobby_id} already has measurement session {other.session_id}")
-        session_id = self._new_id()
+        session_id = request.session_id or self._new_id()
         state, effects = new_session(
             session_id=session_id,
             lobby_id=request.lobby_id,
@@ -207,6 +214,7 @@ class Coordinator:
             signal=request.signal,
             timeouts=self.timeouts,
             disconnected=request.disconnected,
+            upload_base_url=request.upload_base_url,
         )
         self._sessions[session_id] = state
         self._locks[session_id] = asyncio.Lock()
@@ -294,6 +302,15 @@ class Coordinator:
 
     def _verifier(self, state: SessionState, effect: VerifyUpload) -> Callable[[], Awaitable[None]]:
         async def verify() -> None:
+            if effect.announce:  # a name of the app's own: tell the job which slots it belongs to
+                await self.measurement.announce_recording(
+                    state.job_id,
+                    effect.upload_name,
+                    speaker_slot_id=effect.speaker_slot_id,
+                    mic_slot_id=effect.mic_slot_id,
+                    device_id=effect.device_id,
+                    signal_id=state.signal.signal_id,
+                )
             if not await self.measurement.upload_exists(state.job_id, effect.upload_name):
                 raise NotFound(
                     f"upload {effect.upload_name} is not stored in job {state.job_id}; "

@@ -17,6 +17,17 @@ class Settings(ServiceSettings):
     # serialised JSON size of one room snapshot; clients send it through the gateway, whose frames are capped too
     room_snapshot_max_bytes: int = Field(default=32_768, ge=256)
     events_page_max: int = Field(default=500, ge=1)
+    # how phones reach the gateway (e.g. https://sonalyze.example); makes ``upload_endpoint`` absolute.
+    # Empty: the endpoint is a path, resolved against the address the phone already uses.
+    public_base_url: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
+        return value
 
     @field_validator("gateway_url", "measurement_url", "storage_url")
     @classmethod
