@@ -1061,6 +1061,8 @@ def status(state: SessionState) -> dict[str, Any]:
         "recordings": recordings_list(state),
         "signal_id": state.signal.signal_id,
         "audio_url": state.signal.audio_url,
+        # the app's name for the signal's length (it plans its recording with it)
+        "audio_duration_seconds": state.signal.duration_s,
         "last_error": (
             {
                 "code": failure.code,
