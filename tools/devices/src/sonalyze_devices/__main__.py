@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 import httpx
 from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig
 
+from sonalyze_devices.app_scenario import run_app_demo
 from sonalyze_devices.display import Progress, render_table
 from sonalyze_devices.room import RoomLayout, layout_from_profile
 from sonalyze_devices.scenario import DemoOptions, run_demo
@@ -46,6 +47,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--room", default=None, metavar="PROFILE",
                         help="measure a reference profile's room (classroom, office, living_room, ...) instead of the default")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
+    parser.add_argument("--dialect", choices=("sonalyze", "app"), default="sonalyze",
+                        help="speak our own protocol, or exactly like the Sonalyze phone app (its names, fields, "
+                             "upload names, analysis.run per recording, hard casts checked on every answer and push)")  # fmt: skip
     return parser.parse_args(argv)
 
 
@@ -75,14 +79,25 @@ async def _run(args: argparse.Namespace, http_url: str) -> int:
         session_timeout_s=args.timeout,
         layout=layout,
     )
-    result = await run_demo(options, progress)
+    if args.dialect == "app":
+        result = await run_app_demo(options, progress)
+    else:
+        result = await run_demo(options, progress)
     print()
     if result.rows:
         print("Measured / simulated / difference, broadband, per (speaker slot, microphone slot):\n")
         print(render_table(result.rows))
         print()
     for error in result.errors:
-        print(f"reported: {error.get('code')}: {error.get('message', '')}", file=sys.stderr)
+        print(f"reported: {error.get('code') or error.get('error_code')}: {error.get('message') or error.get('error_message', '')}", file=sys.stderr)
+    for slot, problems in result.violations.items():
+        for problem in problems:
+            print(f"HARD CAST FAILED on {slot}: {problem}", file=sys.stderr)
+    if args.dialect == "app" and result.results_by_phone:
+        held = ", ".join(f"{slot} {n}" for slot, n in result.results_by_phone.items())
+        print(f"results held per phone: {held}")
+        if result.create_session_s is not None:
+            print(f"create_session answered in {result.create_session_s * 1000:.0f} ms (the app's timer: 500 ms)")
     if result.ok:
         print(f"session {result.session_id} complete, every pair analysed (job {result.job_id})")
         return 0

@@ -20,6 +20,8 @@ from websockets.asyncio.client import ClientConnection
 logger = logging.getLogger("sonalyze.devices")
 
 PushHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
+# a check of an answer's or a push's data (the app dialect's hard casts); raises to refuse it
+Check = Callable[[str, Any], None]
 
 
 class DeviceError(Exception):
@@ -50,6 +52,9 @@ class DeviceClient:
         *,
         request_timeout_s: float = 30.0,
         latencies_s: list[float] | None = None,
+        check_response: Check | None = None,
+        check_push: Check | None = None,
+        request_ids: Callable[[], str] | None = None,
     ) -> None:
         self.ws_url = ws_url
         self.device_id = device_id
@@ -57,6 +62,12 @@ class DeviceClient:
         self.latencies_s = latencies_s  # request -> response times, when a caller collects them
         self.pushes: asyncio.Queue[Push] = asyncio.Queue()
         self.seen: list[Push] = []  # every push, in arrival order (the queue is consumed, this is kept)
+        self.answers: list[tuple[str, Any]] = []  # every successful answer: (event, data)
+        # pushes a check refused: they never reach the queue, as the app's handler would have thrown
+        self.violations: list[str] = []
+        self._check_response = check_response
+        self._check_push = check_push
+        self._request_ids = request_ids
         self._ids = itertools.count(1)
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._connection: ClientConnection | None = None
@@ -81,6 +92,13 @@ class DeviceClient:
                 if kind == "event":
                     push = Push(frame["event"], frame.get("data") or {})
                     self.seen.append(push)
+                    if self._check_push is not None:
+                        try:
+                            self._check_push(push.event, frame.get("data"))
+                        except Exception as exc:
+                            logger.error("%s: refused push: %s", self.device_id, exc)
+                            self.violations.append(str(exc))
+                            continue
                     await self.pushes.put(push)
                 elif kind in ("response", "error"):
                     future = self._pending.pop(str(frame.get("request_id")), None)
@@ -98,7 +116,7 @@ class DeviceClient:
         """Send one event and wait for its response data; an error frame raises `DeviceError`."""
         if self._connection is None:
             raise ConnectionError(f"{self.device_id} is not connected")
-        request_id = f"{self.device_id}-{next(self._ids)}"
+        request_id = self._request_ids() if self._request_ids else f"{self.device_id}-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         sent_at = asyncio.get_running_loop().time()
@@ -112,6 +130,13 @@ class DeviceClient:
         if frame["type"] == "error":
             error = frame.get("error") or {}
             raise DeviceError(event, error.get("code", "?"), error.get("message", ""), error)
+        if self._check_response is not None:
+            try:
+                self._check_response(event, frame.get("data"))
+            except Exception as exc:
+                self.violations.append(str(exc))
+                raise
+        self.answers.append((event, frame.get("data")))
         return frame.get("data")
 
     async def next_push(self, event: str | None = None, timeout_s: float = 30.0) -> Push:

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from sonalyze_devices.app_contract import HardCastError
 from sonalyze_devices.client import DeviceClient, DeviceError, Push
 from sonalyze_devices.synth import PhoneFlaws, synthesize_recording
 
@@ -45,6 +46,8 @@ class SharedWorld:
     impulse_responses: Callable[[str, str], Awaitable[tuple[np.ndarray, int]]]
     report: Reporter
     signal_cache: dict[str, tuple[np.ndarray, int, bytes]] = field(default_factory=dict)
+    # a slot id as the session names it -> the room layout's name for the same position
+    slot_aliases: dict[str, str] = field(default_factory=dict)
 
     async def fetch_signal(self, audio_url: str) -> tuple[np.ndarray, int, bytes]:
         """Download (once) the sweep the speakers play, through the gateway's HTTP proxy."""
@@ -83,7 +86,7 @@ class Phone:
                 continue
             try:
                 await getattr(self, name)(push)
-            except (DeviceError, httpx.HTTPError, ConnectionError, TimeoutError) as exc:
+            except (DeviceError, HardCastError, httpx.HTTPError, ConnectionError, TimeoutError) as exc:
                 self.errors.append(f"{push.event}: {exc}")
                 self.world.report(self.slot_id, f"error while handling {push.event}: {exc}")
 

@@ -26,6 +26,48 @@ class RoomLayout:
             "positions": [{"slot_id": slot, "position_m": pos} for slot, pos in self.positions_m.items()],
         }
 
+    def app_room_model(self, slot_names: dict[str, str] | None = None) -> dict[str, Any]:
+        """The same room as the app's three.js-style scene (spec phone-app.md section 5): x and z on
+        the floor, y up; walls from the floor polygon; positions keyed by the app's slot ids."""
+        names = slot_names or {}
+        xs = [v[0] for v in self.vertices_m]
+        zs = [v[1] for v in self.vertices_m]
+        walls = [
+            {"start": {"x": a[0], "z": a[1]}, "end": {"x": b[0], "z": b[1]}}
+            for a, b in zip(self.vertices_m, self.vertices_m[1:] + self.vertices_m[:1], strict=True)
+        ]
+        wall = self.materials.get("default_material", {})
+        floor = self.materials.get("surfaces", {}).get("floor", wall)
+
+        def surface(material: dict[str, Any], name: str) -> dict[str, Any]:
+            absorption = material.get("absorption", 0.1)
+            mean = sum(absorption[2:4]) / 2 if isinstance(absorption, list) else absorption
+            return {"material_id": name, "absorption": round(float(mean), 3), "scattering": material.get("scattering", 0.1)}
+
+        def placed(prefix: str) -> list[dict[str, Any]]:
+            return [
+                {"id": names.get(slot, slot), "position": {"x": pos[0], "y": pos[2] if len(pos) > 2 else 1.2, "z": pos[1]}}
+                for slot, pos in self.positions_m.items()
+                if slot.startswith(prefix)
+            ]
+
+        return {
+            "rooms": [
+                {
+                    "dimensions": {"width": max(xs) - min(xs), "depth": max(zs) - min(zs), "height": self.height_m},
+                    "walls": walls,
+                    "materials": {
+                        "wall": surface(wall, "plaster"),
+                        "floor": surface(floor, "wood_carpet"),
+                        "ceiling": surface(wall, "plaster"),
+                    },
+                    "furniture": [],
+                }
+            ],
+            "speakers": placed("speaker"),
+            "microphones": placed("mic"),
+        }
+
     def simulation_request(self, pairs: list[tuple[str, str]], *, sample_rate_hz: int) -> dict[str, Any]:
         sources = sorted({s for s, _ in pairs})
         mics = sorted({m for _, m in pairs})

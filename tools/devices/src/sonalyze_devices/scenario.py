@@ -66,12 +66,19 @@ class DemoResult:
     phone_errors: dict[str, list[str]] = field(default_factory=dict)
     devices: dict[str, str] = field(default_factory=dict)  # slot id -> device id
     simulation_id: str = ""
+    # the app dialect: answer time of create_session, results each phone holds, refused hard casts
+    create_session_s: float | None = None
+    results_by_phone: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, list[str]] = field(default_factory=dict)
+    clients: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         expected = len(self.rows)
         analysed = sum(1 for r in self.rows if r.measured.get("status", "ok") == "ok" and r.measured.get("rt60_s") is not None)
-        return self.session_complete and self.analysis is not None and expected > 0 and analysed == expected
+        complete = self.session_complete and self.analysis is not None and expected > 0 and analysed == expected
+        every_phone_has_results = all(n > 0 for slot, n in self.results_by_phone.items() if slot != "host")
+        return complete and not self.violations and every_phone_has_results
 
 
 class SimulatedRoom:
