@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -136,3 +137,77 @@ class TestStreaming:
                     n_bytes += len(chunk)
         assert n_bytes == UPLOAD_BYTES
         assert gateway.peak_rss_bytes() - peak_before < PEAK_RSS_GROWTH_LIMIT_BYTES
+
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bool:
+    """Read one HTTP/1.1 request (head and Content-Length body); False when the peer closed."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return False
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":", 1)[1])
+    await reader.readexactly(length)
+    return True
+
+
+async def flaky_backend(first_status: int) -> tuple[asyncio.Server, str]:
+    """A service that answers a connection's first request with ``first_status`` (keep-alive) and then,
+    like a process that failed on an unhandled error, drops that connection when the next request arrives."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if await _read_request(reader):
+                body = b'{"error":{"code":"internal_error","message":"internal error"}}'
+                writer.write(b"HTTP/1.1 %d Whatever\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (first_status, len(body), body))  # fmt: skip
+                await writer.drain()
+                await _read_request(reader)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+def backend_at(url: str) -> dict[str, str]:
+    return {"MEASUREMENT_URL": url, "LOBBY_URL": url, "SIMULATION_URL": url, "HTTP_TIMEOUT_SECONDS": "5"}
+
+
+class TestUpstreamFailures:
+    """One client's failed request never turns into another client's failure (issue 14, defect 2)."""
+
+    async def test_a_connection_that_carried_a_5xx_is_not_reused(self, tmp_path: Any, kit: Any) -> None:
+        server, url = await flaky_backend(500)
+        running = await asyncio.to_thread(kit.start_gateway, tmp_path, backend_at(url))
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                for round_ in range(4):
+                    # every request lands on a fresh upstream connection, so each one gets the service's
+                    # own answer (500 here), never 503 from a connection the previous request left dead
+                    got = await client.get(running.url + f"/v1/jobs/get-{round_}")
+                    posted = await client.post(running.url + f"/v1/jobs/up-{round_}", content=b"x" * 1000)
+                    for response in (got, posted):
+                        assert response.status_code == 500, (round_, response.request.method, response.text)
+                        assert response.json()["error"]["code"] == "internal_error"
+        finally:
+            await asyncio.to_thread(running.suite.stop)
+            server.close()
+
+    async def test_a_bodyless_idempotent_request_on_a_dead_connection_is_sent_once_more(
+        self, tmp_path: Any, kit: Any
+    ) -> None:
+        server, url = await flaky_backend(200)
+        running = await asyncio.to_thread(kit.start_gateway, tmp_path, backend_at(url))
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                for round_ in range(4):
+                    response = await client.get(running.url + f"/v1/jobs/get-{round_}")
+                    assert response.status_code == 200, response.text
+        finally:
+            await asyncio.to_thread(running.suite.stop)
+            server.close()

@@ -61,12 +61,35 @@ HOP_BY_HOP_HEADERS: Final = frozenset(
 # the gateway's own request-log middleware adds X-Request-Id (the same id) to every response
 _DROPPED_RESPONSE_HEADERS: Final = HOP_BY_HOP_HEADERS | {"x-request-id"}
 _SKIP_AUTO_HEADERS: Final = frozenset({"Content-Type", "Accept-Encoding", "User-Agent"})
+# a request the proxy may send twice: its method is idempotent and it has no body (a streamed body is spent)
+RETRIED_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# a pooled keep-alive connection the service had already closed: nothing reached the service
+_DEAD_CONNECTION_ERRORS: Final = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
+
+
+class _DropAfterServerError(aiohttp.ClientResponse):
+    """A response whose connection is never reused after a 5xx: a service failing on an unhandled error
+    closes that connection a moment after answering, and the next request sent on it would fail."""
+
+    async def start(self, connection: aiohttp.connector.Connection) -> aiohttp.ClientResponse:
+        protocol = connection.protocol
+        await super().start(connection)
+        if self.status >= 500 and protocol is not None:
+            protocol.force_close()  # closed when released, if the body is still streaming
+            if self.connection is None:  # a short body was read whole and the connection already pooled
+                protocol.close()
+        return self
 
 
 def make_session() -> aiohttp.ClientSession:
     """The shared session; call inside the running loop (the lifespan)."""
     connector = aiohttp.TCPConnector(limit=MAX_POOLED_CONNECTIONS, limit_per_host=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, skip_auto_headers=_SKIP_AUTO_HEADERS, auto_decompress=False)
+    return aiohttp.ClientSession(
+        connector=connector,
+        skip_auto_headers=_SKIP_AUTO_HEADERS,
+        auto_decompress=False,
+        response_class=_DropAfterServerError,
+    )
 
 
 def header_safe(value: RequestId) -> str | None:
@@ -212,21 +235,29 @@ class Proxy:
             headers = [(k, v) for k, v in headers if k.lower() != "x-forwarded-prefix"]
             headers.append(("x-forwarded-prefix", prefix))
         has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
-        try:
-            upstream = await self._session.request(
-                request.method,
-                url,
-                headers=headers,
-                data=_request_body(request) if has_body else None,
-                allow_redirects=False,
-                timeout=self._timeout,
-            )
-        except TimeoutError:
-            return error_response(504, "timeout", f"{target} did not answer within {self._timeout_s:g}s")
-        except ClientDisconnect:
-            return error_response(400, "bad_request", "the client went away during the upload")
-        except aiohttp.ClientError as exc:
-            return error_response(503, "service_unavailable", f"{target} is unavailable ({type(exc).__name__})")
+        attempts = 2 if request.method in RETRIED_METHODS and not has_body else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                upstream = await self._session.request(
+                    request.method,
+                    url,
+                    headers=headers,
+                    data=_request_body(request) if has_body else None,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                )
+                break
+            except TimeoutError:
+                return error_response(504, "timeout", f"{target} did not answer within {self._timeout_s:g}s")
+            except ClientDisconnect:
+                return error_response(400, "bad_request", "the client went away during the upload")
+            except _DEAD_CONNECTION_ERRORS as exc:
+                if attempt < attempts:
+                    logger.info("%s closed a pooled connection (%s); sending again", target, type(exc).__name__)
+                    continue
+                return error_response(503, "service_unavailable", f"{target} is unavailable ({type(exc).__name__})")
+            except aiohttp.ClientError as exc:
+                return error_response(503, "service_unavailable", f"{target} is unavailable ({type(exc).__name__})")
         response = StreamingResponse(_response_body(upstream, target), status_code=upstream.status)
         response.raw_headers = [
             (name, value)
@@ -249,5 +280,6 @@ async def _response_body(upstream: aiohttp.ClientResponse, target: Target) -> As
     except (TimeoutError, aiohttp.ClientError) as exc:
         # headers are gone already; the client sees a short body, the log says why
         logger.warning("response body from %s broke off: %r", target, exc)
+        upstream.close()
     finally:
         upstream.release()

@@ -112,7 +112,7 @@ def _record_analysis(services: Services, job_id: str, analysis_run: str, results
                 name,
                 analysis_run,
                 status=item.get("status", "ok"),
-                error=item.get("error"),
+                error=error_text(item.get("error")),
                 metrics={"broadband": item.get("broadband"), "bands": item.get("bands")},
                 quality=item.get("quality"),
                 **slots,
@@ -120,6 +120,15 @@ def _record_analysis(services: Services, job_id: str, analysis_run: str, results
         return ok
 
     recorder.in_background(write())
+
+
+def error_text(error: Any) -> str | None:
+    """A result's error as storage keeps it: ``"code: message"`` text (results carry it as an object)."""
+    if error is None or isinstance(error, str):
+        return error
+    if isinstance(error, dict):
+        return f"{error.get('code', 'analysis_failed')}: {error.get('message', '')}"
+    return str(error)
 
 
 async def analyze_job(services: Services, job_id: str) -> dict[str, Any]:
