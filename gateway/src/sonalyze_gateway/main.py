@@ -50,6 +50,7 @@ from sonalyze_protocol.errors import (
 )
 from sonalyze_protocol.handlers import describe_validation_error
 from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder
 
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Sonalyze gateway", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
 
     @app.get("/healthz", tags=["health"], response_model=Health)

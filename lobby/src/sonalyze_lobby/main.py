@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from sonalyze_protocol.broadcast import BroadcastClient
 from sonalyze_protocol.handlers import gateway_handle_router
 from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder
 
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Sonalyze lobby", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    install_json_body_rule(app, settings)
 
     async def database_down(request: Request, error: Exception) -> JSONResponse:
         unavailable = database_unavailable(error)

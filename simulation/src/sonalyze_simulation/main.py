@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Sonalyze simulation", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
+    install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
     app.include_router(gateway_handle_router(HANDLERS, plain_context))

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 
 from sonalyze_storage import migrations
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_json_body_rule(app, settings)
     install_database_error_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     for router in ROUTERS:

@@ -8,14 +8,17 @@ Server -> client: ``response`` (echoes event and request_id, carries data), ``ev
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from sonalyze_protocol.errors import AppError, BadRequest
+from sonalyze_protocol.json_rule import check_depth, loads_strict
 
 RequestId = str | int | None
+MAX_EVENT_CHARS: Final = 100
+MAX_REQUEST_ID_CHARS: Final = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,21 +69,30 @@ class MessageError(BadRequest):
 
 
 def parse_client_message(raw: str | bytes) -> ClientMessage:
-    """Parse and check one client message; raises `MessageError` (bad_request) saying what is wrong."""
+    """Parse and check one client message under the suite's JSON rule (finite numbers, valid text, nesting
+    at most `DEFAULT_MAX_JSON_DEPTH`); raises `MessageError` (bad_request) saying what is wrong."""
     try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MessageError(f"message is not valid JSON: {exc}") from None
+        obj = loads_strict(raw, what="message")
+    except BadRequest as exc:
+        raise MessageError(exc.message) from None
     if not isinstance(obj, dict):
         raise MessageError(f"message must be a JSON object, got {type(obj).__name__}")
     request_id = obj.get("request_id")
     if not isinstance(request_id, str | int) or isinstance(request_id, bool):
         request_id = None if request_id is None else str(request_id)
+    if isinstance(request_id, str) and len(request_id) > MAX_REQUEST_ID_CHARS:
+        raise MessageError(f"'request_id' is longer than {MAX_REQUEST_ID_CHARS} characters")
     event = obj.get("event")
     if event is None:
         raise MessageError("message needs an 'event' field", request_id=request_id)
     if not isinstance(event, str) or not event:
         raise MessageError("'event' must be a non-empty string", request_id=request_id)
+    if len(event) > MAX_EVENT_CHARS:  # never echoed back: the reply would carry the client's whole input
+        raise MessageError(f"'event' is longer than {MAX_EVENT_CHARS} characters", request_id=request_id)
+    try:
+        check_depth(obj, what="message")
+    except BadRequest as exc:
+        raise MessageError(exc.message, event=event, request_id=request_id) from None
     data = obj.get("data")
     if data is None:
         data = {}

@@ -17,13 +17,53 @@
      └── UnknownEvent          unknown_event        WebSocket only
 
 Subclasses only fix the code. Every transport renders the same body:
-``{"error": {"code": ..., "message": ..., **extra}}``.
+``{"error": {"code": ..., "message": ..., **extra}}``. A message is client-facing: `client_text`
+replaces server file paths with ``<path>`` and cuts it to `MAX_MESSAGE_CHARS`, so no error tells a
+client where the server keeps its files or echoes more than a short prefix of the client's input.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from enum import StrEnum
+from functools import cache
 from typing import Any, Final
+
+MAX_MESSAGE_CHARS: Final = 500
+MAX_ECHO_CHARS: Final = 64
+"""How much of a client's own input an error message may quote (`clip`)."""
+_PATH_PATTERN: Final = re.compile(r"(?<![\w.:/~<])/([\w.-]+)((?:/[^\s'\",;)]*)?)")
+
+
+@cache
+def _root_dirs() -> frozenset[str]:
+    try:
+        return frozenset(os.listdir("/"))
+    except OSError:
+        return frozenset({"tmp", "home", "usr", "var", "opt", "srv", "root", "work", "app", "data"})
+
+
+def redact_paths(text: str) -> str:
+    """``/tmp/x/upload.part`` -> ``<path>``: absolute paths under this machine's top-level folders
+    (a route such as ``/v1/jobs`` is left alone: there is no ``/v1`` folder)."""
+
+    def replace(match: re.Match[str]) -> str:
+        return "<path>" if match.group(1) in _root_dirs() else match.group(0)
+
+    return _PATH_PATTERN.sub(replace, text)
+
+
+def clip(value: object, max_chars: int = MAX_ECHO_CHARS) -> str:
+    """A short prefix of a client's input (a field name, an event) for an error message."""
+    text = str(value)
+    return text if len(text) <= max_chars else text[:max_chars] + "..."
+
+
+def client_text(message: str) -> str:
+    """A message fit for a client: no server paths, at most `MAX_MESSAGE_CHARS` characters."""
+    text = redact_paths(message)
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 3] + "..."
 
 
 class ErrorCode(StrEnum):
@@ -89,6 +129,7 @@ class AppError(Exception):
     code: ErrorCode = ErrorCode.INTERNAL_ERROR
 
     def __init__(self, message: str, *, code: ErrorCode | str | None = None, **extra: Any) -> None:
+        message = client_text(message)
         super().__init__(message)
         if code is not None:
             self.code = ErrorCode(code)

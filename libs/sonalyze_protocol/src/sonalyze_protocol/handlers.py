@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from sonalyze_protocol.auth import require_internal_token, settings_token
 from sonalyze_protocol.envelope import RequestId
-from sonalyze_protocol.errors import AppError, BadRequest, InternalError, UnknownEvent
+from sonalyze_protocol.errors import AppError, BadRequest, InternalError, UnknownEvent, clip
 from sonalyze_protocol.logs import bind_context
 
 logger = logging.getLogger("sonalyze.handle")
@@ -69,7 +69,7 @@ def describe_validation_error(exc: ValidationError, prefix: str = "data") -> str
     """A one-line message naming the first offending field, e.g. ``data.code: Field required``."""
     parts = []
     for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in (prefix, *err.get("loc", ())) if p != "")
+        loc = ".".join(clip(p) for p in (prefix, *err.get("loc", ())) if p != "")
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "invalid data"
 
@@ -94,7 +94,7 @@ class HandlerTable(Generic[C]):
         """Validate ``data`` and run the handler; raises `AppError`."""
         handler = self._handlers.get(event)
         if handler is None:
-            raise UnknownEvent(f"unknown event '{event}'")
+            raise UnknownEvent(f"unknown event '{clip(event)}'")
         try:
             parsed = handler.model.model_validate(data)
         except ValidationError as exc:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sonalyze_protocol.errors import AppError, ErrorCode, code_for_status
+from sonalyze_protocol.errors import AppError, ErrorCode, client_text, clip, code_for_status
 from sonalyze_protocol.handlers import describe_validation_error
 
 logger = logging.getLogger("sonalyze.http")
@@ -29,15 +29,21 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     parts = []
     for err in errors[:3]:
-        loc = ".".join(str(p) for p in err.get("loc", ()))
+        loc = ".".join(clip(p) for p in err.get("loc", ()))
         parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    details = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors[:20]]
-    return error_response(422, ErrorCode.BAD_REQUEST, "; ".join(parts) or "invalid request", details=details)
+    details = [
+        {"loc": [clip(p) if isinstance(p, str) else p for p in e.get("loc", ())], "msg": client_text(str(e.get("msg"))),
+         "type": e.get("type")}
+        for e in errors[:20]
+    ]  # fmt: skip
+    message = client_text("; ".join(parts) or "invalid request")
+    return error_response(422, ErrorCode.BAD_REQUEST, message, details=details)
+
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    message = client_text(exc.detail) if isinstance(exc.detail, str) else "request failed"
     return JSONResponse(
         {"error": {"code": code_for_status(exc.status_code).value, "message": message}},
         status_code=exc.status_code,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sonalyze_protocol.auth import DEFAULT_INTERNAL_TOKEN
+from sonalyze_protocol.json_rule import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH
 
 
 class ServiceSettings(BaseSettings):
@@ -20,6 +21,9 @@ class ServiceSettings(BaseSettings):
     http_timeout_seconds: float = 30.0
     # where this service queues its records for the storage service; unset = recording into storage is off
     outbox_dir: Path | None = None
+    # the JSON rule (sonalyze_protocol.json_rule): larger bodies get 413, deeper nesting 400
+    max_json_body_bytes: int = Field(default=DEFAULT_MAX_JSON_BYTES, ge=1024)
+    max_json_depth: int = Field(default=DEFAULT_MAX_JSON_DEPTH, ge=2, le=256)
 
     @field_validator("log_level")
     @classmethod

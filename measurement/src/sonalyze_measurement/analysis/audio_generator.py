@@ -55,12 +55,15 @@ def resolve_params(
     f_end_hz: float | None = None,
 ) -> SignalParams:
     """Fill in the defaults and check the bounds; raises `BadRequest` naming the parameter."""
-    params = SignalParams(
-        sample_rate_hz=int(sample_rate_hz),
-        duration_s=float(DEFAULT_SWEEP_DURATION_S if duration_s is None else duration_s),
-        f_start_hz=float(DEFAULT_F_START_HZ if f_start_hz is None else f_start_hz),
-        f_end_hz=float(default_f_end_hz(sample_rate_hz) if f_end_hz is None else f_end_hz),
-    )
+    try:
+        params = SignalParams(
+            sample_rate_hz=int(sample_rate_hz),
+            duration_s=float(DEFAULT_SWEEP_DURATION_S if duration_s is None else duration_s),
+            f_start_hz=float(DEFAULT_F_START_HZ if f_start_hz is None else f_start_hz),
+            f_end_hz=float(default_f_end_hz(sample_rate_hz) if f_end_hz is None else f_end_hz),
+        )
+    except OverflowError:  # a 500-digit sample_rate: no float holds it
+        raise BadRequest("sample_rate, duration_s, f_start_hz and f_end_hz must be ordinary numbers") from None
     try:
         check_signal_parameters(params.sample_rate_hz, params.duration_s, params.f_start_hz, params.f_end_hz)
     except ValueError as exc:

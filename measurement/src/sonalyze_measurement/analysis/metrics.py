@@ -20,6 +20,7 @@ import numpy as np
 from sonalyze_acoustics.alignment import SyncNotFound
 from sonalyze_acoustics.bands import band_edges_hz
 from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, room_parameters
+from sonalyze_protocol.errors import client_text
 
 from sonalyze_measurement.analysis.alignment import Measured, Reference, measure_impulse_response
 from sonalyze_measurement.analysis.io import AudioRejected, clipped_samples, read_recording, read_wav, write_wav
@@ -65,14 +66,14 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         _analyze_into(task, result)
         result["status"] = "ok"
     except AudioRejected as exc:
-        result["error"] = {"code": "unreadable_recording", "message": str(exc)}
+        result["error"] = {"code": "unreadable_recording", "message": client_text(str(exc))}
     except SyncNotFound as exc:
-        result["error"] = {"code": "sync_not_found", "message": str(exc)}
+        result["error"] = {"code": "sync_not_found", "message": client_text(str(exc))}
     except ValueError as exc:
-        result["error"] = {"code": "analysis_failed", "message": str(exc)}
+        result["error"] = {"code": "analysis_failed", "message": client_text(str(exc))}
     except Exception as exc:  # a worker must answer, whatever happened
         logger.exception("analysis of %s/%s failed", task.job_id, task.upload_name)
-        result["error"] = {"code": "analysis_failed", "message": f"{type(exc).__name__}: {exc}"}
+        result["error"] = {"code": "analysis_failed", "message": client_text(f"{type(exc).__name__}: {exc}")}
     result["quality"]["analysis_time_s"] = round(time.perf_counter() - started, 4)
     return json_safe(result)
 
