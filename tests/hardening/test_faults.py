@@ -72,11 +72,11 @@ def job_dirs(suite: Suite) -> set[str]:
 
 class TestBadJsonBodies:
     @pytest.mark.parametrize("body", BAD_JOB_BODIES.values(), ids=BAD_JOB_BODIES.keys())
-    async def test_a_bad_job_body_gets_400_and_is_never_stored(self, hard_suite: Suite, body: bytes) -> None:
+    async def test_a_bad_job_body_gets_422_and_is_never_stored(self, hard_suite: Suite, body: bytes) -> None:
         before = job_dirs(hard_suite)
         async with httpx.AsyncClient(base_url=hard_suite.config.url("gateway"), timeout=30) as http:
             response = await http.post("/v1/jobs", content=body, headers={"Content-Type": "application/json"})
-        assert response.status_code == 400, response.text
+        assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "bad_request"
         assert job_dirs(hard_suite) == before
 

@@ -61,10 +61,10 @@ class TestMiddleware:
 
     @pytest.mark.parametrize("raw", BAD_DOCUMENTS.values(), ids=BAD_DOCUMENTS.keys())
     @pytest.mark.parametrize("content_type", ["application/json", None])
-    async def test_a_bad_body_gets_400_and_never_reaches_the_handler(self, raw: bytes, content_type: str) -> None:
+    async def test_a_bad_body_gets_422_and_never_reaches_the_handler(self, raw: bytes, content_type: str) -> None:
         app = make_app()
         response = await self.request(app, raw, content_type)
-        assert response.status_code == 400, response.text
+        assert response.status_code == 422, response.text
         assert response.json()["error"]["code"] == "bad_request"
         assert app.state.seen == []
 

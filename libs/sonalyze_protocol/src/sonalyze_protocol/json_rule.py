@@ -2,7 +2,8 @@
 
 A document is accepted only when it is at most ``max_bytes`` long (413 ``message_too_large``), valid
 UTF-8 without lone surrogates, holds finite numbers only (no ``NaN``, ``Infinity`` or ``1e999``) and
-nests at most ``max_depth`` arrays/objects deep (400 ``bad_request``). What breaks the rule is answered
+nests at most ``max_depth`` arrays/objects deep (over HTTP 422 ``bad_request``, the status FastAPI gives
+any other malformed JSON body; on a WebSocket an error frame with ``bad_request``). What breaks the rule is answered
 in the error envelope before any handler runs, so it is never stored and never fails later on the way out.
 
 ``install_json_body_rule(app, settings)`` applies it to every request body of a service that is JSON:
@@ -17,11 +18,12 @@ from typing import Any, Final
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sonalyze_protocol.errors import AppError, BadRequest, MessageTooLarge
+from sonalyze_protocol.errors import AppError, BadRequest, ErrorCode, MessageTooLarge
 
 DEFAULT_MAX_JSON_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH: Final = 32
 _JSON_STARTS: Final = frozenset(b'{["')
+MALFORMED_JSON_STATUS: Final = 422
 
 
 def too_deep(value: Any, max_depth: int) -> bool:
@@ -126,7 +128,8 @@ class JsonBodyRule:
     async def _reject(scope: Scope, receive: Receive, send: Send, error: AppError) -> None:
         from starlette.responses import JSONResponse
 
-        await JSONResponse(error.to_body(), status_code=error.http_status)(scope, receive, send)
+        status = MALFORMED_JSON_STATUS if error.code is ErrorCode.BAD_REQUEST else error.http_status
+        await JSONResponse(error.to_body(), status_code=status)(scope, receive, send)
 
 
 def _starts_like_json(chunk: bytes) -> bool:
