@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 pytestmark = pytest.mark.e2e
 
@@ -101,6 +102,30 @@ class TestBadInputKeepsTheSocketOpen:
         assert frame["error"]["code"] == "message_too_large"
         assert "65536" in frame["error"]["message"]
         assert after["type"] == "response"
+
+    async def test_a_frame_far_over_the_limit_is_refused_before_it_is_buffered(
+        self, gateway: Any, kit: Any
+    ) -> None:
+        """uvicorn's own limit is 4 x MAX_MESSAGE_BYTES: up to it an error frame, beyond it close 1009 at
+        once; ten 15 MB frames no longer grow the gateway by their size (issue 14, defect 5)."""
+        gateway.reset_peak_rss()
+        rss_before = gateway.peak_rss_bytes()
+        four_x = orjson.dumps({"event": "lobby.get", "request_id": "4x", "data": {"blob": "x" * 250_000}}).decode()
+        async with kit.open_socket(gateway, new_device()) as ws:
+            await ws.send(four_x)
+            frame = await kit.recv_frame(ws)
+            assert frame["error"]["code"] == "message_too_large"
+            assert (await kit.request(ws, "lobby.get", {}, "still-open"))["type"] == "response"
+        huge = "x" * (15 * 1024 * 1024)
+        for _ in range(10):
+            async with kit.open_socket(gateway, new_device()) as ws:
+                try:
+                    await ws.send(huge)
+                    await kit.recv_frame(ws)
+                except ConnectionClosed:
+                    pass
+                assert ws.close_code == 1009, ws.close_code
+        assert gateway.peak_rss_bytes() - rss_before < 40 * 1024 * 1024
 
     async def test_multibyte_text_is_measured_in_bytes(self, gateway: Any, kit: Any) -> None:
         # 30 000 characters but 90 000 bytes in UTF-8

@@ -189,6 +189,7 @@ class Suite:
             self.python, "-m", "uvicorn", "--factory", spec.factory,
             "--host", self.config.host, "--port", str(port),
             "--timeout-graceful-shutdown", "5", "--no-access-log", *spec.uvicorn_args,
+            *(spec.env_args(env) if spec.env_args else ()),
         ]  # fmt: skip
         process = subprocess.Popen(
             command,
