@@ -104,7 +104,8 @@ class TestGatewayEvents:
         assert got["map"] == {"a": 1}
         ran = (await self._handle(app, tools, "analysis.run", {"job_id": job_id})).json()["data"]
         assert ran["job_id"] == job_id
-        assert ran["results"] == []
+        assert ran["results"]["recordings"] == []
+        assert ran["results"]["summary"]["n_recordings"] == 0
         assert ran["summary"]["n_recordings"] == 0
 
     async def test_unknown_job_is_a_not_found_reply(self, app, tools) -> None:

@@ -24,7 +24,7 @@ class TestFormats:
         body = tools.wav_bytes(_tone(), 48000, subtype=subtype)
         response = await app.client.post(f"/v1/jobs/{job_id}/uploads/rec.wav", content=body,
                                          headers={"content-type": "audio/wav"})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
         info = response.json()
         assert (info["subtype"], info["sample_rate_hz"], info["n_channels"]) == (subtype, 48000, 1)
         assert info["duration_s"] == pytest.approx(1.0)
@@ -36,7 +36,7 @@ class TestFormats:
         body = tools.wav_bytes(_tone(44100, channels=2), 44100, subtype="PCM_24", format="FLAC")
         response = await app.client.post(f"/v1/jobs/{job_id}/uploads/rec.flac", content=body,
                                          headers={"content-type": "application/octet-stream"})
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
         assert (response.json()["format"], response.json()["n_channels"]) == ("FLAC", 2)
 
     @pytest.mark.parametrize("rate_hz", [8000, 192000])
@@ -44,7 +44,7 @@ class TestFormats:
         job_id = await tools.new_job(app.client)
         body = tools.wav_bytes(_tone(rate_hz, 0.5), rate_hz)
         response = await app.client.post(f"/v1/jobs/{job_id}/uploads/r.wav", content=body)
-        assert response.status_code == 201
+        assert response.status_code == 200
         assert response.json()["sample_rate_hz"] == rate_hz
 
     async def test_multipart_field_file(self, app, tools) -> None:
@@ -53,7 +53,7 @@ class TestFormats:
         response = await app.client.post(
             f"/v1/jobs/{job_id}/uploads/mp.wav", files={"file": ("x.wav", body, "audio/wav")}, data={"note": "hi"}
         )
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
         assert (app.data_dir / "jobs" / job_id / "uploads" / "mp.wav").read_bytes() == body
 
     async def test_multipart_without_file_field_is_400(self, app, tools) -> None:
@@ -88,7 +88,7 @@ class TestNames:
     async def test_good_names(self, app, tools, name: str) -> None:
         job_id = await tools.new_job(app.client)
         response = await app.client.post(f"/v1/jobs/{job_id}/uploads/{name}", content=tools.wav_bytes(_tone(), 48000))
-        assert response.status_code == 201, response.text
+        assert response.status_code == 200, response.text
         assert response.json()["name"] == name
 
 
@@ -163,16 +163,16 @@ class TestSizeLimit:
         job_id = await tools.new_job(small_app.client)
         body = tools.wav_bytes(_tone(48000, 1.0), 48000)  # 96 kB < 0.1 MB
         response = await small_app.client.post(f"/v1/jobs/{job_id}/uploads/ok.wav", content=body)
-        assert response.status_code == 201
+        assert response.status_code == 200
 
 
 class TestReplace:
     async def test_same_name_again_replaces_the_recording(self, app, tools) -> None:
         job_id = await tools.new_job(app.client)
         url = f"/v1/jobs/{job_id}/uploads/take.wav"
-        assert (await app.client.post(url, content=tools.wav_bytes(_tone(48000, 1.0), 48000))).status_code == 201
+        assert (await app.client.post(url, content=tools.wav_bytes(_tone(48000, 1.0), 48000))).status_code == 200
         second = tools.wav_bytes(_tone(44100, 2.0), 44100)
-        assert (await app.client.post(url, content=second)).status_code == 201
+        assert (await app.client.post(url, content=second)).status_code == 200
         info = (await app.client.get(url)).json()
         assert (info["sample_rate_hz"], info["duration_s"]) == (44100, pytest.approx(2.0))
         assert _stored_files(app, job_id) == (["take.wav"], [])
@@ -181,6 +181,6 @@ class TestReplace:
         job_id = await tools.new_job(app.client)
         url = f"/v1/jobs/{job_id}/uploads/take.wav"
         first = tools.wav_bytes(_tone(), 48000)
-        assert (await app.client.post(url, content=first)).status_code == 201
+        assert (await app.client.post(url, content=first)).status_code == 200
         assert (await app.client.post(url, content=first[:1000])).status_code == 400
         assert (app.data_dir / "jobs" / job_id / "uploads" / "take.wav").read_bytes() == first

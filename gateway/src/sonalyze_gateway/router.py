@@ -42,6 +42,7 @@ ROUTES: Final[Mapping[str, Target]] = MappingProxyType(
         "measurement.broadcast_results": Target.LOBBY,
         "measurement.create_job": Target.MEASUREMENT,
         "measurement.get_job": Target.MEASUREMENT,
+        "measurement.get_audio_info": Target.MEASUREMENT,
         "analysis.*": Target.MEASUREMENT,
         "simulation.*": Target.SIMULATION,
     }

@@ -7,7 +7,7 @@ from typing import Any
 from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
 
 from sonalyze_measurement import service
-from sonalyze_measurement.models import JobCreate, JobRef
+from sonalyze_measurement.models import AnalysisRun, JobCreate, JobRef, SignalQuery
 
 
 async def create_job(context: RequestContext, body: JobCreate) -> dict[str, str]:
@@ -18,14 +18,19 @@ async def get_job(context: RequestContext, body: JobRef) -> dict[str, Any]:
     return service.get_job(context.state.services, body.job_id)
 
 
-async def run_analysis(context: RequestContext, body: JobRef) -> dict[str, Any]:
-    return await service.analyze_job(context.state.services, body.job_id)
+async def run_analysis(context: RequestContext, body: AnalysisRun) -> dict[str, Any]:
+    return await service.run_analysis(context.state.services, body)
+
+
+async def get_audio_info(context: RequestContext, body: SignalQuery) -> dict[str, Any]:
+    return await service.signal_info(context.state.services, body)
 
 
 HANDLERS: HandlerTable[RequestContext] = HandlerTable(
     {
         "measurement.create_job": Handler(JobCreate, create_job),
         "measurement.get_job": Handler(JobRef, get_job),
-        "analysis.run": Handler(JobRef, run_analysis),
+        "analysis.run": Handler(AnalysisRun, run_analysis),
+        "measurement.get_audio_info": Handler(SignalQuery, get_audio_info),
     }
 )

@@ -17,6 +17,7 @@ from sonalyze_measurement.api.routes import router
 from sonalyze_measurement.gateway_handler import HANDLERS
 from sonalyze_measurement.reference_store import ReferenceStore
 from sonalyze_measurement.service import Services
+from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore
 
@@ -33,7 +34,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool.start()
         recorder = await StorageRecorder.from_settings("measurement", settings)
         app.state.services = Services(
-            settings=settings, jobs=JobStore(data_dir), references=ReferenceStore(data_dir), pool=pool, recorder=recorder
+            settings=settings, jobs=JobStore(data_dir), references=ReferenceStore(data_dir),
+            pool=pool,
+            sessions=SessionStore(data_dir),
+            recorder=recorder,
         )
         try:
             yield

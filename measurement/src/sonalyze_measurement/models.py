@@ -21,10 +21,32 @@ class JobCreated(BaseModel):
 
 
 class JobRef(BaseModel):
-    """``measurement.get_job`` and ``analysis.run``."""
+    """``measurement.get_job``."""
 
     model_config = ConfigDict(extra="ignore")
     job_id: str = Field(min_length=1, max_length=100)
+
+
+AnalysisSource = Literal["sweep_deconvolution_generated", "impulse_response", "sweep_deconvolution"]
+
+
+class AnalysisRun(JobRef):
+    """``analysis.run``: the whole job, or one upload (``recording_upload``) in the app's shape."""
+
+    source: AnalysisSource = Field(
+        default="sweep_deconvolution_generated",
+        description="What the upload is: a recording of our signal, an impulse response, or a recording of "
+        "the user's own sweep (then `sweep_upload` names the uploaded sweep)",
+    )
+    recording_upload: str | None = Field(default=None, max_length=100)
+    audio_hash: str | None = Field(
+        default=None,
+        max_length=128,
+        description="SHA-256 (hex) of the audio the speaker played; checked against the signal (or sweep upload)",
+    )
+    sweep_upload: str | None = Field(default=None, max_length=100, description="sweep_deconvolution: the played sweep")
+    sweep_f_start: float | None = Field(default=None, gt=0, description="sweep_deconvolution: the sweep's start (Hz)")
+    sweep_f_end: float | None = Field(default=None, gt=0, description="sweep_deconvolution: the sweep's end (Hz)")
 
 
 class RecordingAnnouncement(BaseModel):
@@ -57,6 +79,24 @@ class UploadInfo(BaseModel):
     uploaded_at: str
 
 
+class SignalQuery(BaseModel):
+    """The query of ``/v1/measurement/audio``, ``/signal``, ``/audio/info`` and ``measurement.get_audio_info``."""
+
+    model_config = ConfigDict(extra="ignore")
+    session_id: str | None = Field(
+        default=None, max_length=100, description="A registered session: its signal wins over the other parameters."
+    )
+    sample_rate: int = Field(default=48000, description="Sample rate in Hz, 8000-192000")
+    duration_s: float | None = Field(default=None, description="Sweep length in s, 1-30 (default 5)")
+    f_start_hz: float | None = Field(default=None, description="Sweep start in Hz, 20-1000 (default 50)")
+    f_end_hz: float | None = Field(
+        default=None, description="Sweep end in Hz, 4*f_start_hz to 0.475*sample_rate (default 20000)"
+    )
+    sweep_f_start: float | None = Field(default=None, description="The app's name for f_start_hz (Hz)")
+    sweep_f_end: float | None = Field(default=None, description="The app's name for f_end_hz (Hz)")
+    format: Literal["wav", "flac"] = Field(default="wav", description="Container of the audio: wav or flac")
+
+
 class SignalInfo(BaseModel):
     signal_id: str
     sample_rate_hz: int
@@ -64,8 +104,24 @@ class SignalInfo(BaseModel):
     f_start_hz: float
     f_end_hz: float
     total_duration_s: float
+    audio_duration_seconds: float = Field(description="= total_duration_s (the app's name)")
     format: str
+    audio_format: Literal["wav", "flac"]
+    audio_hash: str = Field(description="SHA-256 (hex) of the exact body /v1/measurement/audio serves for this query")
+    session_id: str | None = None
     timing: dict[str, Any]
+
+
+class SessionRegistration(BaseModel):
+    """``PUT /v1/measurement/sessions/{session_id}`` (the lobby, with the internal token)."""
+
+    model_config = ConfigDict(extra="ignore")
+    job_id: str = Field(min_length=1, max_length=100)
+    signal_id: str = Field(min_length=1, max_length=100)
+
+
+class SessionRecord(SessionRegistration):
+    session_id: str
 
 
 class RecordingError(BaseModel):
@@ -82,6 +138,10 @@ class RecordingResult(BaseModel):
     quality: dict[str, Any]
     broadband: dict[str, float | None] | None
     bands: dict[str, dict[str, float | None]] | None
+    frequency_response: dict[str, Any] | None = None
+    app_results: dict[str, Any] | None = Field(
+        default=None, description="This recording in the app's shape: what analysis.run with recording_upload answers"
+    )
 
 
 class AnalysisResults(BaseModel):

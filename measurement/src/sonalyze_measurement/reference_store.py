@@ -1,13 +1,15 @@
 """The reference store: the exact signal behind every signal id, under ``MEASUREMENT_DATA_DIR/signals/``.
 
 ``{signal_id}.wav`` holds the 16-bit samples the phone downloaded and played, ``{signal_id}.json``
-the parameters and timing. Both are written atomically; a signal is generated once and then served
-from disk (and a small in-memory cache of WAV bytes).
+the parameters and timing, ``{signal_id}.flac`` the same samples losslessly packed (written on first
+request). All are written atomically; a signal is generated once and then served from disk (and a small
+in-memory cache of bytes), so the same query always answers the same bytes and the same hash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 import json
 import re
@@ -23,6 +25,10 @@ from sonalyze_measurement.files import atomic_write_bytes, write_json
 
 SIGNAL_ID_PATTERN: Final = r"^sig_[0-9a-f]{24}$"
 WAV_CACHE_SIZE: Final = 8
+AUDIO_FORMATS: Final = ("wav", "flac")
+"""What ``/v1/measurement/audio?format=`` serves: the same 16-bit samples in either container."""
+MEDIA_TYPES: Final = {"wav": "audio/wav", "flac": "audio/flac"}
+FORMAT_DESCRIPTIONS: Final = {"wav": "WAV, mono, 16-bit PCM", "flac": "FLAC, mono, 16-bit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,7 @@ class StoredSignal:
     timing: dict[str, Any]
     wav_path: Path
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self, audio_format: str = "wav") -> dict[str, Any]:
         """The JSON sibling of the audio: id, parameters and the timing of every part."""
         return {
             "signal_id": self.signal_id,
@@ -41,7 +47,9 @@ class StoredSignal:
             "f_start_hz": self.params.f_start_hz,
             "f_end_hz": self.params.f_end_hz,
             "total_duration_s": self.timing["total_duration_s"],
-            "format": "WAV, mono, 16-bit PCM",
+            "audio_duration_seconds": self.timing["total_duration_s"],
+            "format": FORMAT_DESCRIPTIONS[audio_format],
+            "audio_format": audio_format,
             "timing": self.timing,
         }
 
@@ -50,7 +58,8 @@ class ReferenceStore:
     def __init__(self, data_dir: Path) -> None:
         self.directory = data_dir / "signals"
         self._lock = asyncio.Lock()
-        self._wav_cache: OrderedDict[str, bytes] = OrderedDict()
+        self._wav_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self._hashes: dict[tuple[str, str], str] = {}
 
     async def ensure(self, params: SignalParams) -> StoredSignal:
         """The stored signal for ``params``, generating it on first use."""
@@ -74,14 +83,56 @@ class ReferenceStore:
         return StoredSignal(signal_id, SignalParams(**meta["params"]), meta["timing"], wav_path)
 
     def wav_bytes(self, stored: StoredSignal) -> bytes:
-        if (cached := self._wav_cache.get(stored.signal_id)) is not None:
-            self._wav_cache.move_to_end(stored.signal_id)
+        return self.audio_bytes(stored, "wav")
+
+    def audio_bytes(self, stored: StoredSignal, audio_format: str = "wav") -> bytes:
+        """The exact body served for ``format=audio_format`` (FLAC packed from the WAV on first use)."""
+        key = (stored.signal_id, audio_format)
+        if (cached := self._wav_cache.get(key)) is not None:
+            self._wav_cache.move_to_end(key)
             return cached
-        data = stored.wav_path.read_bytes()
-        self._wav_cache[stored.signal_id] = data
+        if audio_format == "wav":
+            data = stored.wav_path.read_bytes()
+        elif audio_format == "flac":
+            data = self._flac_bytes(stored)
+        else:
+            raise ValueError(f"unknown audio format {audio_format!r}")
+        self._wav_cache[key] = data
+        self._hashes[key] = hashlib.sha256(data).hexdigest()
         while len(self._wav_cache) > WAV_CACHE_SIZE:
             self._wav_cache.popitem(last=False)
         return data
+
+    def audio_hash(self, stored: StoredSignal, audio_format: str = "wav") -> str:
+        """SHA-256 (hex) of the exact body ``audio_bytes`` returns; what ``X-Audio-Hash`` carries."""
+        key = (stored.signal_id, audio_format)
+        if key not in self._hashes:
+            self.audio_bytes(stored, audio_format)
+        return self._hashes[key]
+
+    def find_by_hash(self, audio_hash: str) -> StoredSignal | None:
+        """The stored signal whose WAV (or already packed FLAC) body has this SHA-256, if any."""
+        for key, known in list(self._hashes.items()):
+            if known == audio_hash:
+                return self.get(key[0])
+        for meta_path in sorted(self.directory.glob("sig_*.json")):
+            stored = self.get(meta_path.stem)
+            if stored is None:
+                continue
+            formats = ["wav"] + (["flac"] if stored.wav_path.with_suffix(".flac").is_file() else [])
+            if any(self.audio_hash(stored, audio_format) == audio_hash for audio_format in formats):
+                return stored
+        return None
+
+    def _flac_bytes(self, stored: StoredSignal) -> bytes:
+        path = stored.wav_path.with_suffix(".flac")
+        if path.is_file():
+            return path.read_bytes()
+        samples, rate_hz = sf.read(stored.wav_path, dtype="int16")
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, rate_hz, subtype="PCM_16", format="FLAC")
+        atomic_write_bytes(path, buffer.getvalue())
+        return buffer.getvalue()
 
     def _generate(self, params: SignalParams) -> StoredSignal:
         pcm16, timing = render(params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import statistics
 from dataclasses import dataclass
@@ -15,10 +16,18 @@ from sonalyze_protocol.storage_client import StorageRecorder
 
 from sonalyze_measurement.analysis.audio_generator import DEFAULT_SAMPLE_RATE_HZ, resolve_params
 from sonalyze_measurement.analysis.io import MAX_SAMPLE_RATE_HZ
-from sonalyze_measurement.analysis.metrics import METRIC_FIELDS, AnalysisTask, json_safe
+from sonalyze_measurement.analysis.metrics import GENERATED_SOURCE, METRIC_FIELDS, AnalysisTask, json_safe
 from sonalyze_measurement.analysis_pool import AnalysisPool
-from sonalyze_measurement.models import JobCreate, RecordingAnnouncement
+from sonalyze_measurement.app_results import app_results
+from sonalyze_measurement.models import (
+    AnalysisRun,
+    JobCreate,
+    RecordingAnnouncement,
+    SessionRegistration,
+    SignalQuery,
+)
 from sonalyze_measurement.reference_store import ReferenceStore, StoredSignal
+from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore, check_upload_name, now_iso
 
@@ -33,7 +42,52 @@ class Services:
     jobs: JobStore
     references: ReferenceStore
     pool: AnalysisPool
+    sessions: SessionStore
     recorder: StorageRecorder | None = None
+
+
+def _one_of(name: str, value: float | None, alias: str, alias_value: float | None) -> float | None:
+    if value is not None and alias_value is not None and value != alias_value:
+        raise BadRequest(f"{name} and {alias} disagree ({value:g} vs {alias_value:g}): give one of them")
+    return value if value is not None else alias_value
+
+
+async def resolve_signal(services: Services, query: SignalQuery) -> StoredSignal:
+    """The signal a query names: a registered session's signal, else the one its parameters make.
+
+    With ``session_id`` the session's signal is served whatever else the query says: its recordings
+    are analysed against that signal, so a phone must play exactly it.
+    """
+    if query.session_id is not None:
+        session = services.sessions.get(query.session_id)
+        stored = services.references.get(session["signal_id"])
+        if stored is None:
+            raise NotFound(f"the signal of session {query.session_id!r} is no longer stored")
+        return stored
+    params = resolve_params(
+        query.sample_rate,
+        query.duration_s,
+        _one_of("f_start_hz", query.f_start_hz, "sweep_f_start", query.sweep_f_start),
+        _one_of("f_end_hz", query.f_end_hz, "sweep_f_end", query.sweep_f_end),
+    )
+    return await services.references.ensure(params)
+
+
+async def signal_info(services: Services, query: SignalQuery) -> dict[str, Any]:
+    """The JSON sibling of ``/v1/measurement/audio`` for the same query, with the body's hash."""
+    stored = await resolve_signal(services, query)
+    audio_hash = await asyncio.to_thread(services.references.audio_hash, stored, query.format)
+    return {**stored.describe(query.format), "audio_hash": audio_hash, "session_id": query.session_id}
+
+
+def register_session(services: Services, session_id: str, body: SessionRegistration) -> dict[str, Any]:
+    """Remember which job and signal a lobby session uses (idempotent; a new PUT replaces)."""
+    services.jobs.job_dir(body.job_id)
+    if services.references.get(body.signal_id) is None:
+        raise BadRequest(f"unknown signal_id {body.signal_id!r}: get it from /v1/measurement/signal")
+    record = services.sessions.put(session_id, body.job_id, body.signal_id)
+    logger.info("session %s registered: job %s, signal %s", session_id, body.job_id, body.signal_id)
+    return record
 
 
 async def create_job(services: Services, body: JobCreate) -> dict[str, str]:
@@ -162,25 +216,11 @@ async def _analyze_locked(services: Services, job_id: str, job: dict[str, Any], 
         if signal is None:
             failed.append(_failed_item(name, announced, problem))
             continue
-        tasks.append(
-            AnalysisTask(
-                job_id=job_id,
-                upload_name=name,
-                recording_path=str(jobs.upload_path(job_id, name)),
-                reference_path=str(signal.wav_path),
-                reference_timing=signal.timing,
-                signal_id=signal.signal_id,
-                speaker_slot_id=announced.get("speaker_slot_id"),
-                mic_slot_id=announced.get("mic_slot_id"),
-                debug_audio_dir=(
-                    str(services.settings.measurement_debug_audio_dir)
-                    if services.settings.measurement_debug_audio
-                    else None
-                ),
-            )
-        )
+        tasks.append(_task(services, job_id, name, announced, signal))
     results = await services.pool.run(tasks)
     results = sorted(results + failed, key=lambda item: item["upload_name"])
+    for item in results:
+        item["app_results"] = app_results(json_safe(item))
     summary = summarize(results)
     analysis = json_safe(
         {"state": "done", "started_at": started_at, "finished_at": now_iso(), "results": results, "summary": summary}
@@ -189,6 +229,125 @@ async def _analyze_locked(services: Services, job_id: str, job: dict[str, Any], 
     _record_analysis(services, job_id, started_at, analysis["results"])
     logger.info("job %s analysed: %d ok, %d failed", job_id, summary["n_ok"], summary["n_failed"])
     return {"job_id": job_id, "results": analysis["results"], "summary": analysis["summary"]}
+
+
+def _task(
+    services: Services,
+    job_id: str,
+    name: str,
+    announced: dict[str, Any],
+    signal: StoredSignal | None,
+    **source: Any,
+) -> AnalysisTask:
+    """One recording for the pool; ``signal`` is None for sources that do not use our signal."""
+    return AnalysisTask(
+        job_id=job_id,
+        upload_name=name,
+        recording_path=str(services.jobs.upload_path(job_id, name)),
+        reference_path=str(signal.wav_path) if signal else "",
+        reference_timing=signal.timing if signal else {},
+        signal_id=signal.signal_id if signal else None,
+        speaker_slot_id=announced.get("speaker_slot_id"),
+        mic_slot_id=announced.get("mic_slot_id"),
+        debug_audio_dir=(
+            str(services.settings.measurement_debug_audio_dir) if services.settings.measurement_debug_audio else None
+        ),
+        **source,
+    )
+
+
+async def run_analysis(services: Services, body: AnalysisRun) -> dict[str, Any]:
+    """``analysis.run``: ``results`` is always an object.
+
+    With ``recording_upload``: that recording's result in the app's shape. Without: the whole job,
+    ``results.recordings`` being the list ``POST /v1/jobs/{job_id}/analyze`` answers as ``results``.
+    """
+    if body.recording_upload is None:
+        if body.source != GENERATED_SOURCE:
+            raise BadRequest(f"source {body.source!r} needs recording_upload: the upload to analyse")
+        analysed = await analyze_job(services, body.job_id)
+        summary = analysed["summary"]
+        return {"job_id": body.job_id, "results": {"recordings": analysed["results"], "summary": summary},
+                "summary": summary}
+    item = await analyze_upload(services, body)
+    return {"job_id": body.job_id, "recording_upload": body.recording_upload, "source": body.source,
+            "results": item["app_results"]}
+
+
+async def analyze_upload(services: Services, body: AnalysisRun) -> dict[str, Any]:
+    """One upload of the job, analysed as ``body.source`` says; its result item with ``app_results``."""
+    jobs = services.jobs
+    job_id = body.job_id
+    job = jobs.load_job(job_id)
+    name = check_upload_name(body.recording_upload or "")
+    info = jobs.upload_info(job_id, name)
+    if info is None:
+        raise NotFound(f"upload {name!r} of job {job_id} is not stored")
+    announced = jobs.recordings(job_id).get(name, {})
+    if body.source == GENERATED_SOURCE:
+        signal, problem = await _signal_for(services, job, announced, info["sample_rate_hz"])
+        if body.audio_hash and not (announced.get("signal_id") or job.get("signal_id")):
+            # nobody said which signal was played: the hash says it exactly
+            played = await asyncio.to_thread(services.references.find_by_hash, body.audio_hash.lower())
+            if played is not None:  # remembered, so the job's analysis uses it too
+                signal = played
+                announced = await jobs.announce(job_id, name, {**announced, "signal_id": played.signal_id})
+        if signal is None:
+            item = _failed_item(name, announced, problem)
+        else:
+            await _check_signal_hash(services, signal, body.audio_hash)
+            async with jobs.analysis_lock(job_id):
+                item = _fresh_stored_item(services, job_id, info, signal.signal_id)
+                if item is None:
+                    (item,) = await services.pool.run([_task(services, job_id, name, announced, signal)])
+    else:
+        source: dict[str, Any] = {"source": body.source}
+        if body.source == "sweep_deconvolution":
+            source.update(_sweep_source(services, job_id, body))
+        (item,) = await services.pool.run([_task(services, job_id, name, announced, None, **source)])
+    item = json_safe(item)
+    item["app_results"] = item.get("app_results") or app_results(item)
+    return item
+
+
+def _sweep_source(services: Services, job_id: str, body: AnalysisRun) -> dict[str, Any]:
+    """The sweep upload (and its range, when given) of a ``sweep_deconvolution`` request."""
+    if not body.sweep_upload:
+        raise BadRequest("source 'sweep_deconvolution' needs sweep_upload: the name of the uploaded sweep that was played")
+    sweep_name = check_upload_name(body.sweep_upload)
+    if services.jobs.upload_info(job_id, sweep_name) is None:
+        raise NotFound(f"sweep upload {sweep_name!r} of job {job_id} is not stored: upload the played sweep first")
+    sweep_path = services.jobs.upload_path(job_id, sweep_name)
+    if body.audio_hash and hashlib.sha256(sweep_path.read_bytes()).hexdigest() != body.audio_hash.lower():
+        raise BadRequest(f"audio_hash does not match the sweep upload {sweep_name!r}: the played sweep was another file")
+    if (body.sweep_f_start is None) != (body.sweep_f_end is None):
+        raise BadRequest("give both sweep_f_start and sweep_f_end, or neither (then the range is estimated)")
+    sweep_range = (body.sweep_f_start, body.sweep_f_end) if body.sweep_f_start is not None else None
+    return {"sweep_path": str(sweep_path), "sweep_range_hz": sweep_range}
+
+
+async def _check_signal_hash(services: Services, signal: StoredSignal, audio_hash: str | None) -> None:
+    """An ``audio_hash`` must be the hash of the signal's WAV or FLAC body, else the phone played other audio."""
+    if not audio_hash:
+        return
+    for audio_format in ("wav", "flac"):
+        if await asyncio.to_thread(services.references.audio_hash, signal, audio_format) == audio_hash.lower():
+            return
+    raise BadRequest(
+        f"audio_hash {audio_hash[:16]}... is not the hash of signal {signal.signal_id}, which this recording is "
+        "analysed against: the speaker played other audio (download it again from /v1/measurement/audio)"
+    )
+
+
+def _fresh_stored_item(services: Services, job_id: str, info: dict[str, Any], signal_id: str) -> dict[str, Any] | None:
+    """The upload's item of the job's last analysis when that analysis began after the upload, else None."""
+    analysis = services.jobs.load_analysis(job_id)
+    if analysis.get("state") != "done" or (analysis.get("started_at") or "") < info["uploaded_at"]:
+        return None
+    for item in analysis.get("results") or []:
+        if item["upload_name"] == info["name"] and (item.get("quality") or {}).get("signal_id") == signal_id:
+            return item
+    return None
 
 
 async def _signal_for(

@@ -23,7 +23,15 @@ from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, room_parameters
 from sonalyze_protocol.errors import client_text
 
 from sonalyze_measurement.analysis.alignment import Measured, Reference, measure_impulse_response
-from sonalyze_measurement.analysis.io import AudioRejected, clipped_samples, read_recording, read_wav, write_wav
+from sonalyze_measurement.analysis.frequency_response import frequency_response
+from sonalyze_measurement.analysis.io import (
+    AudioRejected,
+    Recording,
+    clipped_samples,
+    read_recording,
+    read_wav,
+    write_wav,
+)
 
 logger = logging.getLogger("sonalyze.measurement.analysis")
 
@@ -32,6 +40,8 @@ SWEEP_LOW_MARGIN_OCTAVES: Final = 0.5
 """The deconvolution's band mask rises over the half octave above the sweep's start."""
 CLIPPED_FRACTION_WARNING: Final = 1e-5
 METRIC_FIELDS: Final = ("edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db")
+GENERATED_SOURCE: Final = "sweep_deconvolution_generated"
+"""Our own signal (chirps + sweep) played and recorded; the other sources live in `ir_sources`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,10 +53,15 @@ class AnalysisTask:
     recording_path: str
     reference_path: str
     reference_timing: dict[str, Any]
-    signal_id: str
+    signal_id: str | None
     speaker_slot_id: str | None = None
     mic_slot_id: str | None = None
     debug_audio_dir: str | None = None
+    source: str = GENERATED_SOURCE
+    sweep_path: str | None = None
+    """``sweep_deconvolution``: the uploaded sweep that was played."""
+    sweep_range_hz: tuple[float, float] | None = None
+    """``sweep_deconvolution``: the sweep's range when the client gave it (else estimated)."""
 
 
 def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
@@ -58,12 +73,13 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         "mic_slot_id": task.mic_slot_id,
         "status": "failed",
         "error": None,
-        "quality": {"signal_id": task.signal_id},
+        "quality": {"signal_id": task.signal_id, "source": task.source},
         "broadband": None,
         "bands": None,
+        "frequency_response": None,
     }
     try:
-        _analyze_into(task, result)
+        _analyser(task.source)(task, result)
         result["status"] = "ok"
     except AudioRejected as exc:
         result["error"] = {"code": "unreadable_recording", "message": client_text(str(exc))}
@@ -78,18 +94,24 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
     return json_safe(result)
 
 
-def _analyze_into(task: AnalysisTask, result: dict[str, Any]) -> None:
-    recording = read_recording(Path(task.recording_path))
-    reference = load_reference(task.reference_path, tuple(sorted(task.reference_timing.items())))
+def _analyser(source: str) -> Any:
+    """The function analysing one source's recording into ``result`` (raises on failure)."""
+    if source == GENERATED_SOURCE:
+        return _analyze_into
+    from sonalyze_measurement.analysis.ir_sources import ANALYSERS  # imports this module
+
+    return ANALYSERS[source]
+
+
+def read_described(path: str, quality: dict[str, Any]) -> Recording:
+    """Read a recording's first channel and put its rate, length, level and clipping into ``quality``."""
+    recording = read_recording(Path(path))
     samples = recording.samples
     rate_hz = recording.info.sample_rate_hz
-    quality = result["quality"]
     n_clipped = clipped_samples(samples)
     quality.update(
         {
             "recording_sample_rate_hz": rate_hz,
-            "signal_sample_rate_hz": reference.sample_rate_hz,
-            "resampled": rate_hz != reference.sample_rate_hz,
             "recording_duration_s": round(len(samples) / rate_hz, 6),
             "n_channels": recording.info.n_channels,
             "peak_dbfs": _db20(float(np.max(np.abs(samples)))),
@@ -99,6 +121,51 @@ def _analyze_into(task: AnalysisTask, result: dict[str, Any]) -> None:
                 "clipped": n_clipped / len(samples) > CLIPPED_FRACTION_WARNING,
             },
         }
+    )
+    return recording
+
+
+def fill_parameters(
+    result: dict[str, Any],
+    ir: np.ndarray,
+    fs: float,
+    direct_index: int,
+    band_limits_hz: tuple[float, float] | None,
+    recording_rate_hz: int,
+) -> None:
+    """Room parameters of ``ir`` into ``result`` (bands outside what was measured nulled), and its response."""
+    quality = result["quality"]
+    parameters = room_parameters(ir, fs, direct_index=direct_index, band_limits_hz=band_limits_hz).as_dict()
+    null_reasons: dict[str, str] = dict(parameters["null_reasons"])
+    bands = parameters["bands"]
+    low_hz, high_hz = band_limits_hz or (0.0, fs / 2)
+    coverage = {"f_start_hz": low_hz, "f_end_hz": high_hz}
+    if band_limits_hz is not None:
+        _null_unsupported_bands(bands, parameters["broadband"], null_reasons, recording_rate_hz, coverage)
+    result["broadband"] = parameters["broadband"]
+    result["bands"] = bands
+    quality.update({k: v for k, v in parameters["quality"].items()})
+    quality["direct_index"] = direct_index
+    quality["impulse_response_duration_s"] = round(len(ir) / fs, 6)
+    usable_hz = min(high_hz, USABLE_NYQUIST_FRACTION * recording_rate_hz / 2)
+    low_usable_hz = low_hz * 2**SWEEP_LOW_MARGIN_OCTAVES if band_limits_hz is not None else 20.0
+    result["frequency_response"] = frequency_response(ir, fs, low_usable_hz, usable_hz)
+    warnings = []
+    if quality["clipping"]["clipped"]:
+        n_clipped = quality["clipping"]["clipped_samples"]
+        warnings.append(f"{n_clipped} samples at full scale: the microphone clipped, loud parts are distorted")
+    quality["warnings"] = warnings
+    quality["null_reasons"] = null_reasons
+
+
+def _analyze_into(task: AnalysisTask, result: dict[str, Any]) -> None:
+    quality = result["quality"]
+    recording = read_described(task.recording_path, quality)
+    reference = load_reference(task.reference_path, tuple(sorted(task.reference_timing.items())))
+    samples = recording.samples
+    rate_hz = recording.info.sample_rate_hz
+    quality.update(
+        {"signal_sample_rate_hz": reference.sample_rate_hz, "resampled": rate_hz != reference.sample_rate_hz}
     )
     measured = measure_impulse_response(samples, rate_hz, reference)
     sync = measured.aligned.sync
@@ -112,25 +179,14 @@ def _analyze_into(task: AnalysisTask, result: dict[str, Any]) -> None:
             "direct_delay_ms": (measured.direct.onset_index - measured.ir.zero_index) / fs * 1000.0,
         }
     )
-    parameters = room_parameters(
+    fill_parameters(
+        result,
         measured.ir.samples,
         fs,
-        direct_index=measured.direct.onset_index,
-        band_limits_hz=(reference.timing["f_start_hz"], reference.timing["f_end_hz"]),
-    ).as_dict()
-    null_reasons: dict[str, str] = dict(parameters["null_reasons"])
-    bands = parameters["bands"]
-    _null_unsupported_bands(bands, parameters["broadband"], null_reasons, rate_hz, reference.timing)
-    result["broadband"] = parameters["broadband"]
-    result["bands"] = bands
-    quality.update({k: v for k, v in parameters["quality"].items()})
-    quality["direct_index"] = measured.direct.onset_index
-    quality["impulse_response_duration_s"] = round(len(measured.ir.samples) / fs, 6)
-    warnings = []
-    if quality["clipping"]["clipped"]:
-        warnings.append(f"{n_clipped} samples at full scale: the microphone clipped, loud parts are distorted")
-    quality["warnings"] = warnings
-    quality["null_reasons"] = null_reasons
+        measured.direct.onset_index,
+        (reference.timing["f_start_hz"], reference.timing["f_end_hz"]),
+        rate_hz,
+    )
     if task.debug_audio_dir:
         _write_debug_audio(task, measured, fs)
 

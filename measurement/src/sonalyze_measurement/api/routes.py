@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from sonalyze_protocol.auth import require_internal_token, settings_token
 
 from sonalyze_measurement import service
-from sonalyze_measurement.analysis.audio_generator import DEFAULT_SAMPLE_RATE_HZ, resolve_params
 from sonalyze_measurement.models import (
     AnalysisResults,
     Announcement,
@@ -16,10 +18,13 @@ from sonalyze_measurement.models import (
     JobCreated,
     JobView,
     RecordingAnnouncement,
+    SessionRecord,
+    SessionRegistration,
     SignalInfo,
+    SignalQuery,
     UploadInfo,
 )
-from sonalyze_measurement.reference_store import StoredSignal
+from sonalyze_measurement.reference_store import MEDIA_TYPES
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.uploads import receive_upload
 
@@ -27,6 +32,7 @@ router = APIRouter(prefix="/v1")
 
 SIGNAL_ID_HEADER = "X-Signal-Id"
 SIGNAL_TIMING_HEADER = "X-Signal-Timing"
+AUDIO_HASH_HEADER = "X-Audio-Hash"
 TIMING_HEADER_FIELDS = (
     "sample_rate_hz",
     "n_samples",
@@ -51,42 +57,50 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-async def signal_for_query(
-    services: ServicesDep,
-    sample_rate: Annotated[int, Query(description="Sample rate in Hz, 8000-192000")] = DEFAULT_SAMPLE_RATE_HZ,
-    duration_s: Annotated[float | None, Query(description="Sweep length in s, 1-30 (default 5)")] = None,
-    f_start_hz: Annotated[float | None, Query(description="Sweep start in Hz, 20-1000 (default 50)")] = None,
-    f_end_hz: Annotated[
-        float | None, Query(description="Sweep end in Hz, 4*f_start_hz to 0.475*sample_rate (default 20000)")
-    ] = None,
-) -> StoredSignal:
-    params = resolve_params(sample_rate, duration_s, f_start_hz, f_end_hz)
-    return await services.references.ensure(params)
-
-
-SignalDep = Annotated[StoredSignal, Depends(signal_for_query)]
+SignalQueryDep = Annotated[SignalQuery, Query()]
 
 
 @router.get("/measurement/audio", response_class=Response, tags=["signal"])
-async def measurement_audio(services: ServicesDep, signal: SignalDep) -> Response:
-    """The measurement signal as a mono 16-bit WAV; X-Signal-Id and X-Signal-Timing describe it."""
+async def measurement_audio(services: ServicesDep, query: SignalQueryDep) -> Response:
+    """The measurement signal (mono 16-bit WAV or FLAC); X-Signal-Id, X-Signal-Timing, X-Audio-Hash describe it."""
+    signal = await service.resolve_signal(services, query)
+    body = await asyncio.to_thread(services.references.audio_bytes, signal, query.format)
     timing = "; ".join(f"{name}={signal.timing[name]}" for name in TIMING_HEADER_FIELDS)
     return Response(
-        services.references.wav_bytes(signal),
-        media_type="audio/wav",
+        body,
+        media_type=MEDIA_TYPES[query.format],
         headers={
             SIGNAL_ID_HEADER: signal.signal_id,
             SIGNAL_TIMING_HEADER: timing,
-            "Content-Disposition": f'attachment; filename="{signal.signal_id}.wav"',
-            "Cache-Control": "public, max-age=31536000, immutable",
+            AUDIO_HASH_HEADER: services.references.audio_hash(signal, query.format),
+            "Content-Disposition": f'attachment; filename="{signal.signal_id}.{query.format}"',
+            # a session's signal is looked up, so only parameter queries name immutable bytes
+            "Cache-Control": "no-cache" if query.session_id else "public, max-age=31536000, immutable",
         },
     )
 
 
 @router.get("/measurement/signal", response_model=SignalInfo, tags=["signal"])
-async def measurement_signal(signal: SignalDep) -> dict[str, Any]:
-    """The signal's id and the timing of its parts (same query as /v1/measurement/audio)."""
-    return signal.describe()
+async def measurement_signal(services: ServicesDep, query: SignalQueryDep) -> dict[str, Any]:
+    """The signal's id, the timing of its parts and its body's hash (same query as /v1/measurement/audio)."""
+    return await service.signal_info(services, query)
+
+
+@router.get("/measurement/audio/info", response_model=SignalInfo, tags=["signal"])
+async def measurement_audio_info(services: ServicesDep, query: SignalQueryDep) -> dict[str, Any]:
+    """The app's name for /v1/measurement/signal: the signal's timing as JSON."""
+    return await service.signal_info(services, query)
+
+
+@router.put(
+    "/measurement/sessions/{session_id}",
+    response_model=SessionRecord,
+    dependencies=[Depends(require_internal_token(settings_token))],
+    tags=["internal"],
+)
+async def register_session(services: ServicesDep, session_id: str, body: SessionRegistration) -> dict[str, Any]:
+    """The lobby says which job and signal a measurement session uses (internal token; idempotent)."""
+    return service.register_session(services, session_id, body)
 
 
 @router.post("/jobs", response_model=JobCreated, status_code=201, tags=["jobs"])
@@ -101,9 +115,12 @@ async def get_job(services: ServicesDep, job_id: str) -> dict[str, Any]:
     return service.get_job(services, job_id)
 
 
-@router.post("/jobs/{job_id}/uploads/{upload_name:path}", response_model=UploadInfo, status_code=201, tags=["jobs"])
+@router.post("/jobs/{job_id}/uploads/{upload_name:path}", response_model=UploadInfo, status_code=200, tags=["jobs"])
 async def upload_recording(services: ServicesDep, request: Request, job_id: str, upload_name: str) -> dict[str, Any]:
-    """Store a recording (raw WAV/FLAC body or multipart field `file`); the same name again replaces it."""
+    """Store a recording (raw WAV/FLAC body or multipart field `file`); the same name again replaces it.
+
+    Answers 200 (not 201): the phone app accepts exactly 200.
+    """
     await receive_upload(request, services.jobs, job_id, upload_name, services.settings.max_upload_bytes)
     info = service.get_upload(services, job_id, upload_name)
     service.record_upload(services, job_id, info)
