@@ -121,8 +121,18 @@ class TestMaterialsEndpoint:
         body = (await client.get("/materials")).json()
         assert body["count"] == len(body["materials"]) >= 30
         first = body["materials"][0]
-        assert set(first) >= {"name", "category", "absorption", "scattering", "absorption_source", "scattering_source"}
-        assert list(first["absorption"]) == BAND_KEYS
+        assert set(first) >= {"name", "category", "absorption_bands", "scattering_bands", "absorption_source",
+                              "scattering_source"}
+        assert list(first["absorption_bands"]) == BAND_KEYS
+
+    async def test_app_picker_fields(self, client: httpx.AsyncClient) -> None:
+        """Phone-app spec section 4: id, display_name and scalar absorption/scattering (500 Hz-1 kHz mean)."""
+        for material in (await client.get("/materials")).json()["materials"]:
+            assert material["id"] == material["name"] and isinstance(material["display_name"], str)
+            assert material["display_name"]
+            bands = material["absorption_bands"]
+            assert material["absorption"] == pytest.approx((bands["500"] + bands["1000"]) / 2, abs=1e-4)
+            assert isinstance(material["scattering"], float) and 0 <= material["scattering"] <= 1
 
     async def test_filters_by_category(self, client: httpx.AsyncClient) -> None:
         body = (await client.get("/materials", params={"category": "glazing"})).json()
@@ -151,6 +161,17 @@ class TestReferenceProfilesEndpoint:
         for profile in body["profiles"]:
             low, high = profile["target_rt60_s"]["min"], profile["target_rt60_s"]["max"]
             assert 0 < low < high and profile["guidance"]
+
+    async def test_app_profile_fields(self, client: httpx.AsyncClient) -> None:
+        """Phone-app spec section 4: id, display_name, notes and metrics with key/label/value/unit/min/max."""
+        for profile in (await client.get("/reference-profiles")).json()["profiles"]:
+            assert profile["display_name"] and isinstance(profile["notes"], str)
+            (metric,) = profile["metrics"]
+            assert set(metric) == {"key", "label", "value", "unit", "min_value", "max_value"}
+            assert metric["key"] == "rt60" and metric["unit"] == "s"
+            assert (metric["min_value"], metric["max_value"]) == (
+                profile["target_rt60_s"]["min"], profile["target_rt60_s"]["max"])
+            assert metric["min_value"] < metric["value"] < metric["max_value"]
 
     async def test_one_profile_by_id_and_unknown_is_404(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/reference-profiles/office")).json()["id"] == "office"

@@ -62,16 +62,33 @@ class MaterialRecord:
         return tuple(values)
 
     def as_dict(self) -> dict[str, object]:
+        """Our per-band table plus the app's picker fields: ``id``, ``display_name``, scalar coefficients."""
+        absorption = dict(zip(BAND_KEYS, self.absorption, strict=True))
+        scattering = dict(zip(BAND_KEYS, self.scattering, strict=True))
         return {
+            "id": self.name,
             "name": self.name,
+            "display_name": self.description,
             "category": self.category,
             "description": self.description,
-            "absorption": dict(zip(BAND_KEYS, self.absorption, strict=True)),
-            "scattering": dict(zip(BAND_KEYS, self.scattering, strict=True)),
+            "absorption": _single_number(absorption),
+            "scattering": _single_number(scattering),
+            "single_number_bands_hz": list(SINGLE_NUMBER_BANDS),
+            "absorption_bands": absorption,
+            "scattering_bands": scattering,
             "absorption_source": self.absorption_source,
             "scattering_source": self.scattering_source,
             "aliases": list(self.aliases),
         }
+
+
+SINGLE_NUMBER_BANDS: Final = ("500", "1000")
+"""The app's scalar ``absorption``/``scattering``: the mean of these bands (the mid-frequency value that
+the reverberation single numbers of ISO 3382-1 use too)."""
+
+
+def _single_number(by_band: dict[str, float | None]) -> float:
+    return round(sum(by_band[band] or 0.0 for band in SINGLE_NUMBER_BANDS) / len(SINGLE_NUMBER_BANDS), 4)
 
 
 def _m(

@@ -3,12 +3,16 @@
 The app keeps its floor plan as ``map.room = {"vertices": [[x, y], ...], "height_m": h, ...}``: no ``type``,
 maybe extra keys of its own. Such a room (no ``type``) is taken as is: the type is inferred, keys the
 simulation does not use are dropped. A room that names its ``type`` is strict: unknown keys are errors.
-Pure dict -> dict; nothing here raises, validation reports what is still wrong.
+The app's three.js scene (``room_model``, or a job's ``map`` holding ``rooms``) is converted by `scene`,
+which raises `BadRequest` for a scene that makes no room; otherwise nothing here raises and validation
+reports what is still wrong.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
+
+from sonalyze_simulation.scene import is_scene, scene_request
 
 _ROOM_KEYS: Final = {
     "polygon": {"type", "vertices", "height_m", "default_material", "surfaces"},
@@ -23,6 +27,10 @@ def adapt_request(data: Any) -> Any:
     if not isinstance(data, dict):
         return data
     out = dict(data)
+    if "room_model" in out:
+        return scene_request(out["room_model"], out)
+    if is_scene(out.get("map")) and "room" not in out:
+        return scene_request(out["map"], out)
     app_map = out.get("map")
     if "room" not in out and isinstance(app_map, dict) and "room" in app_map:
         out["room"] = app_map["room"]

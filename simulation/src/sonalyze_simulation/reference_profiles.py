@@ -31,9 +31,22 @@ class ReferenceProfile:
     request: dict[str, Any]
 
     def as_dict(self) -> dict[str, Any]:
+        low_s, high_s = self.target_rt60_s
         return {
             "id": self.id,
             "name": self.name,
+            "display_name": self.name,
+            "notes": f"{self.description}. Target: {self.guidance}.",
+            "metrics": [
+                {
+                    "key": "rt60",
+                    "label": "RT60 (500 Hz-1 kHz)",
+                    "value": round((low_s + high_s) / 2, 3),
+                    "unit": "s",
+                    "min_value": low_s,
+                    "max_value": high_s,
+                }
+            ],
             "description": self.description,
             "target_rt60_s": {"min": self.target_rt60_s[0], "max": self.target_rt60_s[1], "bands_hz": [500, 1000]},
             "guidance": self.guidance,
