@@ -258,7 +258,7 @@ class TestHealth:
     async def test_reports_the_database(self, client) -> None:
         response = await client.get("/health")
         assert response.status_code == 200
-        assert response.json() == {"status": "ok", "service": "lobby", "database": "ok"}
+        assert response.json() == {"status": "ok", "service": "lobby", "database": "ok", "outbox": None}
 
     async def test_database_down_is_503(self, app, client) -> None:
         from sonalyze_lobby.db import make_engine

@@ -141,3 +141,26 @@ class TestWebSocketFaults:
         error = replies[1]
         assert error["type"] == "error" and error["error"]["code"] == "bad_request"
         assert len(str(error)) < 400, str(error)[:400]
+
+
+class TestDeadLetters:
+    async def test_a_record_storage_refuses_shows_as_dead_in_health(self, hard_suite: Suite) -> None:
+        measurement = hard_suite.config.url("measurement")
+        async with httpx.AsyncClient(timeout=30) as http:
+            before = (await http.get(measurement + "/health")).json()["outbox"]["dead"]
+            # storage refuses a lobby id longer than its column: the upload's record is a dead letter
+            created = await http.post(measurement + "/v1/jobs", json={"map": {}, "meta": {"lobby_id": "L" * 300}})
+            job_id = created.json()["job_id"]
+            upload = await http.post(f"{measurement}/v1/jobs/{job_id}/uploads/a.wav", content=noise_wav(1.0),
+                                     headers={"Content-Type": "audio/wav"})  # fmt: skip
+            assert upload.status_code == 201, upload.text
+
+            async def dead() -> int:
+                count = (await http.get(measurement + "/health")).json()["outbox"]["dead"]
+                return count if count > before else 0
+
+            assert await wait_for(dead) == before + 1
+            for service in ("gateway", "lobby", "simulation"):
+                path = "/healthz" if service == "gateway" else "/health"
+                health = (await http.get(hard_suite.config.url(service) + path)).json()
+                assert set(health["outbox"]) == {"pending", "dead"}, (service, health)

@@ -52,7 +52,7 @@ from sonalyze_protocol.handlers import describe_validation_error
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_gateway.backpressure import ServiceGate
 from sonalyze_gateway.config import Settings
@@ -105,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         forwarder = EventForwarder(urls, settings.internal_auth_token, settings.http_timeout_seconds)
         recorder = await StorageRecorder.from_settings("gateway", settings)
+        app.state.recorder = recorder
         gateway = Gateway(
             settings=settings,
             manager=ConnectionManager(),
@@ -148,7 +149,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             target.value: ForwardLoad(in_flight=gate.in_flight, limit=gate.limit, refused=gate.refused)
             for target, gate in gateway.gates.items()
         }
-        return Health(connections=gateway.manager.n_connections, devices=gateway.manager.n_devices, forwards=forwards)
+        return Health(
+            connections=gateway.manager.n_connections,
+            devices=gateway.manager.n_devices,
+            forwards=forwards,
+            outbox=await outbox_health(getattr(request.app.state, "recorder", None)),
+        )
 
     @app.post(
         "/internal/broadcast",

@@ -47,6 +47,7 @@ class Health(BaseModel):
     connections: int
     devices: int
     forwards: dict[str, ForwardLoad] = {}
+    outbox: dict[str, int] | None = None  # records waiting for storage: pending, dead (None: recording off)
 
 
 __all__ = [

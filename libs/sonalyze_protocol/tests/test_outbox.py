@@ -283,3 +283,35 @@ class TestCloseAndResume:
         finally:
             await outbox.aclose()
         assert back.delivered == [{"n": n} for n in range(25)]
+
+
+class TestReplayCommand:
+    async def test_the_replay_command_requeues_dead_letters_and_a_running_outbox_delivers_them(
+        self, open_outbox: Callable[..., Awaitable[Outbox]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import sonalyze_protocol.outbox as outbox_module
+
+        monkeypatch.setattr(outbox_module, "IDLE_POLL_S", 0.2)
+        target = Target(DeliveryOutcome.REJECTED)  # refused once (the bug), accepted after the fix
+        outbox = await open_outbox(target, sleep=Sleeps())
+        await outbox.put("thing", "once-refused", {"n": 1})
+        assert await outbox.flush(5.0)
+        assert await outbox.counts() == (0, 1)
+
+        listing = subprocess.run(
+            [sys.executable, "-m", "sonalyze_protocol.outbox_replay", "--list", str(tmp_path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "test: thing once-refused" in listing.stdout and "test: 1 dead entries" in listing.stdout
+        replay = subprocess.run(
+            [sys.executable, "-m", "sonalyze_protocol.outbox_replay", str(tmp_path)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        assert "test: 1 dead entries queued again" in replay.stdout
+
+        for _ in range(50):  # the running outbox notices within its idle poll, without a new put
+            if target.delivered:
+                break
+            await asyncio.sleep(0.1)
+        assert target.delivered == [{"n": 1}]
+        assert await outbox.counts() == (0, 0)

@@ -17,7 +17,7 @@ from sonalyze_protocol.handlers import gateway_handle_router
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness and database connectivity; 503 while the database is unreachable."""
         database = await database_status(app.state.engine)
         status = "ok" if database == "ok" else "degraded"
-        body = {"status": status, "service": "lobby", "database": database}
+        outbox = await outbox_health(getattr(app.state, "recorder", None))
+        body = {"status": status, "service": "lobby", "database": database, "outbox": outbox}
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -10,7 +11,7 @@ from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_measurement.analysis_pool import AnalysisPool
 from sonalyze_measurement.api.routes import router
@@ -55,8 +56,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(gateway_handle_router(HANDLERS, plain_context))
 
     @app.get("/health", tags=["health"])
-    async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok", "service": "measurement"}
+    async def health() -> dict[str, Any]:
+        """Liveness, and the records waiting for storage (``outbox``: pending, dead)."""
+        services = getattr(app.state, "services", None)
+        outbox = await outbox_health(services.recorder if services is not None else None)
+        return {"status": "ok", "service": "measurement", "outbox": outbox}
 
     return app

@@ -12,7 +12,7 @@ from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_simulation.gateway_handler import HANDLERS
 from sonalyze_simulation.routes import router
@@ -63,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if service
             else None
         )
-        return {"status": "ok", "service": "simulation", "workers": workers}
+        outbox = await outbox_health(service.recorder if service else None)
+        return {"status": "ok", "service": "simulation", "workers": workers, "outbox": outbox}
 
     return app

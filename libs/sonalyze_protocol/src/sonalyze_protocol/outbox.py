@@ -13,7 +13,10 @@ were put. The deliverer answers with an outcome:
 Nothing is lost while the target is down: entries wait on disk, across restarts, and the queue
 resumes where it stopped. An entry can be delivered more than once (a crash between the target's
 commit and our removal), so the target must treat writes as idempotent upserts. Dead entries stay in
-the file for inspection (`dead_entries`) and can be queued again (`requeue_dead`).
+the file for inspection (`dead_entries`) and can be queued again (`requeue_dead`): each service's
+``/health`` shows ``outbox: {"pending", "dead"}``, and after a fix ``python -m sonalyze_protocol.outbox_replay
+[OUTBOX_DIR]`` (``make replay-dead-letters``) queues every dead entry of every service again. A running
+service picks such entries up within `IDLE_POLL_S`.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ logger = logging.getLogger("sonalyze.outbox")
 T = TypeVar("T")
 
 BATCH_SIZE: Final = 100
+IDLE_POLL_S: Final = 10.0
+"""An idle queue looks at its file this often, for entries queued again from outside (`outbox_replay`)."""
 DEFAULT_MAX_CONFLICT_ATTEMPTS: Final = 8
 
 SCHEMA: Final = """
@@ -317,7 +322,10 @@ class Outbox:
                 batch = await self._call(store.head, BATCH_SIZE)
                 if not batch:
                     self._idle.set()
-                    await self._wake.wait()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
+                    except TimeoutError:
+                        pass
                     continue
                 for entry in batch:
                     if not await self._handle(store, entry):

@@ -335,3 +335,14 @@ class StorageRecorder:
         body = _fields(id=result_id, job_id=job_id, source_id=source_id, microphone_id=microphone_id,
                        metrics=metrics, payload=payload)  # fmt: skip
         return await self._put("simulation_result", result_id, body)
+
+
+async def outbox_health(recorder: StorageRecorder | None) -> dict[str, int] | None:
+    """What ``/health`` shows as ``outbox``: the recorder's pending and dead counts, None when recording is off."""
+    if recorder is None:
+        return None
+    try:
+        return await recorder.status()
+    except Exception:  # a closed or broken queue file must not fail the health check
+        logger.exception("outbox counts unavailable")
+        return None
