@@ -229,6 +229,30 @@ class TestUploadAndResults:
         assert results["status"] == "failed" and results["error"]["code"] == "sync_not_found"
         assert results["display_metrics"] == [] and {m["key"] for m in results["omitted_metrics"]} == APP_METRIC_KEYS
 
+    async def test_a_null_single_number_is_left_out_with_its_reason(self, app, tools) -> None:
+        """A sweep from 600 Hz cannot measure the 500 Hz band: RT60 and the others are omitted, never NaN."""
+        query = {"sample_rate": 48000, "f_start_hz": 600}
+        signal_wav = (await app.client.get("/v1/measurement/audio", params=query)).content
+        signal_id = (await app.client.get("/v1/measurement/signal", params=query)).json()["signal_id"]
+        recording, _ = tools.recording_of(tools.signal_samples(signal_wav), ReferenceCase("high", pnr_db=50.0))
+        job_id = await tools.new_job(app.client)
+        await app.client.put(f"/v1/jobs/{job_id}/recordings/hi.wav", json={"signal_id": signal_id})
+        await app.client.post(f"/v1/jobs/{job_id}/uploads/hi.wav", content=tools.wav_bytes(recording, 44100))
+        response = await app.client.post(
+            "/gateway/handle",
+            json={"event": "analysis.run", "request_id": "r", "device_id": "d",
+                  "data": {"job_id": job_id, "recording_upload": "hi.wav"}},
+            headers={"X-Internal-Token": tools.TOKEN},
+        )
+        results = _strict_json(response.text)["data"]["results"]
+        assert results["status"] == "ok" and results["rt"]["rt60_s"] is None
+        omitted = {m["key"]: m["reason"] for m in results["omitted_metrics"]}
+        assert {"rt60", "edt", "c50", "c80", "d50", "drr", "sti"} == set(omitted)
+        assert "500 Hz" in omitted["rt60"] and "sweep" in omitted["rt60"]
+        assert results["display_metrics"] == []
+        assert "single.rt60_s" in results["null_reasons"]
+        assert min(results["frequency_response"]["frequencies_hz"]) > 800
+
     async def test_unknown_upload_and_whole_job(self, app, tools) -> None:
         job_id = await tools.new_job(app.client)
         missing = await _handle(app, tools, "analysis.run", {"job_id": job_id, "recording_upload": "x.wav"})

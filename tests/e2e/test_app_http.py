@@ -51,6 +51,40 @@ APP_SCENE: dict[str, Any] = {
 }
 
 
+async def test_app_room_model_snapshot_job_and_simulation(full_suite: Suite) -> None:
+    ws_url = full_suite.config.url("gateway").replace("http://", "ws://") + "/ws"
+    host = DeviceClient(ws_url, f"app-host-{uuid.uuid4().hex[:6]}")
+    await host.connect()
+    try:
+        lobby = await host.request("lobby.create", {})
+        await host.request("lobby.room_snapshot", {"lobby_id": lobby["lobby_id"], "room": APP_SCENE})
+        shared = await host.request("lobby.get", {"code": lobby["code"]})
+        assert shared["room_snapshot"] == APP_SCENE
+
+        job = await host.request(
+            "measurement.create_job", {"map": APP_SCENE, "meta": {"lobby_id": lobby["lobby_id"], "lobby_code": lobby["code"]}}
+        )
+        stored = await host.request("measurement.get_job", {"job_id": job["job_id"]})
+        assert stored["map"] == APP_SCENE
+
+        simulated = await host.request("simulation.run", {"map": stored["map"], "method": "hybrid"}, timeout_s=60)
+        (pair,) = simulated["results"]
+        assert (pair["source_id"], pair["microphone_id"]) == ("speaker-1", "microphone-1")
+        assert pair["distance_m"] == pytest.approx((4.0**2 + 0.5**2) ** 0.5, abs=1e-3)
+        assert simulated["room"]["volume_m3"] == pytest.approx(6 * 4 * 2.7)
+        rt60_s = (pair["bands"]["500"]["rt60_s"] + pair["bands"]["1000"]["rt60_s"]) / 2
+        eyring_s = (simulated["room"]["eyring_rt60_s"]["500"] + simulated["room"]["eyring_rt60_s"]["1000"]) / 2
+        assert rt60_s == pytest.approx(eyring_s, rel=0.35)
+
+        broken = copy.deepcopy(APP_SCENE)
+        broken["rooms"][0]["walls"] = broken["rooms"][0]["walls"][:2]
+        with pytest.raises(Exception) as refused:
+            await host.request("simulation.run", {"room_model": broken})
+        assert getattr(refused.value, "code", None) == "bad_request"
+    finally:
+        await host.close()
+
+
 async def test_app_http_calls_through_the_gateway(full_suite: Suite) -> None:
     import httpx
 
