@@ -40,7 +40,7 @@ class TestFailedResultsAreStored:
             job_id = (await http.post("/v1/jobs", json={"map": {}, "meta": {}})).json()["job_id"]
             upload = await http.post(f"/v1/jobs/{job_id}/uploads/noise.wav", content=noise_wav(),
                                      headers={"Content-Type": "audio/wav"})  # fmt: skip
-            assert upload.status_code == 201, upload.text
+            assert upload.status_code in (200, 201), upload.text
             analysed = await http.post(f"/v1/jobs/{job_id}/analyze")
             assert analysed.status_code == 200, analysed.text
             assert [r["status"] for r in analysed.json()["results"]] == ["failed"]
@@ -153,7 +153,7 @@ class TestDeadLetters:
             job_id = created.json()["job_id"]
             upload = await http.post(f"{measurement}/v1/jobs/{job_id}/uploads/a.wav", content=noise_wav(1.0),
                                      headers={"Content-Type": "audio/wav"})  # fmt: skip
-            assert upload.status_code == 201, upload.text
+            assert upload.status_code in (200, 201), upload.text
 
             async def dead() -> int:
                 count = (await http.get(measurement + "/health")).json()["outbox"]["dead"]
