@@ -339,7 +339,7 @@ class TestCycle:
     def test_upload_is_counted_only_after_verification(self) -> None:
         state = state_at(Step.AWAITING_UPLOADS)
         state, effects = advance(state, RecordingUploaded(MIC1, "speaker_1__mic_1.wav"))
-        assert effects == [VerifyUpload(MIC1, "speaker_1__mic_1.wav", state.cycle, "speaker_1", "mic_1", announce=False)]
+        assert effects == [VerifyUpload(MIC1, "speaker_1__mic_1.wav", state.cycle, "speaker_1", "mic_1")]
         assert state.recordings == ()
         assert MIC1 in state.awaited
         state, _ = advance(state, UploadVerified(MIC1, "speaker_1__mic_1.wav", state.cycle))
@@ -598,7 +598,7 @@ class TestAppDialect:
         state = state_at(Step.AWAITING_UPLOADS)
         name = app_upload_name_for(MIC2, "speaker_1")
         state, effects = advance(state, RecordingUploaded(MIC2, name))
-        assert effects == [VerifyUpload(MIC2, name, state.cycle, "speaker_1", "mic_2", announce=True)]
+        assert effects == [VerifyUpload(MIC2, name, state.cycle, "speaker_1", "mic_2")]
         state, _ = advance(state, UploadVerified(MIC2, name, state.cycle))
         assert [r.as_dict() for r in state.recordings] == [
             {"speaker_slot_id": "speaker_1", "mic_slot_id": "mic_2", "device_id": MIC2, "upload_name": name}

@@ -167,10 +167,8 @@ class TestCreateSession:
         assert data["audio_url"] == "/v1/measurement/audio?sample_rate=48000"
         assert data["signal_id"] == "sig-48k"
         assert await lobby_state(handle, lobby) == "measurement_running"
-        assert measurement.announced["speaker_2__mic_1.wav"] == {
-            "speaker_slot_id": "speaker_2", "mic_slot_id": "mic_1", "device_id": lobby.mics[0], "signal_id": "sig-48k",
-        }  # fmt: skip
-        assert len(measurement.announced) == 4
+        assert measurement.sessions[data["session_id"]] == {"job_id": "job-1", "signal_id": "sig-48k"}
+        assert measurement.announced == {}  # each recording is announced when it is reported
         assert "state_changed" in gateway.types_to(lobby.mics[0])
 
     async def test_second_session_in_the_same_lobby_is_a_conflict(self, handle: Handle, lobby: Lobby) -> None:
@@ -369,8 +367,11 @@ class TestAppDialect:
     ) -> None:
         reply = await handle(lobby.admin, "measurement.create_session", app_line_up(lobby))
         assert reply["data"]["signal_id"] == "sig-48k"
+        assert reply["data"]["audio_duration_seconds"] == 2.5
         assert "GET /v1/measurement/audio" not in measurement.calls
         session_id = reply["data"]["session_id"]
+        # registered with the measurement service, so /v1/measurement/audio?session_id= serves its signal
+        assert measurement.sessions[session_id] == {"job_id": "job-1", "signal_id": "sig-48k"}
         await handle(lobby.admin, "measurement.start_speaker", {"session_id": session_id})
         for device in (lobby.speakers[0], *lobby.mics):
             await handle(device, "measurement.ready", {"session_id": session_id})

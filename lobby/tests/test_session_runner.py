@@ -214,7 +214,7 @@ class TestWholeSession:
         assert rig.coordinator.get(sid).step is Step.COMPLETE
         assert rig.clock.pending_delays_s() == [SETTINGS.measurement_session_retention_s]
 
-    async def test_app_named_upload_is_announced_with_its_slots_then_counted(self, rig: Rig) -> None:
+    async def test_every_upload_is_announced_with_its_slots_then_counted(self, rig: Rig) -> None:
         sid = await rig.open()
         await rig.to_uploads(sid)
         await rig.upload(sid, MIC1, "recording_mic-1_speaker_1.wav")
@@ -222,10 +222,9 @@ class TestWholeSession:
             "speaker_slot_id": "speaker_1", "mic_slot_id": "mic_1", "device_id": MIC1, "signal_id": SIGNAL.signal_id,
         }  # fmt: skip
         assert rig.measurement.checks == ["recording_mic-1_speaker_1.wav"]
-        assert "speaker_1__mic_1.wav" not in rig.measurement.announced  # ours need no announcement here
         await rig.upload(sid, MIC2, "speaker_1__mic_2.wav")
         await settle(rig.coordinator)
-        assert "speaker_1__mic_2.wav" not in rig.measurement.announced
+        assert rig.measurement.announced["speaker_1__mic_2.wav"]["mic_slot_id"] == "mic_2"
         _, complete = rig.pusher.last("measurement.session_complete")
         assert [r["upload_name"] for r in complete["recordings"]] == ["recording_mic-1_speaker_1.wav", "speaker_1__mic_2.wav"]
         assert rig.pusher.phases()[-2:] == ["processing", "completed"]

@@ -370,19 +370,15 @@ class CancelTimer:
 
 @dataclass(frozen=True, slots=True)
 class VerifyUpload:
-    """Ask the measurement service whether the upload is stored; answer with `UploadVerified` if so.
-
-    ``announce``: the upload carries a name of its own (the app's ``recording_<mic>_<speaker>.wav``),
-    so first tell the job which slots it belongs to (the ``<speaker>__<mic>.wav`` names were announced
-    when the session was created).
-    """
+    """Tell the job which slots the upload belongs to (whatever its name: ours or the app's
+    ``recording_<mic>_<speaker>.wav``), then ask the measurement service whether it is stored; answer
+    with `UploadVerified` if so."""
 
     device_id: str
     upload_name: str
     cycle: int
     speaker_slot_id: str = ""
     mic_slot_id: str = ""
-    announce: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,7 +593,6 @@ def _verify_upload(state: SessionState, mic_device_id: str, upload_name: str) ->
         state.cycle,
         speaker_slot_id=speaker.slot_id,
         mic_slot_id=mic.slot_id,
-        announce=upload_name != wanted,
     )
 
 

@@ -33,7 +33,7 @@ from sonalyze_lobby.measurement_coordinator import (
     status,
 )
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS, Lobby, LobbyState
-from sonalyze_lobby.session_runner import Coordinator, NewSession, pairs
+from sonalyze_lobby.session_runner import Coordinator, NewSession
 
 # both slot ids go into an upload name (``<speaker>__<mic>.wav``), which the measurement service caps at 100
 SLOT_ID_MAX_CHARS: Final = 47
@@ -110,7 +110,9 @@ def _check_lobby(lobby: Lobby, coordinator: Coordinator, device_ids: list[str], 
 
 
 async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, Any]:
-    """Check the line-up, the lobby and the job, announce every recording to the job, then open the session."""
+    """Check the line-up and the lobby, register the session (and so check the job) with the measurement
+    service, then open the session. Kept to one outgoing call: the app starts the speaker 500 ms after
+    sending this, whether or not the answer has come."""
     coordinator = _coordinator(ctx)
     lobby = await service.get_lobby(ctx.session, data.lobby_id)
     service.require_admin(lobby, ctx.device_id, "create a measurement session")
@@ -123,20 +125,12 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, An
 
     measurement = coordinator.measurement
     sample_rate_hz = data.sample_rate_hz or coordinator.settings.measurement_sample_rate_hz
-    _, signal = await asyncio.gather(measurement.get_job(data.job_id), measurement.get_signal(sample_rate_hz))
-    await asyncio.gather(
-        *(
-            measurement.announce_recording(
-                data.job_id,
-                name,
-                speaker_slot_id=speaker.slot_id,
-                mic_slot_id=mic.slot_id,
-                device_id=mic.device_id,
-                signal_id=signal.signal_id,
-            )
-            for speaker, mic, name in pairs(speakers, microphones)
-        )
-    )
+    signal = await measurement.get_signal(sample_rate_hz)  # known since the lobby started: no call
+    session_id = coordinator.new_session_id()
+    # one call: the measurement service checks the job (unknown: not_found) and from now on serves the
+    # session's signal by id (/v1/measurement/audio?session_id=...), as the app asks for it. Recordings
+    # are announced to the job when each is reported (see VerifyUpload), not here: the app's 500 ms timer.
+    await measurement.register_session(session_id, data.job_id, signal.signal_id)
 
     async with coordinator.lobby_lock(str(data.lobby_id)):
         lobby = await service.get_lobby(ctx.session, data.lobby_id, for_update=True)
@@ -156,6 +150,7 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, An
                 signal=signal,
                 disconnected=disconnected,
                 upload_base_url=ctx.settings.public_base_url,
+                session_id=session_id,
             )
         )
     return status(state)

@@ -49,6 +49,7 @@ from sonalyze_lobby.measurement_coordinator import (
 )
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
+WARM_UP_ATTEMPTS = 12
 
 
 class ProtocolSettings(ServiceSettings):
@@ -197,6 +198,24 @@ class Coordinator:
         """Held while a session for ``lobby_id`` is being created, so two requests cannot both win."""
         return self._lobby_locks.setdefault(lobby_id, asyncio.Lock())
 
+    def warm_up(self) -> None:
+        """Fetch the default signal's description in the background, so the first ``create_session``
+        does not pay for the measurement service generating the sweep (the app waits only 500 ms)."""
+        self._spawn(self._warm_up())
+
+    async def _warm_up(self) -> None:
+        delay_s = 0.5
+        for _ in range(WARM_UP_ATTEMPTS):
+            try:
+                await self.measurement.get_signal(self.settings.measurement_sample_rate_hz)
+                logger.info("signal for %d Hz known", self.settings.measurement_sample_rate_hz)
+                return
+            except Exception as exc:  # the measurement service may start after us
+                logger.debug("signal warm-up: %s; retrying in %.1f s", exc, delay_s)
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 10.0)
+        logger.warning("the measurement service did not describe its signal; the first session will fetch it")
+
     # --- changes ---
 
     async def open_session(self, request: NewSession) -> SessionState:
@@ -302,7 +321,7 @@ class Coordinator:
 
     def _verifier(self, state: SessionState, effect: VerifyUpload) -> Callable[[], Awaitable[None]]:
         async def verify() -> None:
-            if effect.announce:  # a name of the app's own: tell the job which slots it belongs to
+            if effect.speaker_slot_id:  # which slots the upload belongs to, whatever its name
                 await self.measurement.announce_recording(
                     state.job_id,
                     effect.upload_name,
@@ -416,15 +435,12 @@ def create_coordinator(app_state: Any) -> Coordinator:
         token=lobby_settings.internal_auth_token,
         timeout_s=lobby_settings.http_timeout_seconds,
     )
-    return Coordinator(
+    coordinator = Coordinator(
         settings=settings,
         pusher=lambda: app_state.broadcaster,
         measurement=client,
         lobby_states=ServiceLobbyStates(app_state),
     )
+    coordinator.warm_up()
+    return coordinator
 
-
-def pairs(speakers: Iterable[Slot], microphones: Iterable[Slot]) -> list[tuple[Slot, Slot, str]]:
-    """Every (speaker, microphone, upload name) of a line-up, speakers first."""
-    microphones = list(microphones)
-    return [(s, m, upload_name_for(s.slot_id, m.slot_id)) for s in speakers for m in microphones]

@@ -128,7 +128,8 @@ async def run_app_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             progress.report("demo", f"stopped: {exc}")
         finally:
             progress.done()
-            result.results_by_phone = {"host": len(host_results), **{p.slot_id: len(p.results) for p in phones}}
+            pushed_to_host = sum(1 for p in host.seen if p.event == "measurement.analysis_results")
+            result.results_by_phone = {"host": len(host_results) + pushed_to_host, **{p.slot_id: len(p.results) for p in phones}}
             result.phone_errors = {p.slot_id: p.errors for p in phones if p.errors}
             violations = {p.slot_id: p.client.violations for p in [*phones] if p.client.violations}
             if host.violations:
@@ -145,23 +146,18 @@ async def _create_and_start(host: DeviceClient, line_up: dict[str, Any], progres
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
     created = asyncio.create_task(host.request("measurement.create_session", line_up))
+    created.add_done_callback(lambda _: setattr(result, "create_session_s", loop.time() - sent_at))
     await asyncio.sleep(START_TIMER_S)
     if not created.done():
         await asyncio.gather(created, return_exceptions=True)
-        result.create_session_s = loop.time() - sent_at
         raise TimeoutError(
             f"measurement.create_session answered after {result.create_session_s * 1000:.0f} ms: "
             f"the app's {START_TIMER_S * 1000:.0f} ms timer would have skipped start_speaker"
         )
     session = created.result()
-    result.create_session_s = host_latency(host) or 0.0
     result.session_id = hard(session, "session_id")
     progress.report("host", f"session {result.session_id[:8]} (answered in {result.create_session_s * 1000:.0f} ms); start_speaker")
     await host.request("measurement.start_speaker", {"session_id": result.session_id})
-
-
-def host_latency(host: DeviceClient) -> float | None:
-    return host.latencies_s[-1] if host.latencies_s else None
 
 
 async def _follow_as_host(
@@ -184,8 +180,6 @@ async def _follow_as_host(
         elif push.event == "measurement.speaker_complete":
             progress.report("session", f"{push.data.get('completed_speaker_slot_id')} complete, "
                                        f"{push.data.get('remaining_speakers')} to go")  # fmt: skip
-        elif push.event == "measurement.analysis_results":
-            host_results.append(push.data["results"])
         elif push.event in ("measurement.error", "measurement.session_cancelled"):
             result.errors.append(push.data)  # the app ends its local session on any error
             progress.report("session", f"{push.event}: {push.data.get('error_message') or push.data.get('reason')}")
@@ -206,6 +200,7 @@ async def _follow_as_host(
             )
             results = hard(answer, "results", dict)
             analysed[name] = results
+            host_results.append(results)
             result.measured[(s, mic.slot_id)] = app_measured(results)
             await host.request("measurement.broadcast_results",
                                {"session_id": result.session_id, "job_id": result.job_id, "results": results})  # fmt: skip
