@@ -58,14 +58,16 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=300)
     parser.add_argument("--speakers", type=int, default=2)
     parser.add_argument("--microphones", type=int, default=2)
+    parser.add_argument("--log-dir", type=Path, default=None, help="keep the services' logs (INFO) here")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sonalyze-bench-"))
     config = SuiteConfig.on_free_ports(
-        data_dir=base / "data", state_dir=base / "state", services=("measurement", "lobby", "gateway"), log_level="WARNING",
+        data_dir=base / "data", state_dir=base / "state", services=("measurement", "lobby", "gateway"),
+        log_level="INFO" if args.log_dir else "WARNING",
         # one host socket sends three events per session: lift the per-socket rate limit for the loop
         extra_env={"gateway": {"RATE_LIMIT_RPS": "1000", "RATE_LIMIT_BURST": "1000"}},
     )
-    suite = Suite(config, log_dir=base / "logs")
+    suite = Suite(config, log_dir=args.log_dir or base / "logs")
     suite.start(timeout_s=120)
     try:
         ws_url = config.url("gateway").replace("http://", "ws://") + "/ws"

@@ -110,31 +110,29 @@ def _check_lobby(lobby: Lobby, coordinator: Coordinator, device_ids: list[str], 
 
 
 async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, Any]:
-    """Check the line-up and the lobby, register the session (and so check the job) with the measurement
-    service, then open the session. Kept to one outgoing call: the app starts the speaker 500 ms after
-    sending this, whether or not the answer has come."""
+    """Register the session (and so check the job) with the measurement service, check the admin,
+    the line-up and the lobby, and open the session. One outgoing call and one transaction: the app starts the
+    speaker 500 ms after sending this, whether or not the answer has come."""
     coordinator = _coordinator(ctx)
-    lobby = await service.get_lobby(ctx.session, data.lobby_id)
-    service.require_admin(lobby, ctx.device_id, "create a measurement session")
-    speakers = tuple(Slot(s.device_id, s.slot_id) for s in data.speakers)
-    microphones = tuple(Slot(m.device_id, m.slot_id) for m in data.microphones)
-    check_line_up(speakers, microphones)
-    device_ids = [s.device_id for s in (*speakers, *microphones)]
-    _check_lobby(lobby, coordinator, device_ids, ctx.device_id)
-    await ctx.session.commit()  # no transaction stays open across the calls below
-
     measurement = coordinator.measurement
     sample_rate_hz = data.sample_rate_hz or coordinator.settings.measurement_sample_rate_hz
     signal = await measurement.get_signal(sample_rate_hz)  # known since the lobby started: no call
     session_id = coordinator.new_session_id()
     # one call: the measurement service checks the job (unknown: not_found) and from now on serves the
-    # session's signal by id (/v1/measurement/audio?session_id=...), as the app asks for it. Recordings
-    # are announced to the job when each is reported (see VerifyUpload), not here: the app's 500 ms timer.
+    # session's signal by id (/v1/measurement/audio?session_id=...), as the app asks for it. It comes
+    # before the lobby's checks so that they and the state change share one transaction; a refused
+    # request leaves only an unused registration behind. Recordings are announced to the job when each
+    # is reported (see VerifyUpload), not here: the app's 500 ms timer.
     await measurement.register_session(session_id, data.job_id, signal.signal_id)
 
     async with coordinator.lobby_lock(str(data.lobby_id)):
         lobby = await service.get_lobby(ctx.session, data.lobby_id, for_update=True)
-        _check_lobby(lobby, coordinator, device_ids, ctx.device_id)  # it may have changed during the calls
+        service.require_admin(lobby, ctx.device_id, "create a measurement session")  # before judging the rest
+        speakers = tuple(Slot(s.device_id, s.slot_id) for s in data.speakers)
+        microphones = tuple(Slot(m.device_id, m.slot_id) for m in data.microphones)
+        check_line_up(speakers, microphones)
+        device_ids = [s.device_id for s in (*speakers, *microphones)]
+        _check_lobby(lobby, coordinator, device_ids, ctx.device_id)
         disconnected = frozenset(p.device_id for p in lobby.joined if not p.connected)
         if lobby.state is LobbyState.OPEN:
             await service.set_state(ctx, lobby, LobbyState.MEASUREMENT_RUNNING)
