@@ -116,7 +116,13 @@ class FakeMeasurement:
     async def get_job(self, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id}
 
+    signal_failures: int = 0
+    signal_calls: int = 0
+
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo:
+        self.signal_calls += 1
+        if self.signal_calls <= self.signal_failures:
+            raise ServiceUnavailable("the measurement service is unreachable")
         return SIGNAL
 
     announced: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -184,6 +190,14 @@ async def rig() -> AsyncIterator[Rig]:
     )  # fmt: skip
     yield Rig(coordinator, clock, pusher, measurement, lobbies)
     await coordinator.aclose()
+
+
+class TestWarmUp:
+    async def test_signal_is_fetched_at_start_until_the_measurement_service_answers(self, rig: Rig) -> None:
+        rig.measurement.signal_failures = 2  # it starts after the lobby
+        rig.coordinator.warm_up()
+        await settle(rig.coordinator)
+        assert rig.measurement.signal_calls == 3
 
 
 class TestWholeSession:

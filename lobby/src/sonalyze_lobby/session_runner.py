@@ -49,7 +49,7 @@ from sonalyze_lobby.measurement_coordinator import (
 )
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
-WARM_UP_ATTEMPTS = 12
+WARM_UP_ATTEMPTS = 180
 
 
 class ProtocolSettings(ServiceSettings):
@@ -204,7 +204,7 @@ class Coordinator:
         self._spawn(self._warm_up())
 
     async def _warm_up(self) -> None:
-        delay_s = 0.5
+        delay_s = 0.25
         for _ in range(WARM_UP_ATTEMPTS):
             try:
                 await self.measurement.get_signal(self.settings.measurement_sample_rate_hz)
@@ -213,7 +213,7 @@ class Coordinator:
             except Exception as exc:  # the measurement service may start after us
                 logger.debug("signal warm-up: %s; retrying in %.1f s", exc, delay_s)
                 await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 10.0)
+                delay_s = min(delay_s * 2, 1.0)  # short: the suite's services start together
         logger.warning("the measurement service did not describe its signal; the first session will fetch it")
 
     # --- changes ---
