@@ -20,8 +20,8 @@ import soundfile as sf
 
 from sonalyze_devices.app_contract import HardCastError, check_push, check_response, hard
 from sonalyze_devices.client import DeviceClient, DeviceError, Push
-from sonalyze_devices.phones import Faults, Phone, SharedWorld
-from sonalyze_devices.synth import PhoneFlaws, synthesize_recording
+from sonalyze_devices.phones import Faults, Phone, SharedWorld, record_wav
+from sonalyze_devices.synth import PhoneFlaws
 
 AUDIO_HASH_HEADER = "X-Audio-Hash"
 SAMPLE_RATE_HZ = 48_000
@@ -167,22 +167,16 @@ class AppMicrophonePhone(AppPhone):
         speaker_slot_id = hard(push.data, "speaker_slot_id")
         endpoint = hard(push.data, "upload_endpoint")
         played_url = f"/v1/measurement/audio?session_id={session_id}&sample_rate={SAMPLE_RATE_HZ}&format=wav"
-        played, played_rate_hz, _ = await self.world.fetch_signal(played_url)
         speaker = self.world.slot_aliases.get(speaker_slot_id, speaker_slot_id)
-        ir, ir_rate_hz = await self.world.impulse_responses(speaker, self.layout_slot)
-        recording = await asyncio.to_thread(
-            synthesize_recording, played, played_rate_hz, ir, ir_rate_hz, self.flaws, self.rng
-        )
-        buffer = io.BytesIO()
-        sf.write(buffer, recording, self.flaws.recording_rate_hz, format="WAV", subtype="PCM_24")
+        wav = await record_wav(self.world, played_url, speaker, self.layout_slot, self.flaws, self.rng)
         name = app_upload_name(self.device_id, speaker_slot_id)
         response = await self.world.http.post(
-            endpoint + name, files={"file": (name, buffer.getvalue(), "audio/wav")}, headers={"X-Device-Id": self.device_id}
+            endpoint + name, files={"file": (name, wav, "audio/wav")}, headers={"X-Device-Id": self.device_id}
         )
         if response.status_code != 200:  # the app accepts exactly 200
             raise HardCastError(f"upload of {name} answered {response.status_code}, the app accepts only 200")
         if not isinstance(response.json(), dict):
             raise HardCastError(f"upload of {name} did not answer a JSON object")
         self.uploads.append(name)
-        self.world.report(self.slot_id, f"uploaded {name} ({len(buffer.getvalue()) // 1024} KiB)")
+        self.world.report(self.slot_id, f"uploaded {name} ({len(wav) // 1024} KiB)")
         await self.send("measurement.recording_uploaded", {"session_id": session_id, "upload_name": name})

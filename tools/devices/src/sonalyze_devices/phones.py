@@ -59,6 +59,18 @@ class SharedWorld:
         return self.signal_cache[audio_url]
 
 
+async def record_wav(
+    world: SharedWorld, played_url: str, speaker_slot: str, mic_slot: str, flaws: PhoneFlaws, rng: np.random.Generator
+) -> bytes:
+    """What a microphone at ``mic_slot`` records while ``speaker_slot`` plays ``played_url``, as a 24-bit WAV."""
+    played, played_rate_hz, _ = await world.fetch_signal(played_url)
+    ir, ir_rate_hz = await world.impulse_responses(speaker_slot, mic_slot)
+    recording = await asyncio.to_thread(synthesize_recording, played, played_rate_hz, ir, ir_rate_hz, flaws, rng)
+    buffer = io.BytesIO()
+    sf.write(buffer, recording, flaws.recording_rate_hz, format="WAV", subtype="PCM_24")
+    return buffer.getvalue()
+
+
 class Phone:
     """A device with a role: a push loop dispatching to the handlers of its class."""
 
@@ -176,23 +188,17 @@ class MicrophonePhone(Phone):
         data = {**self.current, **push.data}
         speaker = data["speaker_slot_id"]
         audio_url = data.get("audio_url") or "/v1/measurement/audio?sample_rate=48000"
-        played, played_rate_hz, _ = await self.world.fetch_signal(audio_url)
-        ir, ir_rate_hz = await self.world.impulse_responses(speaker, self.slot_id)
-        recording = await asyncio.to_thread(
-            synthesize_recording, played, played_rate_hz, ir, ir_rate_hz, self.flaws, self.rng
-        )
-        buffer = io.BytesIO()
-        sf.write(buffer, recording, self.flaws.recording_rate_hz, format="WAV", subtype="PCM_24")
+        wav = await record_wav(self.world, audio_url, speaker, self.slot_id, self.flaws, self.rng)
         if self.faults.upload_delay_s:
             self.world.report(self.slot_id, f"slow upload: waits {self.faults.upload_delay_s:.0f} s")
             await asyncio.sleep(self.faults.upload_delay_s)
         upload_name = data["upload_name"]
         response = await self.world.http.post(
             f"/v1/jobs/{data['job_id']}/uploads/{upload_name}",
-            content=buffer.getvalue(),
+            content=wav,
             headers={"Content-Type": "audio/wav", "X-Device-Id": self.device_id},
         )
         if response.status_code >= 400:
             raise DeviceError("upload", str(response.status_code), response.text[:200], {})
-        self.world.report(self.slot_id, f"uploaded {upload_name} ({len(buffer.getvalue()) // 1024} KiB)")
+        self.world.report(self.slot_id, f"uploaded {upload_name} ({len(wav) // 1024} KiB)")
         await self.send("measurement.recording_uploaded", {"session_id": data["session_id"], "upload_name": upload_name})
