@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sonalyze_suite import Suite, SuiteConfig
@@ -34,7 +35,14 @@ async def hard_suite(
         lobby_database_url=await make_database_url("lobby_hard") if on_postgres else None,
         storage_database_url=await make_database_url("storage_hard") if on_postgres else None,
         log_level="WARNING",
-        extra_env={"lobby": dict(LOBBY_ENV), "measurement": {"MEASUREMENT_ANALYSIS_WORKERS": "1"}},
+        extra_env={
+            "lobby": dict(LOBBY_ENV),
+            "measurement": {"MEASUREMENT_ANALYSIS_WORKERS": "1"},
+            # fuzzing sends hundreds of messages a second from one device: no rate limiting in the way
+            "gateway": {"RATE_LIMIT_RPS": "10000", "RATE_LIMIT_BURST": "10000"},
+            # generated rooms stay cheap, so a fuzz run costs seconds, not minutes
+            "simulation": {"SIMULATION_COST_BUDGET_S": "2", "SIMULATION_QUEUE_WAIT_S": "30"},
+        },
     )
     running = Suite(config, log_dir=base / "logs")
     await asyncio.to_thread(running.start, 120.0)
@@ -42,3 +50,31 @@ async def hard_suite(
         yield running
     finally:
         await asyncio.to_thread(running.stop)
+
+
+FUZZ_COUNTS: dict[str, dict[str, int]] = {}
+"""Cases tried, 5xx answers and internal errors per fuzz target (printed at the end of the run)."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FUZZ_COUNTS:
+        terminalreporter.write_line("fuzzing (target: cases, 5xx, internal_error):")
+        for name, c in sorted(FUZZ_COUNTS.items()):
+            terminalreporter.write_line(f"  {name}: {c['cases']} cases, {c['5xx']} 5xx, {c['internal_error']} internal_error")
+
+
+@pytest.fixture(scope="session")
+def fuzz_counts() -> dict[str, dict[str, int]]:
+    return FUZZ_COUNTS
+
+
+def count(counts: dict[str, dict[str, int]], target: str, status: int | None, code: str | None) -> None:
+    entry = counts.setdefault(target, {"cases": 0, "5xx": 0, "internal_error": 0})
+    entry["cases"] += 1
+    entry["5xx"] += int(status is not None and status >= 500)
+    entry["internal_error"] += int(code == "internal_error")
+
+
+@pytest.fixture(scope="session")
+def fuzz_count() -> Callable[..., None]:
+    return count
