@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -29,6 +30,7 @@ from sonalyze_lobby.db import (
     make_sessionmaker,
 )
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
+from sonalyze_lobby.restart import release_lost_sessions
 from sonalyze_lobby.routes import router as lobby_router
 from sonalyze_lobby.settings import Settings
 
@@ -68,13 +70,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         state.coordinator = None
         state.recorder = await StorageRecorder.from_settings("lobby", settings)
+        release: asyncio.Task[int] | None = None
         try:
             if settings.run_migrations:
                 await migrations.upgrade(engine)
                 logger.info("database migrated to head")
             state.coordinator = _make_coordinator(state)
+            # sessions lived in the old process's memory: their lobbies reopen and their phones are told
+            release = asyncio.get_running_loop().create_task(release_lost_sessions(state))
             yield
         finally:
+            if release is not None:
+                release.cancel()
             if state.coordinator is not None:
                 await state.coordinator.aclose()
             if state.recorder is not None:
