@@ -54,3 +54,31 @@ class TestEstimate:
         assert "n_rays" in advice(estimate_cost(heavy_rays), heavy_rays)
         heavy_images = dataclasses.replace(BASE, method="ism", is_shoebox=False, n_walls_total=12, max_order=12)
         assert "max_order" in advice(estimate_cost(heavy_images), heavy_images)
+
+
+class TestLargeRooms:
+    """Issue 14: a 200 x 200 x 50 m hall at ISM order 80 was estimated at 1.2 s and took 25 s."""
+
+    def request(self, dims_m: list[float], order: int, rate_hz: int) -> float:
+        from sonalyze_simulation.planning import Limits, make_plan
+        from sonalyze_simulation.schemas import SimulationRequest
+
+        body = {
+            "room": {"type": "shoebox", "dimensions_m": dims_m},
+            "sources": [{"id": "s", "position_m": [0.3 * dims_m[0], 0.4 * dims_m[1], 1.5]}],
+            "microphones": [{"id": "m", "position_m": [0.7 * dims_m[0], 0.6 * dims_m[1], 1.2]}],
+            "method": "ism", "max_order": order, "sample_rate_hz": rate_hz,
+        }  # fmt: skip
+        return make_plan(SimulationRequest.model_validate(body), Limits(64, 1e9)).cost.total_s
+
+    def test_the_reported_hall_is_estimated_within_2x_of_its_25_s(self) -> None:
+        assert 12.5 <= self.request([200.0, 200.0, 50.0], 80, 48000) <= 50.0
+
+    def test_the_response_length_counts_so_a_larger_room_costs_more_at_the_same_order(self) -> None:
+        small, large = self.request([10.0, 8.0, 3.0], 40, 48000), self.request([100.0, 80.0, 20.0], 40, 48000)
+        assert large > 3 * small
+
+    def test_the_default_budget_refuses_the_reported_hall(self) -> None:
+        from sonalyze_simulation.settings import Settings
+
+        assert self.request([200.0, 200.0, 50.0], 100, 48000) > Settings().simulation_cost_budget_s

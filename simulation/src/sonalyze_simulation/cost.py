@@ -23,6 +23,11 @@ RAY_HOP_PER_WALL_S: Final = 2.5e-8
 """Per ray reflection and wall tested."""
 RAY_HOP_PER_MIC_S: Final = 1.0e-8
 """Per ray reflection and receiver tested."""
+ISM_RESPONSE_SAMPLE_S: Final = 4.5e-6
+"""Per sample of an image-source response (per-band arrivals, band filtering, air absorption). The response
+spans the farthest image: about ``max_order`` x the room's longest extent, far beyond RT60 in a large room
+(bench/cost_guard.py: a 200 m hall at order 80 is 47 s of response)."""
+SPEED_OF_SOUND_M_S: Final = 343.0
 SYNTH_SAMPLE_S: Final = 2.5e-6
 """Per output sample of a ray-traced response (noise per band, filtering, summing)."""
 METRICS_SAMPLE_S: Final = 0.5e-6
@@ -46,6 +51,8 @@ class CostInputs:
     """Energy lost per reflection (plus air over a mean free path) in the slowest band, in nepers."""
     n_rays: int | None
     ray_time_threshold_s: float
+    longest_extent_m: float = 0.0
+    """The room's largest extent (longest side or height): images of order ``n`` lie up to ``n`` times that away."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +98,11 @@ def polygon_image_visits(max_order: int, n_walls: int) -> float:
     return 1.0 + sum(n_walls * branching ** (k - 1) for k in range(1, max_order + 1))
 
 
+def ism_response_length_s(max_order: int, longest_extent_m: float) -> float:
+    """How long an image-source response runs: up to the farthest image, ``max_order`` extents away."""
+    return (max_order + 1) * longest_extent_m / SPEED_OF_SOUND_M_S
+
+
 def estimate_cost(inputs: CostInputs) -> CostEstimate:
     """Seconds of one core per stage; see the module docstring for the model."""
     n_pairs = inputs.n_sources * inputs.n_microphones
@@ -106,7 +118,9 @@ def estimate_cost(inputs: CostInputs) -> CostEstimate:
         else:
             visits = polygon_image_visits(order, inputs.n_walls_total)
             image_s = POLYGON_IMAGE_VISIT_S * visits * inputs.n_sources * (1 + 0.25 * inputs.n_microphones)
-        ism_length_s = inputs.expected_rt60_s if inputs.method == "ism" else 0.0
+        ism_response_s = ism_response_length_s(order, inputs.longest_extent_m)
+        image_s += ISM_RESPONSE_SAMPLE_S * ism_response_s * inputs.sample_rate_hz * n_pairs
+        ism_length_s = ism_response_s if inputs.method == "ism" else 0.0
 
     ray_s = 0.0
     rt_length_s = 0.0

@@ -116,6 +116,7 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
             min_band_decay_per_hop=decay_per_hop,
             n_rays=ray_tracing.n_rays if ray_tracing else None,
             ray_time_threshold_s=ray_tracing.time_threshold_s if ray_tracing else 0.0,
+            longest_extent_m=_longest_extent_m(geometry),
         )
         return inputs, estimate_cost(inputs)
 
@@ -166,6 +167,13 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
         mean_free_path_m=mfp_m,
         notes=tuple(notes),
     )
+
+
+def _longest_extent_m(geometry: GeometryPlan) -> float:
+    """The room's largest extent: the floor plan's widest span or the height."""
+    points = np.array(geometry.vertices, dtype=float)
+    span_m = float(np.max(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)))
+    return max(span_m, geometry.height_m)
 
 
 def _auto_ism_order(eyring_max_s: float, mfp_m: float, is_shoebox: bool) -> int:
