@@ -29,9 +29,10 @@ $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sonalyze needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-run: $(BIN)/python $(RUN_INPUTS)
-	$(PIP) -c $(CONSTRAINTS) -r requirements.txt
-	$(PIP) -c $(CONSTRAINTS) --no-deps $(addprefix -e ,$(PACKAGES))
+# the suite's own packages are built with the locked setuptools in .venv: one build environment, not one each
+$(VENV)/.installed-run: $(BIN)/python $(RUN_INPUTS) requirements-build.txt
+	$(PIP) -c $(CONSTRAINTS) -r requirements.txt -r requirements-build.txt
+	$(PIP) --no-deps --no-build-isolation $(addprefix -e ,$(PACKAGES))
 	@touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed-run requirements-dev.txt
