@@ -263,13 +263,13 @@ class TestHealth:
     async def test_database_down_is_503(self, app, client) -> None:
         from sonalyze_lobby.db import make_engine
 
-        working = app.state.engine
-        app.state.engine = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        working = app.state.read_engine  # health reads through the read engine
+        app.state.read_engine = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
         try:
             response = await client.get("/health")
         finally:
-            await app.state.engine.dispose()
-            app.state.engine = working
+            await app.state.read_engine.dispose()
+            app.state.read_engine = working
         assert response.status_code == 503
         assert response.json()["database"].startswith("error:")
 

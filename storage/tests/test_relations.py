@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 Builders = Any  # conftest.Builders, the `make` fixture
 
@@ -150,6 +151,33 @@ class TestUpsertRules:
         device = response.json()
         assert device["first_seen_at"].startswith("2026-01-01T00:00:00")
         assert device["last_seen_at"].startswith("2026-01-03T00:00:00")
+
+    async def test_bulk_devices_create_and_widen_in_one_request(self, client: httpx.AsyncClient) -> None:
+        known, new = unique("dev"), unique("dev")
+        await client.post("/v1/devices", json={"device_id": known, "first_seen_at": "2026-01-02T00:00:00Z",
+                                               "last_seen_at": "2026-01-02T00:00:00Z", "meta": {"os": "x"}})  # fmt: skip
+        body = {"devices": [
+            {"device_id": known, "first_seen_at": "2026-01-01T00:00:00Z", "last_seen_at": "2026-01-01T12:00:00Z"},
+            {"device_id": new, "first_seen_at": "2026-01-05T00:00:00Z", "last_seen_at": "2026-01-05T00:00:00Z"},
+            {"device_id": new, "first_seen_at": "2026-01-04T00:00:00Z", "last_seen_at": "2026-01-06T00:00:00Z"},
+        ]}  # fmt: skip
+        response = await client.post("/v1/devices/bulk", json=body)
+        assert (response.status_code, response.json()) == (200, {"created": 1, "updated": 1})
+        again = await client.post("/v1/devices/bulk", json=body)  # redelivered: nothing changes
+        assert again.json() == {"created": 0, "updated": 2}
+        stored = {d: (await client.get("/v1/devices", params={"device_id": d})).json()["items"][0] for d in (known, new)}
+        assert stored[known]["first_seen_at"].startswith("2026-01-01T00:00:00")
+        assert stored[known]["last_seen_at"].startswith("2026-01-02T00:00:00")  # a late write never narrows it
+        assert stored[known]["meta"] == {"os": "x"}
+        assert stored[new]["first_seen_at"].startswith("2026-01-04T00:00:00")
+        assert stored[new]["last_seen_at"].startswith("2026-01-06T00:00:00")
+
+    @pytest.mark.parametrize("devices", [[], [{"device_id": ""}], [{"device_id": "x"}] * 1001])
+    async def test_bulk_devices_refuses_an_empty_bad_or_oversize_batch(
+        self, client: httpx.AsyncClient, devices: list[dict[str, str]]
+    ) -> None:
+        response = await client.post("/v1/devices/bulk", json={"devices": devices})
+        assert (response.status_code, response.json()["error"]["code"]) == (422, "bad_request")
 
     async def test_a_repeated_post_keeps_fields_it_does_not_mention(
         self, make: Builders, client: httpx.AsyncClient

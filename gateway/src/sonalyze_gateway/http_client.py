@@ -24,13 +24,13 @@ from sonalyze_protocol.envelope import RequestId
 from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
 from sonalyze_protocol.http_errors import error_response
 from sonalyze_protocol.logs import bind_context, request_id_var
-from sonalyze_protocol.storage_client import StorageRecorder
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from yarl import URL
 
 from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
 from sonalyze_gateway.router import Target
+from sonalyze_gateway.seen_devices import SeenDevices
 
 logger = logging.getLogger("sonalyze.gateway.http")
 
@@ -167,9 +167,9 @@ class LifecycleNotifier:
     `LIFECYCLE_CONCURRENCY` at a time.
     """
 
-    def __init__(self, forwarder: EventForwarder, recorder: StorageRecorder | None = None) -> None:
+    def __init__(self, forwarder: EventForwarder, seen: SeenDevices | None = None) -> None:
         self._forwarder = forwarder
-        self._recorder = recorder  # each notice also widens the device's seen window in storage
+        self._seen = seen  # each notice also widens the device's seen window in storage (batched)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(LIFECYCLE_CONCURRENCY)
 
@@ -195,8 +195,8 @@ class LifecycleNotifier:
         except Exception:
             with bind_context(device_id=device_id):
                 logger.exception("%s failed", event)
-        if self._recorder is not None:
-            await self._recorder.device_seen(device_id)  # queued locally; never raises
+        if self._seen is not None:
+            self._seen.seen(device_id)
 
     @property
     def pending(self) -> int:

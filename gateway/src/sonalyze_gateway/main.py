@@ -62,6 +62,7 @@ from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Prox
 from sonalyze_gateway.models import BroadcastBody, BroadcastResult, ForwardLoad, Health, IdentifyData
 from sonalyze_gateway.rate_limit import TokenBucket
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
+from sonalyze_gateway.seen_devices import SeenDevices
 
 logger = logging.getLogger("sonalyze.gateway")
 
@@ -106,11 +107,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forwarder = EventForwarder(urls, settings.internal_auth_token, settings.http_timeout_seconds)
         recorder = await StorageRecorder.from_settings("gateway", settings)
         app.state.recorder = recorder
+        seen = SeenDevices(recorder) if recorder is not None else None
         gateway = Gateway(
             settings=settings,
             manager=ConnectionManager(),
             forwarder=forwarder,
-            notifier=LifecycleNotifier(forwarder, recorder),
+            notifier=LifecycleNotifier(forwarder, seen),
             proxy=Proxy(session, urls, settings.http_timeout_seconds),
             gc_tuning=GcTuning(closed_sockets=lambda: gateway.manager.n_closed),
             gates={
@@ -121,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.gateway = gateway
         restore_signals = _close_sockets_before_exit(gateway.manager)
         gateway.gc_tuning.start()
+        if seen is not None:
+            seen.start()
         try:
             yield
         finally:
@@ -129,6 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for task in list(gateway.tasks):
                 task.cancel()
             await gateway.notifier.drain()
+            if seen is not None:
+                await seen.aclose()
             if recorder is not None:
                 await recorder.aclose()
             forwarder.close()

@@ -125,6 +125,8 @@ class TestRecorderPayloads:
         assert await recorder.analysis_output("j1", "u.wav", "run-1", metrics={"rt60_s": 0.5})
         assert await recorder.simulation_job("s1", status="done", request={"room": {}})
         assert await recorder.simulation_result("s1:0", "s1", metrics={"sti": 0.6})
+        assert await recorder.devices_seen({"p1": (at, at), "p2": (at, at)})
+        assert await recorder.devices_seen({})  # nothing to write: nothing queued
         assert await recorder.outbox.flush(5.0)
         got = [(e.kind, e.key, e.payload) for e in target.entries]
         assert got == [
@@ -138,6 +140,12 @@ class TestRecorderPayloads:
                                                    "status": "ok", "metrics": {"rt60_s": 0.5}}),
             ("simulation_job", "s1", {"id": "s1", "status": "done", "request": {"room": {}}}),
             ("simulation_result", "s1:0", {"id": "s1:0", "job_id": "s1", "metrics": {"sti": 0.6}}),
+            ("device_batch", "2 devices from p1", {"devices": [
+                {"device_id": "p1", "first_seen_at": "2026-01-01T00:00:00+00:00",
+                 "last_seen_at": "2026-01-01T00:00:00+00:00"},
+                {"device_id": "p2", "first_seen_at": "2026-01-01T00:00:00+00:00",
+                 "last_seen_at": "2026-01-01T00:00:00+00:00"},
+            ]}),
         ]  # fmt: skip
         assert {e.kind for e in target.entries} == set(PATH_BY_KIND)
 

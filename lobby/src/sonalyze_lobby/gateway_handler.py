@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import Request
 from sonalyze_protocol.errors import BadRequest
@@ -28,6 +28,10 @@ from sonalyze_lobby.schemas import (
 )
 
 
+# events that never write: their session comes from the read engine (on SQLite: never behind a writer)
+READ_ONLY_EVENTS: Final = frozenset({"lobby.get", "measurement.session_status"})
+
+
 @asynccontextmanager
 async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator[LobbyContext]:
     """One session per event; closed here, committed (or not) by the service."""
@@ -35,7 +39,8 @@ async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator
     if not device_id or len(device_id) > DEVICE_ID_MAX_CHARS:
         raise BadRequest(f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} characters")
     state = request.app.state
-    async with state.sessionmaker() as session:
+    sessionmaker = state.read_sessionmaker if body.event in READ_ONLY_EVENTS else state.sessionmaker
+    async with sessionmaker() as session:
         yield LobbyContext(
             device_id=device_id,
             request_id=body.request_id,

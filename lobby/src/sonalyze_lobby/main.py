@@ -27,6 +27,7 @@ from sonalyze_lobby.db import (
     database_status,
     database_unavailable,
     make_engine,
+    make_read_engine,
     make_sessionmaker,
 )
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
@@ -56,9 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = app.state
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, settings.database_pool)
         state.engine = engine
         state.sessionmaker = make_sessionmaker(engine)
+        # reads only: on SQLite they never wait behind a writer (see db.py)
+        state.read_engine = make_read_engine(settings.database_url, engine, settings.database_pool)
+        state.read_sessionmaker = make_sessionmaker(state.read_engine)
         state.http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
         state.broadcaster = Broadcaster(
             BroadcastClient(
@@ -87,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.recorder is not None:
                 await state.recorder.aclose()
             await state.http.aclose()
+            if state.read_engine is not engine:
+                await state.read_engine.dispose()
             await engine.dispose()
 
     app = FastAPI(title="Sonalyze lobby", lifespan=lifespan)
@@ -108,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:
         """Liveness and database connectivity; 503 while the database is unreachable."""
-        database = await database_status(app.state.engine)
+        database = await database_status(app.state.read_engine)  # never queued behind writers
         status = "ok" if database == "ok" else "degraded"
         outbox = await outbox_health(getattr(app.state, "recorder", None))
         body = {"status": status, "service": "lobby", "database": database, "outbox": outbox}

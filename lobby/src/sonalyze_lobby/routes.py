@@ -38,7 +38,9 @@ DeviceIdHeader = Annotated[
 async def get_context(request: Request, device_id: DeviceIdHeader) -> AsyncIterator[LobbyContext]:
     """A `LobbyContext` for one HTTP request; the session closes after the response, the service commits."""
     state = request.app.state
-    async with state.sessionmaker() as session:
+    # a GET only reads: its session comes from the read engine (on SQLite: never behind a writer)
+    sessionmaker = state.read_sessionmaker if request.method == "GET" else state.sessionmaker
+    async with sessionmaker() as session:
         yield LobbyContext(
             device_id=device_id.strip(),
             request_id=request_id_var.get(),

@@ -2,8 +2,8 @@
 
 Each use case loads what it needs (``selectinload``), checks the rules, mutates, writes a `LobbyEvent`
 and commits; only then does it push ``lobby.updated`` (best effort: a failed push never undoes a change).
-Mutations lock the lobby row (``FOR UPDATE`` on PostgreSQL; SQLite transactions are serialised by
-``BEGIN IMMEDIATE``), so concurrent joins and leaves of one lobby never lose an update.
+Mutations lock the lobby row (``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised, see db.py),
+so concurrent joins and leaves of one lobby never lose an update. Reads load a lobby in one statement.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Final
 
 import orjson
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from sonalyze_lobby.broadcast import LOBBY_PROFILE_UPDATE, LOBBY_ROOM_SNAPSHOT, LOBBY_STEP_UPDATE
 from sonalyze_lobby.codes import generate_code, is_well_formed, normalize_code
@@ -69,15 +69,25 @@ class Change:
 # --- loaders and checks (shared with the measurement protocol) ----------------------------------
 
 
+def _with_participants(query: Select[tuple[Lobby]], for_update: bool) -> Select[tuple[Lobby]]:
+    """Participants loaded with the lobby: in the same statement for a read; for a locking read in a
+    second one (PostgreSQL cannot lock the outer join's side), the row locked until commit."""
+    if not for_update:
+        return query.options(joinedload(Lobby.participants))
+    return (
+        query.options(selectinload(Lobby.participants))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
 async def get_lobby(session: AsyncSession, lobby_id: uuid.UUID, *, for_update: bool = False) -> Lobby:
     """The lobby with its participants loaded; `NotFound` when there is none.
 
     ``for_update`` locks the row until commit (PostgreSQL), for use cases that change the lobby.
     """
-    query = select(Lobby).where(Lobby.id == lobby_id).options(selectinload(Lobby.participants))
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    lobby = (await session.execute(query)).scalar_one_or_none()
+    query = _with_participants(select(Lobby).where(Lobby.id == lobby_id), for_update)
+    lobby = (await session.execute(query)).unique().scalar_one_or_none()
     if lobby is None:
         raise NotFound(f"lobby {lobby_id} does not exist")
     return lobby
@@ -91,20 +101,14 @@ async def find_lobby_by_code(session: AsyncSession, raw_code: str, *, for_update
     code = normalize_code(raw_code)
     if not is_well_formed(code):
         raise NotFound(f"no lobby has the code '{code}'")
-    query = (
-        select(Lobby)
-        .where(Lobby.code == code, Lobby.state != LobbyState.CLOSED)
-        .options(selectinload(Lobby.participants))
-    )
-    if for_update:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    lobby = (await session.execute(query)).scalar_one_or_none()
-    if lobby is not None:
-        return lobby
-    closed = await session.scalar(select(Lobby.id).where(Lobby.code == code).limit(1))
-    if closed is not None:
+    # one statement: the open lobby with the code if there is one (at most one), else a closed one
+    query = select(Lobby).where(Lobby.code == code).order_by(Lobby.state == LobbyState.CLOSED).limit(1)
+    lobby = (await session.execute(_with_participants(query, for_update))).unique().scalar_one_or_none()
+    if lobby is None:
+        raise NotFound(f"no lobby has the code '{code}'")
+    if lobby.state is LobbyState.CLOSED:
         raise Conflict(f"lobby {code} is closed")
-    raise NotFound(f"no lobby has the code '{code}'")
+    return lobby
 
 
 def is_admin(lobby: Lobby, device_id: str) -> bool:

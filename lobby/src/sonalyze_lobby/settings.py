@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
+from sonalyze_lobby.db import PoolSettings
+
 
 class Settings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///./lobby.db"
@@ -28,6 +30,15 @@ class Settings(ServiceSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
         return value
+
+    # database connections kept / added under load / waited for (PostgreSQL; SQLite's readers)
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @property
+    def database_pool(self) -> PoolSettings:
+        return PoolSettings(self.database_pool_size, self.database_max_overflow, self.database_pool_timeout_seconds)
 
     @field_validator("gateway_url", "measurement_url", "storage_url")
     @classmethod

@@ -153,6 +153,20 @@ class DeviceFilters(CommonFilters):
     device_id: Key | None = None
 
 
+MAX_DEVICES_PER_BATCH: Final = 1000
+
+
+class DeviceBatch(Body):
+    """Many devices' "seen" windows in one request (a gateway coalesces a connect storm into these)."""
+
+    devices: list[DeviceCreate] = Field(min_length=1, max_length=MAX_DEVICES_PER_BATCH)
+
+
+class DeviceBatchResult(BaseModel):
+    created: int
+    updated: int
+
+
 # lobbies
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from fastapi import Request
@@ -21,10 +21,10 @@ def tokens_match(expected: str, given: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode())
 
 
-def require_internal_token(expected_token: Callable[[Request], str]) -> Callable[[Request], None]:
+def require_internal_token(expected_token: Callable[[Request], str]) -> Callable[[Request], Awaitable[None]]:
     """A FastAPI dependency that answers 401 unless the request carries the expected token."""
 
-    def check(request: Request) -> None:
+    async def check(request: Request) -> None:  # async: a sync dependency would cost a threadpool hop
         if not tokens_match(expected_token(request), request.headers.get(INTERNAL_TOKEN_HEADER)):
             raise Unauthorized(f"missing or wrong {INTERNAL_TOKEN_HEADER} header")
 
