@@ -320,9 +320,8 @@ async def one_round(
     await workers.call("close")
     await asyncio.sleep(0.5)
     for name, result in reports:
-        codes = {k: v for k, v in result["error_codes"].items() if name.startswith("overload") or k != "overloaded"}
-        if codes:
-            print(f"    {target.name} {name}: errors {codes}", flush=True)
+        if result["error_codes"]:
+            print(f"    {target.name} {name}: error answers {result['error_codes']}", flush=True)
     return figures
 
 
@@ -433,6 +432,15 @@ async def main_async(args: argparse.Namespace) -> int:
     pg_urls = await postgres_databases(args.postgres_url) if "postgres" in names else None
     if "postgres" in names and pg_urls is None:
         names.remove("postgres")
+    try:
+        return await run_targets(args, names, pg_urls, work_dir)
+    finally:  # after every suite has stopped
+        await drop_postgres(args.postgres_url, pg_urls)
+
+
+async def run_targets(
+    args: argparse.Namespace, names: list[str], pg_urls: tuple[str, str] | None, work_dir: Path
+) -> int:
     processes: list[subprocess.Popen[bytes]] = []
     targets: dict[str, Target] = {}
     with contextlib.ExitStack() as stack:
@@ -480,7 +488,6 @@ async def main_async(args: argparse.Namespace) -> int:
                 process.terminate()
             for process in processes:
                 process.wait(10)
-            await drop_postgres(args.postgres_url, pg_urls)
 
 
 async def measure(

@@ -20,7 +20,9 @@ from sqlalchemy.pool import StaticPool
 
 from sonalyze_lobby import sqlite_inline
 
-SQLITE_BUSY_TIMEOUT_S = 30
+# the writer waits this long for SQLite's write lock, which only another process (a migration run by
+# hand) can hold: in this process writers take turns on one connection before they ask for it
+SQLITE_BUSY_TIMEOUT_S = 5
 # a WAL reader waits for no lock; this only bounds the rare moment a checkpoint resets the log
 SQLITE_READ_BUSY_TIMEOUT_S = 1
 # SQLite's writer engine holds one connection: writers queue for it in asyncio, FIFO, instead of
@@ -63,6 +65,7 @@ def make_engine(database_url: str, pool: PoolSettings = PoolSettings()) -> Async
         else:
             engine = create_async_engine(
                 database_url,
+                module=sqlite_inline.DBAPI,  # calls run on the loop: no thread hand-offs (sqlite_inline.py)
                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S},
                 pool_size=SQLITE_WRITER_CONNECTIONS,
                 max_overflow=0,
@@ -80,8 +83,7 @@ def make_read_engine(database_url: str, engine: AsyncEngine, pool: PoolSettings 
 
     SQLite (a file): its own pool of connections in ``query_only`` mode whose transactions are deferred
     (a plain ``BEGIN``): in WAL mode they read a snapshot while a writer works, neither waits for the
-    other, so they run inline on the event loop (`sqlite_inline`). Anywhere else it is ``engine``
-    itself (PostgreSQL reads never wait for row locks).
+    other. Anywhere else it is ``engine`` itself (PostgreSQL reads never wait for row locks).
     """
     if not is_sqlite(database_url) or _in_memory(database_url):
         return engine

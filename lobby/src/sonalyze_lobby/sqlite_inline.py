@@ -1,11 +1,13 @@
-"""aiosqlite's interface without its thread, for the lobby's SQLite *readers*: each call runs inline.
+"""aiosqlite's interface without its thread, for the lobby's SQLite engines: each call runs inline.
 
 aiosqlite runs every call in a worker thread: a ``lobby.get`` cost ~9 hand-offs between the event loop
 and that thread (begin, cursor, execute, fetch, close, commit, reset), each waiting for the GIL; on a
-busy 2-core machine that was most of the event's time. A read of a few rows from an indexed table
-takes tens of microseconds, so the read engine runs it directly on the loop instead. Only readers:
-in WAL mode they never wait for a lock (``query_only`` connections, a short busy timeout as a bound),
-whereas a writer may wait for the write lock and keeps aiosqlite's thread.
+busy 2-core machine that was most of the event's time. A statement on a few rows of an indexed table
+takes tens of microseconds, so it runs directly on the loop instead. That is safe only where SQLite
+never makes a call wait for a lock: WAL readers wait for none, and the lobby's writers take turns on
+its one writer connection in asyncio before they ask SQLite for the write lock (db.py), so only another
+process could hold it, bounded by the busy timeout. Commits do not fsync (``synchronous=NORMAL``);
+a WAL checkpoint every ~1000 pages does, for a few milliseconds.
 
 Use: ``create_async_engine("sqlite+aiosqlite:///...", module=DBAPI)``; SQLAlchemy's aiosqlite dialect
 adapts it exactly as it adapts aiosqlite.
