@@ -170,3 +170,24 @@ async def test_debug_audio_writes_aligned_recording_and_ir(tmp_path, tools, good
     info = sf.info(str(settings.measurement_debug_audio_dir / job_id / "take1.ir.wav"))
     assert info.samplerate == 44100  # unannounced 44.1 kHz upload: the 44.1 kHz default signal
     assert info.duration == pytest.approx(3.05)
+
+
+class TestDeadline:
+    async def test_an_analysis_past_its_timeout_is_stopped_by_its_worker(
+        self, tmp_path_factory, tools, signal_48k, good_recording
+    ) -> None:
+        """Issue 14: the worker stops itself at the timeout instead of analysing on for no one."""
+        _, signal_id = signal_48k
+        settings = tools.make_settings(tmp_path_factory.mktemp("deadline"), measurement_analysis_timeout_s=0.2)
+        app = create_app(settings)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://m", timeout=120) as client:
+                job_id = await tools.new_job(client)
+                await client.post(f"/v1/jobs/{job_id}/uploads/good.wav", content=good_recording)
+                await client.post(f"/v1/jobs/{job_id}/analyze")  # the first one may wait for the worker's imports
+                body = (await client.post(f"/v1/jobs/{job_id}/analyze")).json()
+        [result] = body["results"]
+        assert result["status"] == "failed"
+        # the worker's own message (it stopped), not the pool's (which would only have stopped waiting)
+        assert "took too long and was stopped after 0.2 s" in result["error"]["message"], result["error"]

@@ -109,3 +109,31 @@ class TestWorkerCrash:
             assert pool.running == 0
         finally:
             pool.shutdown()
+
+
+async def wait_until_warm(client: httpx.AsyncClient) -> None:
+    """One tiny simulation first, so the worker has imported the engine before the timed request."""
+    await client.post("/simulate", json={
+        "room": {"type": "shoebox", "dimensions_m": [3.0, 3.0, 2.5]}, "method": "ism", "max_order": 0,
+        "sources": [{"id": "s", "position_m": [1.0, 1.0, 1.2]}],
+        "microphones": [{"id": "m", "position_m": [2.0, 2.0, 1.2]}],
+    })  # fmt: skip
+
+
+class TestDeadline:
+    async def test_a_simulation_past_its_deadline_is_stopped_and_frees_its_worker(
+        self, app_factory: Any, shoebox_body: Body
+    ) -> None:
+        """Issue 14: the worker no longer computes on for a client the gateway has already answered."""
+        heavy = shoebox_body(absorption=0.05, n_rays=200000, method="ray_tracing")
+        async with app_factory(simulation_pool_size=1, simulation_deadline_s=1.0) as (_, client):
+            await wait_until_warm(client)
+            started = time.perf_counter()
+            response = await client.post("/simulate", json=heavy)
+            elapsed_s = time.perf_counter() - started
+            assert response.status_code == 504, response.text
+            message = response.json()["error"]["message"]
+            assert response.json()["error"]["code"] == "timeout" and "deadline" in message
+            estimated_s = float(message.split("estimated ")[1].split(" s")[0])
+            assert elapsed_s < estimated_s / 2, (elapsed_s, estimated_s)  # stopped, not run to the end
+            assert (await client.get("/health")).json()["workers"]["running"] == 0

@@ -2,7 +2,8 @@
 
 Workers are spawned (not forked: the parent runs an event loop and threads) and warmed up at start,
 so the first analysis does not pay for importing numpy and scipy. A crashed worker breaks the pool;
-the recordings it held fail with that reason and the pool is rebuilt for the next call.
+the recordings it held fail with that reason and the pool is rebuilt for the next call. A worker stops an
+analysis that runs past the timeout itself (`deadline`), so it does not go on computing for no one.
 """
 
 from __future__ import annotations
@@ -14,9 +15,21 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from sonalyze_protocol.deadline import deadline
+
 from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, json_safe
 
 logger = logging.getLogger("sonalyze.measurement.pool")
+
+
+# the pool's own wait outlasts the worker's deadline a little, so the worker normally answers itself
+DEADLINE_GRACE_S = 5.0
+
+
+def _analyze_within(task: AnalysisTask, deadline_s: float) -> dict[str, Any]:
+    """`analyze_recording`, stopped when it runs past ``deadline_s`` so the worker is free for the next."""
+    with deadline(deadline_s):
+        return analyze_recording(task)
 
 
 def _warm_up() -> bool:
@@ -53,8 +66,8 @@ class AnalysisPool:
         loop = asyncio.get_running_loop()
         executor = self._executor
         try:
-            future = loop.run_in_executor(executor, analyze_recording, task)
-            return await asyncio.wait_for(future, self.timeout_s)
+            future = loop.run_in_executor(executor, _analyze_within, task, self.timeout_s)
+            return await asyncio.wait_for(future, self.timeout_s + DEADLINE_GRACE_S)
         except TimeoutError:
             reason = f"analysis took longer than {self.timeout_s:g} s"
         except BrokenProcessPool:

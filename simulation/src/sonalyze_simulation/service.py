@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sonalyze_protocol.errors import AppError, BadRequest, InternalError, NotFound
+from sonalyze_protocol.deadline import DeadlineExceeded
+from sonalyze_protocol.errors import AppError, BadRequest, InternalError, NotFound, Timeout
 from sonalyze_protocol.logs import device_id_var
 from sonalyze_protocol.storage_client import StorageRecorder
 
@@ -50,6 +51,7 @@ class SimulationService:
             size=settings.simulation_pool_size,
             queue_wait_s=settings.simulation_queue_wait_s,
             max_queued=settings.simulation_max_queued,
+            deadline_s=settings.simulation_deadline_s,
         )
         return cls(settings=settings, pool=pool, irs=IrStore(int(settings.simulation_ir_cache_mb * 1024 * 1024)))
 
@@ -65,6 +67,11 @@ class SimulationService:
         self._record_job(simulation_id, request, status="running")
         try:
             result = await self.pool.run(run_plan, planned.plan)
+        except DeadlineExceeded:
+            message = (f"the simulation ran past its deadline of {self.settings.simulation_deadline_s:g} s "
+                       f"(SIMULATION_DEADLINE_S; estimated {planned.cost.total_s:.1f} s) and was stopped")  # fmt: skip
+            self._record_job(simulation_id, request, status="failed", error=message)
+            raise Timeout(message) from None
         except AppError as exc:
             self._record_job(simulation_id, request, status="failed", error=exc.message)
             raise

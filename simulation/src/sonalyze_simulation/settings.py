@@ -18,6 +18,9 @@ class Settings(ServiceSettings):
     """How long a request waits for a free worker before it gets 503."""
     simulation_max_queued: int = Field(default=16, ge=0, le=10_000)
     """Requests allowed to wait at once; beyond that the answer is 503 at once."""
+    simulation_deadline_s: float = Field(default=28.0, gt=0.0, le=3600.0)
+    """A simulation still running this long after its worker took it is stopped (504 ``timeout``): by then
+    the gateway (30 s) has answered its client, so the worker is freed instead of computing for no one."""
     simulation_cost_budget_s: float = Field(default=20.0, gt=0.0, le=3600.0)
     """Largest estimated compute time of one request (seconds on one core of the reference machine)."""
     simulation_max_pairs: int = Field(default=32, ge=1, le=1024)

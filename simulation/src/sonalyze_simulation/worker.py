@@ -20,3 +20,4 @@ def run_plan(plan: SimulationPlan) -> SimulationOutput:
     from sonalyze_simulation.simulate import simulate
 
     return simulate(plan)
+

@@ -20,6 +20,7 @@ import numpy as np
 from sonalyze_acoustics.alignment import SyncNotFound
 from sonalyze_acoustics.bands import band_edges_hz
 from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, room_parameters
+from sonalyze_protocol.deadline import DeadlineExceeded
 from sonalyze_protocol.errors import client_text
 
 from sonalyze_measurement.analysis.alignment import Measured, Reference, measure_impulse_response
@@ -87,6 +88,8 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         result["error"] = {"code": "sync_not_found", "message": client_text(str(exc))}
     except ValueError as exc:
         result["error"] = {"code": "analysis_failed", "message": client_text(str(exc))}
+    except DeadlineExceeded as exc:
+        result["error"] = {"code": "analysis_failed", "message": f"the analysis took too long and was {exc}"}
     except Exception as exc:  # a worker must answer, whatever happened
         logger.exception("analysis of %s/%s failed", task.job_id, task.upload_name)
         result["error"] = {"code": "analysis_failed", "message": client_text(f"{type(exc).__name__}: {exc}")}
