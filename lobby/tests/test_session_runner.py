@@ -113,9 +113,6 @@ class FakeMeasurement:
     analysis_gate: asyncio.Event | None = None
     down: bool = False
 
-    async def get_job(self, job_id: str) -> dict[str, Any]:
-        return {"job_id": job_id}
-
     signal_failures: int = 0
     signal_calls: int = 0
 

@@ -18,7 +18,6 @@ from sonalyze_protocol.logs import REQUEST_ID_HEADER, request_id_var
 
 from sonalyze_lobby.measurement_coordinator import SignalInfo
 
-SIGNAL_ID_HEADER: Final = "X-Signal-Id"
 AUDIO_PATH: Final = "/v1/measurement/audio"
 
 
@@ -71,13 +70,6 @@ class MeasurementClient:
         if response.status_code >= 500:
             raise ServiceUnavailable(f"the measurement service failed {what}: {_reason(response)}")
         return response
-
-    async def get_job(self, job_id: str) -> dict[str, Any]:
-        response = await self._call("the job lookup", "GET", f"/v1/jobs/{job_id}")
-        if response.status_code == 404:
-            raise NotFound(f"measurement job {job_id} does not exist")
-        _raise_for_client_error(response, "the job lookup")
-        return response.json()
 
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo:
         """The sweep for ``sample_rate_hz``, remembered per rate: its id, length and SHA-256.

@@ -6,7 +6,6 @@ the message to the coordinator (`session_runner.Coordinator`); the state machine
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Annotated, Any, Final
 

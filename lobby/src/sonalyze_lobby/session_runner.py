@@ -45,7 +45,6 @@ from sonalyze_lobby.measurement_coordinator import (
     advance,
     new_session,
     status,
-    upload_name_for,
 )
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
@@ -111,8 +110,6 @@ class LobbyStates(Protocol):
 
 class Measurement(Protocol):
     """What the protocol asks the measurement service (`MeasurementClient` over HTTP)."""
-
-    async def get_job(self, job_id: str) -> dict[str, Any]: ...
 
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo: ...
 
