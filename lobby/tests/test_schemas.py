@@ -100,3 +100,19 @@ class TestCodes:
         assert normalize_code("  abc234\n") == "ABC234"
         assert not is_well_formed(normalize_code("abc10o"))
         assert not is_well_formed("ABC23")
+
+
+class TestPublicBaseUrl:
+    def test_trailing_slash_is_dropped_and_empty_means_a_path(self) -> None:
+        from sonalyze_lobby.settings import Settings
+
+        assert Settings(public_base_url="https://sonalyze.example/ ").public_base_url == "https://sonalyze.example"
+        assert Settings(public_base_url="").public_base_url == ""
+
+    def test_anything_but_http_is_refused(self) -> None:
+        from pydantic import ValidationError
+
+        from sonalyze_lobby.settings import Settings
+
+        with pytest.raises(ValidationError, match="PUBLIC_BASE_URL"):
+            Settings(public_base_url="gateway:8000")

@@ -377,8 +377,8 @@ class VerifyUpload:
     device_id: str
     upload_name: str
     cycle: int
-    speaker_slot_id: str = ""
-    mic_slot_id: str = ""
+    speaker_slot_id: str
+    mic_slot_id: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -318,15 +318,15 @@ class Coordinator:
 
     def _verifier(self, state: SessionState, effect: VerifyUpload) -> Callable[[], Awaitable[None]]:
         async def verify() -> None:
-            if effect.speaker_slot_id:  # which slots the upload belongs to, whatever its name
-                await self.measurement.announce_recording(
-                    state.job_id,
-                    effect.upload_name,
-                    speaker_slot_id=effect.speaker_slot_id,
-                    mic_slot_id=effect.mic_slot_id,
-                    device_id=effect.device_id,
-                    signal_id=state.signal.signal_id,
-                )
+            # which slots the upload belongs to, whatever its name (ours or the app's)
+            await self.measurement.announce_recording(
+                state.job_id,
+                effect.upload_name,
+                speaker_slot_id=effect.speaker_slot_id,
+                mic_slot_id=effect.mic_slot_id,
+                device_id=effect.device_id,
+                signal_id=state.signal.signal_id,
+            )
             if not await self.measurement.upload_exists(state.job_id, effect.upload_name):
                 raise NotFound(
                     f"upload {effect.upload_name} is not stored in job {state.job_id}; "
