@@ -25,6 +25,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("analysis.py", ["--quick"], []),
     ("simulation.py", ["--repeat", "1"], ["--repeat", "5"]),
     ("lobby_concurrency.py", [], []),
+    ("create_session.py", ["--sessions", "50"], []),
     ("storage_outbox.py", [], []),
     ("devices_load.py", ["--lobbies", "5"], ["--lobbies", "20"]),
 ]
