@@ -201,3 +201,17 @@ class TestHealth:
         body = (await client.get("/health")).json()
         assert body["status"] == "ok"
         assert body["workers"]["size"] == 2
+
+
+class TestDirectSoundOnly:
+    async def test_a_huge_hall_at_order_0_is_answered_not_a_500(self, client: httpx.AsyncClient) -> None:
+        """Issue 14 (found by bench/cost_guard.py): the response ends right after the direct sound, shorter
+        than one Lundeby block, and the decay check failed on it."""
+        body = {
+            "room": {"type": "shoebox", "dimensions_m": [200.0, 160.0, 40.0]},
+            "sources": [{"id": "s", "position_m": [60.0, 64.0, 1.5]}],
+            "microphones": [{"id": "m", "position_m": [140.0, 96.0, 1.2]}],
+            "method": "ism", "max_order": 0, "sample_rate_hz": 16000,
+        }  # fmt: skip
+        response = await client.post("/simulate", json=body)
+        assert response.status_code == 200, response.text

@@ -32,8 +32,8 @@ SYNTH_SAMPLE_S: Final = 2.5e-6
 """Per output sample of a ray-traced response (noise per band, filtering, summing)."""
 METRICS_SAMPLE_S: Final = 0.5e-6
 """Per sample of a response analysed by the shared metrics (octave filters, Schroeder, STI)."""
-BASE_S: Final = 0.05
-"""Fixed cost of one run (room set-up, pickling)."""
+BASE_S: Final = 0.1
+"""Fixed cost of one run (room set-up, pickling, the metrics set-up; bench/cost_guard.py)."""
 
 
 @dataclass(frozen=True, slots=True)

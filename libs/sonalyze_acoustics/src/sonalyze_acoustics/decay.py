@@ -433,6 +433,8 @@ def _still_decaying(decay: np.ndarray, sample_rate_hz: float) -> bool:
     """
     n_block = max(int(round(LUNDEBY_INITIAL_BLOCK_S * sample_rate_hz)), 1)
     levels_db, centres = _block_levels_db(decay, n_block)
+    if levels_db.size == 0:  # shorter than one block: nothing to judge
+        return False
     n_last = max(int(0.2 * levels_db.size), 3)
     peak = int(np.argmax(levels_db))
     if levels_db.size - n_last - peak < 3:
