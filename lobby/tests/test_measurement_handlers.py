@@ -433,3 +433,13 @@ class TestAppDialect:
         assert relayed[-1]["results"] == results and relayed[-1]["session_id"] == session_id
         assert not [p for p in gateway.pushes if p.event == "measurement.analysis_results" and lobby.admin in p.device_ids
                     and p.data.get("source") == "host"]  # fmt: skip
+
+
+async def test_concurrent_first_signal_lookups_share_one_description() -> None:
+    """The start-up warm-up and a first create_session must not ask the measurement service twice at once."""
+    measurement = FakeMeasurementService()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(measurement.handler)) as http:
+        client = MeasurementClient("http://measurement.test", http, token="t")
+        first, second = await asyncio.gather(client.get_signal(SAMPLE_RATE_HZ), client.get_signal(SAMPLE_RATE_HZ))
+    assert first == second
+    assert measurement.calls == ["GET /v1/measurement/signal"]

@@ -6,6 +6,7 @@ Every failure becomes an `AppError`: an unknown job or upload -> ``not_found``, 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import struct
 from typing import Any, Final
@@ -49,6 +50,7 @@ class MeasurementClient:
         self._token = token
         self._timeout_s = timeout_s
         self._signals: dict[str, SignalInfo] = {}
+        self._describing: dict[str, asyncio.Future[SignalInfo]] = {}
 
     def _headers(self) -> dict[str, str]:
         headers = {INTERNAL_TOKEN_HEADER: self._token} if self._token else {}
@@ -80,6 +82,14 @@ class MeasurementClient:
         query = urlencode({"sample_rate": sample_rate_hz})
         if (known := self._signals.get(query)) is not None:
             return known
+        # one description in flight per rate: the start-up warm-up and a first create_session share it
+        if (pending := self._describing.get(query)) is None:
+            pending = asyncio.ensure_future(self._describe_signal(query))
+            self._describing[query] = pending
+            pending.add_done_callback(lambda _: self._describing.pop(query, None))
+        return await asyncio.shield(pending)
+
+    async def _describe_signal(self, query: str) -> SignalInfo:
         described = await self._call("the signal description", "GET", f"/v1/measurement/signal?{query}")
         if described.status_code in (400, 422):
             raise BadRequest(f"data.sample_rate_hz: the measurement service refused it: {_reason(described)}")
