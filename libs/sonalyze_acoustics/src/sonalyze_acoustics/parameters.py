@@ -94,6 +94,31 @@ ISO flags 10 %, real double-slope rooms reach 20 %)."""
 MIN_INR_ENERGY_DB: Final = 25.0
 """Minimum impulse-to-noise ratio in dB for C50, C80, D50 and DRR (at 20 dB they scatter by 1-2 dB, measured)."""
 
+LATE_ABOVE_NOISE_DB: Final = 10.0
+"""C50, C80, D50 (and DRR) need the late part of their window measured, not extrapolated: the measured decay
+curve must reach at least this far below the level where the late part starts (the curve's level at 50 or
+80 ms, at the end of the direct window for DRR). Then the extrapolated tail beyond the noise holds at most
+10 % of the late energy, so even a tail wrong by a factor 2 (or missing) moves C by 0.4 dB or less, under half
+of one JND (1 dB, ISO 3382-1 Table A.1). Without the rule, a dry room at 20 dB peak-to-noise gave C50 = C80
+= 39 dB against 31 and 37 dB, and a synthetic one (T 0.12-0.3 s, DRR +15 dB, band INR 26 dB) C80 5-13 dB low
+at 4-8 kHz: the late energy was the extrapolated tail (issue 15). Such a value is null with the reason, not
+reported as a bound: the noise-compensated late energy under the noise bounds the true one neither from
+above nor from below. (12 dB was tried: it nulled more and changed nothing that 10 dB let through.)"""
+
+
+METRIC_LABELS: Final = {
+    "edt_s": "EDT",
+    "t20_s": "T20",
+    "t30_s": "T30",
+    "rt60_s": "RT60",
+    "c50_db": "C50",
+    "c80_db": "C80",
+    "d50": "D50",
+    "drr_db": "DRR",
+    "sti": "STI",
+}
+"""How a null reason names its metric (each reason starts with the metric and the band, or "broadband")."""
+
 DIRECT_WINDOW_S: Final = 0.001
 """The direct sound's window is flat until this long after its peak, then ramps down."""
 
@@ -198,7 +223,7 @@ class RoomParameters:
         for name, reason in self.broadband.null_reasons.items():
             null_reasons[f"broadband.{name}"] = reason
         if broadband["sti"] is None:
-            null_reasons["broadband.sti"] = self.sti_null_reason or "STI could not be computed"
+            null_reasons["broadband.sti"] = named_reason("sti", None, self.sti_null_reason or "could not be computed")
         bands: dict[str, dict[str, float | None]] = {}
         for band in OCTAVE_BANDS_HZ:
             parameters = self.bands[band]
@@ -208,7 +233,8 @@ class RoomParameters:
         for prefix, values in [("broadband", broadband), *((f"bands.{b}", bands[str(b)]) for b in OCTAVE_BANDS_HZ)]:
             for name, value in values.items():
                 if value is None:
-                    null_reasons.setdefault(f"{prefix}.{name}", "not computed")
+                    band_hz = None if prefix == "broadband" else int(prefix.split(".")[1])
+                    null_reasons.setdefault(f"{prefix}.{name}", named_reason(name, band_hz, "not computed"))
         everything = [("broadband", self.broadband), *((str(b), self.bands[b]) for b in OCTAVE_BANDS_HZ)]
         return {
             "broadband": broadband,
@@ -322,6 +348,13 @@ def _finite_or_none(value: float | None) -> float | None:
     if value is None or not math.isfinite(value):
         return None
     return float(value)
+
+
+def named_reason(name: str, band_hz: int | None, reason: str) -> str:
+    """``reason`` prefixed with the metric and band it is about: ``"C50 at 2000 Hz: ..."``, ``"T30 broadband: ..."``."""
+    where = "broadband" if band_hz is None else f"at {band_hz} Hz"
+    prefix = f"{METRIC_LABELS.get(name, name)} {where}: "
+    return reason if reason.startswith(prefix) else prefix + reason
 
 
 def _rounded(value: float | None) -> float | None:
@@ -471,6 +504,40 @@ def _energies(
     }
 
 
+def _late_part_measured_db(
+    edc: np.ndarray,
+    origin: int,
+    band_delay: int,
+    n_ms: int,
+    decay_range_db: float,
+    direct_share: float,
+    direct_samples: int,
+) -> dict[str, float]:
+    """Per energy ratio: how far (dB) the measured decay curve reaches below the start of its late part.
+
+    The measured curve ends ``decay_range_db`` below ``edc[0]``; the late part of C50/D50 starts at the curve's
+    level at 50 ms, C80's at 80 ms, and DRR's reverberant part where the direct window ends (``edc[0]`` minus
+    the direct energy ``direct_share``). See :data:`LATE_ABOVE_NOISE_DB`.
+    """
+    n = edc.size
+    total = float(edc[0])
+    if total <= 0:
+        return dict.fromkeys(("c50_db", "c80_db", "d50", "drr_db"), -math.inf)
+
+    def level_db(energy: float) -> float:
+        return 10.0 * math.log10(energy / total) if energy > 0 else -math.inf
+
+    late_50 = level_db(float(edc[min(max(origin + 50 * n_ms - band_delay, 0), n - 1)]))
+    late_80 = level_db(float(edc[min(max(origin + 80 * n_ms - band_delay, 0), n - 1)]))
+    reverberant = level_db(total - direct_share) if direct_samples else 0.0
+    return {
+        "c50_db": decay_range_db + late_50,
+        "c80_db": decay_range_db + late_80,
+        "d50": decay_range_db + late_50,
+        "drr_db": decay_range_db + reverberant,
+    }
+
+
 @dataclass(frozen=True)
 class _DirectSound:
     """The direct window of ``ir`` through every band filter: ``signals[row]`` covers absolute indices
@@ -589,7 +656,9 @@ def _band(
         analysis = _decay.analyse_decay(energy, sample_rate_hz, start_index=start, reference_index=onset)
     except _decay.NoDecayError as error:
         reason = f"no usable decay: {error}"
-        return _BandResult(BandParameters(null_reasons={name: reason for name in _FIELDS}), None)
+        return _BandResult(
+            BandParameters(null_reasons={name: named_reason(name, band_hz, reason) for name in _FIELDS}), None
+        )
 
     edc = analysis.edc
     origin = onset - start
@@ -623,17 +692,27 @@ def _band(
                 "energy ratios need"
             )
     else:
+        measured_below_db = _late_part_measured_db(
+            edc, origin, delay, n_ms, analysis.decay_range_db, direct_energy + cross_energy, direct_signal.size
+        )
         for name, value in _energies(edc, origin, delay, n_ms, direct_energy, cross_energy).items():
             values[name] = value
             if value is None:
                 reasons[name] = "energy ratio undefined (no energy on one side of the boundary)"
+            elif measured_below_db[name] < LATE_ABOVE_NOISE_DB:
+                values[name] = None
+                reasons[name] = (
+                    f"the late part of the window is not above the noise: the measured decay reaches only "
+                    f"{measured_below_db[name]:.1f} dB below its start (at least {LATE_ABOVE_NOISE_DB:.0f} dB needed; "
+                    "the late energy would be mostly the extrapolated tail)"
+                )
 
     parameters = BandParameters(
         **{name: _finite_or_none(values[name]) for name in _FIELDS},
         inr_db=_finite_or_none(analysis.inr_db),
         noise_floor_db=_finite_or_none(analysis.noise_floor_db),
         decay_range_db=_finite_or_none(analysis.decay_range_db),
-        null_reasons=reasons,
+        null_reasons={name: named_reason(name, band_hz, text) for name, text in reasons.items()},
     )
     lundeby = analysis.lundeby
     stop = start + edc.size
@@ -693,7 +772,9 @@ def _room_parameters(
             band_parameters[band] = results[band].parameters
         else:
             reason = f"the {band} Hz band lies above the usable range of sample rate {sample_rate_hz:g} Hz"
-            band_parameters[band] = BandParameters(null_reasons={name: reason for name in _FIELDS})
+            band_parameters[band] = BandParameters(
+                null_reasons={name: named_reason(name, band, reason) for name in _FIELDS}
+            )
 
     assumptions = _sti.StiAssumptions(speech_level_dba=_sti.DEFAULT_SPEECH_LEVEL_DBA, noise_levels_db=None)
     sti_value: float | None = None
