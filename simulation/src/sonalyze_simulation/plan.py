@@ -75,6 +75,8 @@ class SimulationPlan:
     air_absorption: bool
     ray_tracing: RayTracingPlan | None
     seed: int
+    hybrid_early_s: float = 0.05
+    """Hybrid only: how long after the direct sound the image sources carry the response (`hybrid`)."""
 
     @property
     def n_pairs(self) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from sonalyze_protocol.errors import BadRequest
 
 from sonalyze_simulation import geometry as geo
+from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics.metrics import (
     AIR_ATTENUATION_PER_M,
     SPEED_OF_SOUND_M_S,
@@ -44,8 +45,6 @@ MIN_SURFACE_DISTANCE_M: Final = 0.05
 """Sources and microphones keep at least this far from every surface."""
 MIN_PAIR_DISTANCE_M: Final = 0.1
 
-HYBRID_DEFAULT_MAX_ORDER: Final = 3
-"""Image sources for the early part; the ray tracer takes over above this order (pyroomacoustics' advice)."""
 ISM_AUTO_MAX_ORDER_SHOEBOX: Final = 50
 ISM_AUTO_MAX_ORDER_POLYGON: Final = 10
 
@@ -122,8 +121,16 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
 
     notes: list[str] = []
     max_order = request.max_order
+    mid_eyring = estimates.eyring_rt60_s[2:5]
+    early_s = hybrid.early_s(float(np.mean(np.where(np.isfinite(mid_eyring), mid_eyring, 60.0))))
     if request.method == "hybrid" and max_order is None:
-        max_order = HYBRID_DEFAULT_MAX_ORDER
+        max_order = hybrid.hybrid_order(
+            _shortest_extent_m(geometry),
+            max(math.dist(s.position_m, m.position_m) for s in sources for m in microphones),
+            len(geometry.surfaces),
+            SPEED_OF_SOUND_M_S,
+            early_s,
+        )
     elif request.method == "ism" and max_order is None:
         max_order = _auto_ism_order(eyring_max_s, mfp_m, geometry.kind == "shoebox")
         while max_order > 1 and cost_for(max_order)[1].total_s > limits.cost_budget_s / 2:
@@ -158,6 +165,7 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
         air_absorption=request.air_absorption,
         ray_tracing=ray_tracing,
         seed=request.seed,
+        hybrid_early_s=early_s,
     )
     return PlannedSimulation(
         plan=plan,
@@ -174,6 +182,13 @@ def _longest_extent_m(geometry: GeometryPlan) -> float:
     points = np.array(geometry.vertices, dtype=float)
     span_m = float(np.max(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)))
     return max(span_m, geometry.height_m)
+
+
+def _shortest_extent_m(geometry: GeometryPlan) -> float:
+    """The room's smallest size: its height or the floor plan's narrower bounding-box side."""
+    xs = [x for x, _ in geometry.vertices]
+    ys = [y for _, y in geometry.vertices]
+    return min(geometry.height_m, max(xs) - min(xs), max(ys) - min(ys))
 
 
 def _auto_ism_order(eyring_max_s: float, mfp_m: float, is_shoebox: bool) -> int:

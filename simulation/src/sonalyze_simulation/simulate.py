@@ -2,7 +2,8 @@
 
 Image sources (ISM) give the exact specular arrivals up to ``max_order``; alone they stop where that
 order stops, so their decay is cut short in live rooms (see `planning` for the note the response
-carries). ``hybrid`` adds the ray-traced tail (`simulate_raytracing`); ``ray_tracing`` uses rays only.
+carries). ``hybrid`` runs image sources and rays separately and joins them without an energy step
+(`hybrid`); ``ray_tracing`` uses rays only.
 Metrics come from `sonalyze_acoustics.parameters.room_parameters`, the code that analyses measurements.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sonalyze_acoustics.parameters import room_parameters
 
+from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics import pyroom
 from sonalyze_simulation.acoustics.metrics import SPEED_OF_SOUND_M_S
 from sonalyze_simulation.plan import SimulationPlan
@@ -64,12 +66,67 @@ def direct_index(distance_m: float, sample_rate_hz: int) -> int:
     return round(distance_m / SPEED_OF_SOUND_M_S * sample_rate_hz) + pyroom.fractional_delay_offset_samples()
 
 
+def _hybrid_responses(plan: SimulationPlan, polygon: bool) -> list[list[NDArray[np.float64]]]:
+    """``rirs[m][s]`` of the hybrid: image sources, then a tail shaped by the ray tracer's fitted decay.
+
+    The rays run alone (their energy histograms, no response of their own); each pair's tail is noise with
+    the per-band exponential envelope fitted to its histogram (`hybrid.fit_tail`), joined to the image sources
+    without an energy step (`hybrid.join`). A pair whose histogram cannot be fitted keeps the rays' own
+    response as its tail.
+    """
+    assert plan.ray_tracing is not None
+    ism_room = pyroom.build_room(plan, engine="ism")
+    ism_rirs = pyroom.compute_impulse_responses(ism_room, polygon=polygon)
+    rt_room = pyroom.build_room(plan, engine="ray_tracing")
+    rt_room.ray_tracing()
+    centres_hz = tuple(float(c) for c in rt_room.octave_bands.centers)
+    offset = pyroom.fractional_delay_offset_samples()
+    fs = float(plan.sample_rate_hz)
+    rays_ir: list[list[NDArray[np.float64]]] | None = None
+    out: list[list[NDArray[np.float64]]] = []
+    for m, mic in enumerate(plan.microphones):
+        row = []
+        for s, source in enumerate(plan.sources):
+            distance_m = math.dist(source.position_m, mic.position_m)
+            distances_m, orders = pyroom.image_distances_m(ism_room, s, m)
+            t_x = hybrid.transition_s(
+                distances_m, orders, int(plan.max_order or 0), distance_m, SPEED_OF_SOUND_M_S, plan.hybrid_early_s
+            )
+            model = hybrid.fit_tail(rt_room.rt_histograms[m][s][0], plan.ray_tracing.hist_bin_size_s, centres_hz, t_x)
+            if model is not None:
+                end_s = min(
+                    float(model.times_s[-1]) + max(hybrid.TAIL_DB / -slope for slope in model.slope_db_per_s),
+                    hybrid.MAX_TAIL_S,
+                )
+                n = max(int(end_s * fs) + offset, ism_rirs[m][s].size)
+                rng = np.random.default_rng([plan.seed, m, s])
+                tail = np.concatenate([np.zeros(offset), hybrid.synthesize_tail(model, n - offset, fs, rng)])
+            else:
+                if rays_ir is None:
+                    rt_room.compute_rir()
+                    rays_ir = [[np.asarray(ir, dtype=np.float64) for ir in per_mic] for per_mic in rt_room.rir]
+                tail = rays_ir[m][s]
+            ir, _ = hybrid.join(
+                ism_rirs[m][s],
+                tail,
+                direct_index(distance_m, plan.sample_rate_hz),
+                round(t_x * fs) + offset,
+                fs,
+            )
+            row.append(ir)
+        out.append(row)
+    return out
+
+
 def simulate(plan: SimulationPlan) -> SimulationOutput:
     """Impulse responses and metrics for every source-microphone pair of the plan."""
     started = time.perf_counter()
     pyroom.seed_engine(plan.seed)
-    room = pyroom.build_room(plan)
-    rirs = pyroom.compute_impulse_responses(room, polygon=plan.geometry.kind == "polygon")
+    polygon = plan.geometry.kind == "polygon"
+    if plan.method == "hybrid":
+        rirs = _hybrid_responses(plan, polygon)
+    else:
+        rirs = pyroom.compute_impulse_responses(pyroom.build_room(plan), polygon=polygon)
     simulated = time.perf_counter()
 
     pairs = []

@@ -12,6 +12,8 @@ Three things pyroomacoustics leaves to its caller, handled here:
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import pyroomacoustics as pra
 from numpy.typing import NDArray
@@ -44,10 +46,17 @@ def fractional_delay_offset_samples() -> int:
     return int(pra.constants.get("frac_delay_length")) // 2
 
 
-def build_room(plan: SimulationPlan) -> pra.Room:
-    """The room with its materials, sources and microphones, configured for the plan's method."""
+def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | None = None) -> pra.Room:
+    """The room with its materials, sources and microphones, configured for the plan's method.
+
+    ``engine`` runs one part of the hybrid alone (image sources to ``max_order``, or rays alone); the hybrid
+    is never left to pyroomacoustics' own join (see `sonalyze_simulation.hybrid`).
+    """
     geometry = plan.geometry
-    max_order = -1 if plan.method == "ray_tracing" else int(plan.max_order or 0)
+    if engine is None and plan.method == "hybrid":
+        raise ValueError("the hybrid method is run as its two parts: pass engine='ism' or 'ray_tracing'")
+    engine = engine or ("ray_tracing" if plan.method == "ray_tracing" else "ism")
+    max_order = -1 if engine == "ray_tracing" else int(plan.max_order or 0)
     surfaces = {s.name: s for s in geometry.surfaces}
     walls = [surfaces[f"wall_{i}"] for i in range(geometry.n_walls)]
     common = {"fs": plan.sample_rate_hz, "max_order": max_order, "air_absorption": False}
@@ -74,7 +83,7 @@ def build_room(plan: SimulationPlan) -> pra.Room:
     room.set_sound_speed(SPEED_OF_SOUND_M_S)
     if plan.air_absorption:
         room.set_air_absorption(coefficients=_padded(AIR_ATTENUATION_PER_M), center_freqs=list(_PADDED_CENTERS_HZ))
-    if plan.ray_tracing is not None:
+    if engine == "ray_tracing" and plan.ray_tracing is not None:
         rt = plan.ray_tracing
         room.set_ray_tracing(
             n_rays=rt.n_rays,
@@ -124,6 +133,14 @@ def compute_impulse_responses(room: pra.Room, *, polygon: bool) -> list[list[NDA
         room.ray_tracing()
     room.compute_rir()
     return [[np.asarray(ir, dtype=np.float64) for ir in per_mic] for per_mic in room.rir]
+
+
+def image_distances_m(room: pra.Room, source: int, microphone: int) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Distances from one microphone to all image sources of one source (visible or not), and their orders."""
+    src = room.sources[source]
+    images = np.asarray(src.images, dtype=np.float64)
+    mic = np.asarray(room.mic_array.R[:, microphone], dtype=np.float64)
+    return np.linalg.norm(images - mic[:, None], axis=0), np.asarray(src.orders, dtype=np.int64)
 
 
 def seed_engine(seed: int) -> None:
