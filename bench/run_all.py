@@ -24,6 +24,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("acoustics_parameters.py", ["--seeds", "1"], ["--pyrato"]),
     ("analysis.py", ["--quick"], []),
     ("simulation.py", ["--repeat", "1"], ["--repeat", "5"]),
+    ("simulation_grid.py", ["--quick"], []),
+    ("noisy_coverage.py", ["--quick"], []),
     ("lobby_concurrency.py", [], []),
     ("create_session.py", ["--sessions", "50"], []),
     ("storage_outbox.py", [], []),
