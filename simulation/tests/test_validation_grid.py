@@ -82,3 +82,14 @@ def test_no_energy_step_at_the_hand_over(scattering: float) -> None:
     step_db = 10.0 * math.log10(after / before) + decay_db
     assert direct_index(distance_m, fs) < x
     assert abs(step_db) <= 2.0, (step_db, decay_db)
+
+
+def test_air_absorption_shortens_the_hybrid_tail_as_eyring_says() -> None:
+    """Air takes 30 dB/s off the 8 kHz band's energy (m = 0.0203/m): the hybrid's tail must carry it too."""
+    body = v.request(ROOM, "hybrid", 0.15, 0.6).model_dump()
+    body["air_absorption"] = True
+    request = type(v.request(ROOM, "hybrid", 0.15, 0.6)).model_validate(body | {"sample_rate_hz": 48000})
+    parameters, eyring = v.run(request)
+    t30 = parameters["bands"]["8000"]["t30_s"]
+    assert t30 is not None, parameters["null_reasons"]
+    assert abs(t30 / eyring[6] - 1.0) <= 0.15, (t30, eyring[6])

@@ -169,9 +169,16 @@ def _smoothed(energy: NDArray[np.float64], bin_s: float) -> NDArray[np.float64]:
 
 
 def fit_tail(
-    histogram: NDArray[np.float64], bin_s: float, centres_hz: tuple[float, ...], start_s: float
+    histogram: NDArray[np.float64],
+    bin_s: float,
+    centres_hz: tuple[float, ...],
+    start_s: float,
+    air_db_per_s: tuple[float, ...] | None = None,
 ) -> TailModel | None:
     """The rays' energy decay per band from ``start_s`` on, smoothed, with a slope to continue it.
+
+    ``air_db_per_s``: the air's attenuation per band, which pyroomacoustics applies when it turns the
+    histogram into a response (not in the histogram itself), added here to the envelope.
 
     The slope is a straight-line fit (in dB) over the last :data:`FIT_RANGE_DB` of each band's smoothed
     decay. None when a band has fewer than :data:`MIN_FIT_BINS` non-empty bins or does not decay.
@@ -190,6 +197,8 @@ def fit_tail(
         positive = np.flatnonzero(smooth > 0)
         last_bin = min(last_bin, int(positive[-1]) + 1)
         db = 10.0 * np.log10(np.maximum(smooth, 1e-300))
+        if air_db_per_s is not None:
+            db = db - air_db_per_s[len(envelopes)] * times
         envelopes.append(db)
     for db in envelopes:
         end = last_bin - int(np.ceil(SMOOTHING_FRACTION * last_bin))  # the last bins average over fewer hits

@@ -80,6 +80,10 @@ def _hybrid_responses(plan: SimulationPlan, polygon: bool) -> list[list[NDArray[
     rt_room = pyroom.build_room(plan, engine="ray_tracing")
     rt_room.ray_tracing()
     centres_hz = tuple(float(c) for c in rt_room.octave_bands.centers)
+    air_db_per_s = None
+    if plan.air_absorption and rt_room.air_absorption is not None:
+        # energy falls as exp(-m c t): 10 log10(e) m c dB per second
+        air_db_per_s = tuple(10.0 * math.log10(math.e) * float(m) * SPEED_OF_SOUND_M_S for m in rt_room.air_absorption)
     offset = pyroom.fractional_delay_offset_samples()
     fs = float(plan.sample_rate_hz)
     rays_ir: list[list[NDArray[np.float64]]] | None = None
@@ -92,7 +96,9 @@ def _hybrid_responses(plan: SimulationPlan, polygon: bool) -> list[list[NDArray[
             t_x = hybrid.transition_s(
                 distances_m, orders, int(plan.max_order or 0), distance_m, SPEED_OF_SOUND_M_S, plan.hybrid_early_s
             )
-            model = hybrid.fit_tail(rt_room.rt_histograms[m][s][0], plan.ray_tracing.hist_bin_size_s, centres_hz, t_x)
+            model = hybrid.fit_tail(
+                rt_room.rt_histograms[m][s][0], plan.ray_tracing.hist_bin_size_s, centres_hz, t_x, air_db_per_s
+            )
             if model is not None:
                 end_s = min(
                     float(model.times_s[-1]) + max(hybrid.TAIL_DB / -slope for slope in model.slope_db_per_s),
