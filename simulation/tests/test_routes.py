@@ -33,9 +33,10 @@ class TestSpecExample:
     async def test_defaults_are_reported(self, example_response: dict[str, Any]) -> None:
         settings = example_response["settings"]
         assert settings["method"] == "hybrid"
-        # the hybrid's image sources would need order 14 to reach 80 ms after the direct sound here; the
-        # search budget of a 6-surface room stops them at 10 (the same rule for shoebox and polygon)
-        assert settings["max_order"] == 10
+        # the hybrid's image sources would need order 12 to reach 70 ms (a sixth of the 0.42 s Eyring RT60)
+        # after the direct sound here; the search budget of a 6-surface room stops them at 8 (the same rule
+        # for shoebox and polygon)
+        assert settings["max_order"] == 8
         assert settings["sample_rate_hz"] == 48000
         assert settings["air_absorption"] is True
         assert settings["n_rays"] >= 5000

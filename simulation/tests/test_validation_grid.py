@@ -1,8 +1,8 @@
 """The simulator against itself and against theory: a few cells of the validation grid (issue 15).
 
 The whole grid, with the image-source comparisons, is printed by ``bench/simulation_grid.py``; these cells
-guard what holds: the hybrid's T30 within 10 % of Eyring where the field is diffuse (scattering >= 0.3,
-absorption <= 0.3), a rectangle entered as a polygon within 2 % / 0.5 dB of the shoebox for the hybrid and
+guard what holds: the hybrid's T30 within 10 % of Eyring where the field is diffuse (scattering 0.6, or 0.3
+at absorption 0.3; at absorption 0.15 and scattering 0.3 the ray tracer itself sits 10-11 % under Eyring), a rectangle entered as a polygon within 2 % / 0.5 dB of the shoebox for the hybrid and
 identical for image sources, and no energy step where the hybrid hands over from image sources to rays.
 Runs at 16 kHz in one process (about a minute).
 """
@@ -24,7 +24,7 @@ ROOM = v.ROOMS[1]  # 8 x 6 x 3 m
 SMALL = v.ROOMS[0]  # 5 x 4 x 2.5 m
 
 
-@pytest.mark.parametrize(("absorption", "scattering"), [(0.15, 0.3), (0.3, 0.3), (0.3, 0.6)])
+@pytest.mark.parametrize(("absorption", "scattering"), [(0.15, 0.6), (0.3, 0.3), (0.3, 0.6)])
 def test_hybrid_t30_within_10_percent_of_eyring_in_a_diffuse_field(absorption: float, scattering: float) -> None:
     parameters, eyring = v.run(v.request(ROOM, "hybrid", absorption, scattering))
     for i, band in enumerate(("500", "1000", "2000")):
