@@ -11,16 +11,6 @@ from typing import Any
 import pytest
 from sonalyze_suite import Suite, SuiteConfig
 
-# short protocol waits, so a stuck step shows within seconds
-LOBBY_ENV = {
-    "MEASUREMENT_READY_TIMEOUT_S": "8",
-    "MEASUREMENT_AUDIO_TIMEOUT_S": "20",
-    "MEASUREMENT_RECORDING_TIMEOUT_S": "6",
-    "MEASUREMENT_PLAYBACK_MARGIN_S": "8",
-    "MEASUREMENT_UPLOAD_TIMEOUT_S": "45",
-    "MEASUREMENT_DISCONNECT_GRACE_S": "5",
-}
-
 
 @pytest.fixture(scope="session")
 async def hard_suite(
@@ -36,7 +26,6 @@ async def hard_suite(
         storage_database_url=await make_database_url("storage_hard") if on_postgres else None,
         log_level="WARNING",
         extra_env={
-            "lobby": dict(LOBBY_ENV),
             "measurement": {"MEASUREMENT_ANALYSIS_WORKERS": "1"},
             # fuzzing sends hundreds of messages a second from one device: no rate limiting in the way
             "gateway": {"RATE_LIMIT_RPS": "10000", "RATE_LIMIT_BURST": "10000"},
