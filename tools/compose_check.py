@@ -164,9 +164,10 @@ class Compose:
             "GATEWAY_BIND": "127.0.0.1",
             "GATEWAY_PORT": str(gateway_port),
             "INTERNAL_AUTH_TOKEN": secrets.token_hex(24),
-            # this checks wiring, not latency: a shared, loaded machine may take longer than the 30 s default
-            # for a hybrid simulation, and the gateway would answer 504 to the phones that wait for it
+            # this checks wiring, not latency: on a shared, loaded machine a hybrid simulation may take longer
+            # than the gateway's 30 s timeout and the simulation's 28 s deadline, failing the phones that wait
             "HTTP_TIMEOUT_SECONDS": os.environ.get("HTTP_TIMEOUT_SECONDS", "120"),
+            "SIMULATION_DEADLINE_S": os.environ.get("SIMULATION_DEADLINE_S", "110"),
         }
 
     def __call__(self, *args: str, quiet: bool = True, timeout_s: float = 1800) -> str:
