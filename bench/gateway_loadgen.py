@@ -84,6 +84,8 @@ class Worker:
             )
             await ws.send(identify_message(0, device_id))
             reply = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT_S))
+            while reply.get("type") == "event":  # the gateway's connection notices come first
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), CONNECT_TIMEOUT_S))
             if reply.get("type") == "error":
                 await ws.close()
                 return None

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -42,6 +43,11 @@ class RunningGateway:
     @property
     def url(self) -> str:
         return self.suite.config.url("gateway")
+
+    @property
+    def internal_url(self) -> str:
+        """The internal listener (``/internal/*``)."""
+        return self.suite.config.gateway_internal_url
 
     @property
     def ws_url(self) -> str:
@@ -132,17 +138,27 @@ def gateway(stubs: StubBackends, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="session")
 def down_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
-    """A gateway whose backends are all down, running with the default internal token."""
+    """A gateway whose backends are all down, running without any internal token."""
     dead = {f"{name.upper()}_URL": f"http://127.0.0.1:{free_port()}" for name in BACKENDS}
-    running = start_gateway(tmp_path_factory.mktemp("down"), {**dead, "HTTP_TIMEOUT_SECONDS": "1.0"}, token=None)
+    running = start_gateway(tmp_path_factory.mktemp("down"), {**dead, "HTTP_TIMEOUT_SECONDS": "1.0"}, token="")
     try:
         yield running
     finally:
         running.suite.stop()
 
 
-async def recv_frame(ws: ClientConnection, timeout_s: float = FRAME_TIMEOUT_S) -> dict[str, Any]:
-    return orjson.loads(await asyncio.wait_for(ws.recv(), timeout_s))
+GATEWAY_NOTICES = frozenset({"gateway.identified", "gateway.identify_required"})
+
+
+async def recv_frame(
+    ws: ClientConnection, timeout_s: float = FRAME_TIMEOUT_S, *, notices: bool = False
+) -> dict[str, Any]:
+    """The next frame; the gateway's connection notices are skipped unless ``notices``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = orjson.loads(await asyncio.wait_for(ws.recv(), max(0.01, deadline - time.monotonic())))
+        if notices or not (frame.get("type") == "event" and frame.get("event") in GATEWAY_NOTICES):
+            return frame
 
 
 async def request(
@@ -160,10 +176,20 @@ async def request(
             return frame
 
 
-def open_socket(gateway: RunningGateway, device_id: str | None = None) -> Any:
+def open_socket(gateway: RunningGateway, device_id: str | None = None, device_token: str | None = None) -> Any:
     """``async with open_socket(gw, "dev") as ws``: a real client, identified by query when given."""
-    url = gateway.ws_url + (f"?device_id={device_id}" if device_id else "")
+    query = {k: v for k, v in (("device_id", device_id), ("device_token", device_token)) if v}
+    url = gateway.ws_url + ("?" + urlencode(query) if query else "")
     return connect(url, open_timeout=5, close_timeout=2)
+
+
+async def identified(ws: ClientConnection, timeout_s: float = FRAME_TIMEOUT_S) -> dict[str, Any]:
+    """The data of the socket's ``gateway.identified`` push (earlier frames skipped)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = await recv_frame(ws, max(0.01, deadline - time.monotonic()), notices=True)
+        if frame.get("event") == "gateway.identified":
+            return frame["data"]
 
 
 async def wait_until(predicate: Any, timeout_s: float = 5.0, interval_s: float = 0.05) -> None:
@@ -183,6 +209,7 @@ class Kit:
     recv_frame = staticmethod(recv_frame)
     request = staticmethod(request)
     open_socket = staticmethod(open_socket)
+    identified = staticmethod(identified)
     wait_until = staticmethod(wait_until)
     start_gateway = staticmethod(start_gateway)
     backend_env = staticmethod(backend_env)

@@ -1,4 +1,4 @@
-"""Devices with several sockets, the lobby's connected/disconnected notices, and ``/internal/broadcast``."""
+"""The lobby's connected/disconnected notices (also across a socket replaced by its device), and ``/internal/broadcast``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def new_device() -> str:
 async def broadcast(gateway: Any, body: Any, token: str | None) -> httpx.Response:
     headers = {"X-Internal-Token": token} if token is not None else {}
     async with httpx.AsyncClient() as client:
-        return await client.post(gateway.url + "/internal/broadcast", json=body, headers=headers, timeout=5)
+        return await client.post(gateway.internal_url + "/internal/broadcast", json=body, headers=headers, timeout=5)
 
 
 async def lifecycle_events(stubs: Any, device: str) -> list[str]:
@@ -30,11 +30,14 @@ class TestLifecycle:
     async def test_first_open_and_last_close_reach_the_lobby_once(self, gateway: Any, stubs: Any, kit: Any) -> None:
         device = new_device()
         async with kit.open_socket(gateway, device) as first:
+            token = (await kit.identified(first))["device_token"]
             async with kit.open_socket(gateway) as second:
-                await kit.request(second, "identify", {"device_id": device}, "i")
-                await kit.request(first, "lobby.get", {}, "x")
-            await asyncio.sleep(0.3)
-            assert await lifecycle_events(stubs, device) == ["device.connected"]
+                # the device's second socket, with its credential, replaces the first: the device never left
+                await kit.request(second, "identify", {"device_id": device, "device_token": token}, "i")
+                await kit.request(second, "lobby.get", {}, "x")
+                await asyncio.wait_for(first.wait_closed(), 5)
+                await asyncio.sleep(0.3)
+                assert await lifecycle_events(stubs, device) == ["device.connected"]
 
         async def both_seen() -> bool:
             return await lifecycle_events(stubs, device) == ["device.connected", "device.disconnected"]
@@ -50,17 +53,17 @@ class TestLifecycle:
 
 
 class TestBroadcast:
-    async def test_push_reaches_every_socket_of_each_device(self, gateway: Any, kit: Any) -> None:
+    async def test_push_reaches_each_online_device(self, gateway: Any, kit: Any) -> None:
         a, b, gone = new_device(), new_device(), new_device()
-        async with kit.open_socket(gateway, a) as a1, kit.open_socket(gateway, a) as a2:
-            async with kit.open_socket(gateway, b) as b1:
-                body = {"device_ids": [a, b, gone], "event": "lobby.updated", "data": {"type": "joined", "n": 2}}
-                response = await broadcast(gateway, body, kit.token)
-                frames = [await kit.recv_frame(ws) for ws in (a1, a2, b1)]
+        async with kit.open_socket(gateway, a) as a1, kit.open_socket(gateway, b) as b1:
+            await kit.identified(a1), await kit.identified(b1)
+            body = {"device_ids": [a, b, gone], "event": "lobby.updated", "data": {"type": "joined", "n": 2}}
+            response = await broadcast(gateway, body, kit.token)
+            frames = [await kit.recv_frame(ws) for ws in (a1, b1)]
         assert response.status_code == 200
         assert response.json() == {"delivered": [a, b], "offline": [gone]}
         expected = {"type": "event", "event": "lobby.updated", "data": {"type": "joined", "n": 2}}
-        assert frames == [expected] * 3
+        assert frames == [expected] * 2
 
     async def test_push_reaches_a_socket_identified_by_message(self, gateway: Any, kit: Any) -> None:
         device = new_device()

@@ -31,7 +31,9 @@ class TestIdentify:
         async with kit.open_socket(gateway) as ws:
             frame = await kit.request(ws, "identify", {"device_id": device}, "id-1")
             routed = await kit.request(ws, "lobby.get", {}, "r2")
-        assert frame == {"type": "response", "event": "identify", "request_id": "id-1", "data": {"device_id": device}}
+        assert frame["type"] == "response" and frame["request_id"] == "id-1"
+        assert frame["data"]["device_id"] == device and frame["data"]["device_auth"] == "claim"
+        assert frame["data"]["device_token"]
         assert routed["data"]["device_id"] == device
 
     async def test_every_event_before_identify_is_not_identified(self, gateway: Any, kit: Any) -> None:
@@ -257,9 +259,9 @@ class TestLogs:
         assert f"device_id={device}" in routed[0] and "event=lobby.get" in routed[0] and "outcome=ok" in routed[0]
         assert "outcome=unknown_event" in local[0]
 
-    def test_custom_token_gives_no_warning_and_default_token_a_loud_one(
+    def test_a_set_token_gives_no_warning_and_a_missing_one_a_loud_one(
         self, gateway: Any, down_gateway: Any
     ) -> None:
-        assert "INTERNAL_AUTH_TOKEN is the public default" not in gateway.log()
-        warning = [ln for ln in down_gateway.log().splitlines() if "INTERNAL_AUTH_TOKEN is the public default" in ln]
+        assert "INTERNAL_AUTH_TOKEN is not set" not in gateway.log()
+        warning = [ln for ln in down_gateway.log().splitlines() if "INTERNAL_AUTH_TOKEN is not set" in ln]
         assert len(warning) == 1 and " WARNING " in warning[0]

@@ -228,12 +228,28 @@ class TestLeaveLobby:
 
 
 class TestGetLobby:
-    async def test_by_id_and_by_code_give_the_same_view(self, run, lobby_of, devices) -> None:
-        view, _ = await lobby_of(2)
-        (anyone,) = devices(1)
-        by_id = await run(anyone, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
-        by_code = await run(anyone, service.get_lobby_view, LobbyGet(code=f" {view.code.lower()} "))
+    async def test_by_id_and_by_code_give_the_same_view(self, run, lobby_of) -> None:
+        view, (_, guest) = await lobby_of(2)
+        by_id = await run(guest, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
+        by_code = await run(guest, service.get_lobby_view, LobbyGet(code=f" {view.code.lower()} "))
         assert by_id == by_code == view
+
+    async def test_an_outsider_sees_code_state_and_count_but_no_device_ids(self, run, lobby_of, devices) -> None:
+        view, members = await lobby_of(3)
+        (outsider,) = devices(1)
+        by_id = await run(outsider, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
+        by_code = await run(outsider, service.get_lobby_view, LobbyGet(code=view.code))
+        assert by_id == by_code
+        assert by_id.model_dump(mode="json") == {
+            "lobby_id": str(view.lobby_id), "code": view.code, "state": "open", "participant_count": 3,
+        }  # fmt: skip
+        assert not any(device in by_id.model_dump_json() for device in members)
+
+    async def test_a_participant_who_left_still_sees_the_whole_view(self, run, lobby_of) -> None:
+        view, (admin, guest) = await lobby_of(2)
+        await run(guest, service.leave_lobby, view.lobby_id)
+        seen = await run(guest, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
+        assert [p.device_id for p in seen.participants] == [admin, guest]
 
     async def test_unknown_id_is_not_found(self, run, devices) -> None:
         (anyone,) = devices(1)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import field_validator, model_validator
+from pydantic_settings import NoDecode
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
+class DeviceAuth(StrEnum):
+    """How a socket earns a device id (``DEVICE_AUTH``)."""
+
+    # a device id without a live socket may be claimed without a credential (the phone app knows none)
+    CLAIM = "claim"
+    # once a device id has been issued a credential, every connection must present it
+    TOKEN = "token"
+
+
 class Settings(ServiceSettings):
-    """``LOBBY_URL`` ... ``HTTP_TIMEOUT_SECONDS`` as the spec lists them, plus ``OUTBOUND_QUEUE_FRAMES`` and the backpressure bounds."""
+    """``LOBBY_URL`` ... ``HTTP_TIMEOUT_SECONDS`` as the spec lists them, plus the gateway's own knobs (backpressure, identity, CORS)."""
 
     lobby_url: str = "http://localhost:8001"
     measurement_url: str = "http://localhost:8002"
@@ -22,6 +36,19 @@ class Settings(ServiceSettings):
     max_inflight_per_service: int = 64
     # the least `retry_after_ms` an `overloaded` answer suggests (more when the service answers slower)
     overload_retry_after_ms: int = 200
+    # the internal listener (/internal/*): services reach it, phones must not (0 = any free port)
+    internal_host: str = "127.0.0.1"
+    internal_port: int = 8005
+    device_auth: DeviceAuth = DeviceAuth.CLAIM
+    # signs device credentials (HS256); unset: a random key per process (claim mode only)
+    device_token_key: str = ""
+    # SQLite file remembering issued device ids; unset: kept in memory (claim mode only)
+    device_registry_path: Path | None = None
+    # how long the old socket of a device id has to answer a ping before a new claimant takes its place
+    device_liveness_timeout_s: float = 2.0
+    # browser origins allowed to call the HTTP API (the app's web build), comma-separated; "*" = any
+    cors_allowed_origins: Annotated[list[str], NoDecode] = []
+    cors_allowed_origin_regex: str | None = None
 
     @field_validator("lobby_url", "measurement_url", "simulation_url", "storage_url")
     @classmethod
@@ -41,9 +68,46 @@ class Settings(ServiceSettings):
             raise ValueError(f"must be at least 1, got {value}")
         return value
 
-    @field_validator("rate_limit_rps", "http_timeout_seconds")
+    @field_validator("rate_limit_rps", "http_timeout_seconds", "device_liveness_timeout_s")
     @classmethod
     def _positive_float(cls, value: float) -> float:
         if not value > 0:
             raise ValueError(f"must be greater than 0, got {value}")
         return value
+
+    @field_validator("internal_port")
+    @classmethod
+    def _port(cls, value: int) -> int:
+        if not 0 <= value <= 65535:
+            raise ValueError(f"must be a TCP port (0 = any free one), got {value}")
+        return value
+
+    @field_validator("cors_allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_allowed_origin_regex", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return value or None
+
+    @model_validator(mode="after")
+    def _token_mode_needs_durable_identity(self) -> Settings:
+        if self.device_auth is DeviceAuth.TOKEN:
+            missing = [
+                name
+                for name, value in (
+                    ("DEVICE_TOKEN_KEY", self.device_token_key),
+                    ("DEVICE_REGISTRY_PATH", self.device_registry_path),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"DEVICE_AUTH=token needs {' and '.join(missing)}: credentials must outlive a restart, "
+                    "or every phone would be locked out (or every device id free to claim) after one"
+                )
+        return self

@@ -3,7 +3,8 @@
 A connection's frames go through one `asyncio.Queue` drained by one sender task, so replies and
 pushes never interleave mid-frame and a push never waits for a socket. A client whose queue is full
 is too slow to keep up: it is closed (code 4008, "reconnect") rather than stalling a broadcast.
-A device may hold several connections; a push reaches each of them.
+The manager can hold several connections per device id (a push reaches each), but the identity rules
+(`identity.py`) admit one live socket per device: a newcomer replaces or is refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Final
+
+from sonalyze_gateway.liveness import Prober
 
 logger = logging.getLogger("sonalyze.gateway.connections")
 
@@ -30,9 +33,13 @@ FANOUT_SLICE_CONNECTIONS: Final = 64
 class Connection:
     """One WebSocket: its device (once identified) and the queue of frames waiting to be sent."""
 
-    __slots__ = ("connection_id", "device_id", "closed", "_send", "_close", "_queue", "_sender", "_closer")
+    __slots__ = (
+        "connection_id", "device_id", "closed", "_send", "_close", "_queue", "_sender", "_closer", "_prober"
+    )  # fmt: skip
 
-    def __init__(self, connection_id: int, send: SendText, close: CloseSocket, queue_frames: int) -> None:
+    def __init__(
+        self, connection_id: int, send: SendText, close: CloseSocket, queue_frames: int, prober: Prober | None = None
+    ) -> None:
         self.connection_id = connection_id
         self.device_id: str | None = None
         self.closed = False
@@ -41,6 +48,15 @@ class Connection:
         self._queue: asyncio.Queue[str] = asyncio.Queue(queue_frames)
         self._sender: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
+        self._prober = prober
+
+    async def probe(self, timeout_s: float) -> bool | None:
+        """Does the peer answer a ping within ``timeout_s``? None when this socket cannot be pinged."""
+        if self.closed:
+            return False
+        if self._prober is None:
+            return None
+        return await self._prober(timeout_s)
 
     def start(self) -> None:
         self._sender = asyncio.get_running_loop().create_task(self._drain())
@@ -94,6 +110,20 @@ class Connection:
             return
         self.closed = True
         self._stop_sender()
+        await self._close_quietly(code, reason)
+
+    async def say_and_close(self, frame: str, code: int, reason: str) -> None:
+        """Send what is queued, then ``frame``, then close with ``code``: a refusal the client must read."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop_sender()
+        try:
+            while not self._queue.empty():
+                await asyncio.wait_for(self._send(self._queue.get_nowait()), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(self._send(frame), CLOSE_TIMEOUT_S)
+        except Exception as exc:  # gone already: the close below is all that is left to try
+            logger.debug("connection %d: last frame not sent: %r", self.connection_id, exc)
         await self._close_quietly(code, reason)
 
     async def _close_quietly(self, code: int, reason: str) -> None:

@@ -1,13 +1,16 @@
-"""App factory of the gateway: ``/ws``, ``/healthz``, ``/internal/broadcast`` and the ``/v1`` proxy.
+"""App factory of the gateway: ``/ws``, ``/healthz`` and the ``/v1`` proxy on the public port; the
+internal listener (``internal.py``, ``/internal/*``) started by the lifespan.
 
 Per WebSocket message: size check -> rate check -> parse -> ``identify`` answered here, anything
 else routed to its service in a task of its own, so a slow backend never holds up the next message.
-Bad input is answered with an error frame and the socket stays open.
+Bad input is answered with an error frame and the socket stays open. Who may act as which device
+is decided in ``identity.py``; messages that arrive while that is decided wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import signal
@@ -19,12 +22,10 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final
 
-import orjson
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, tokens_match
 from sonalyze_protocol.envelope import (
     ClientMessage,
     MessageError,
@@ -45,7 +46,6 @@ from sonalyze_protocol.errors import (
     NotIdentified,
     Overloaded,
     RateLimited,
-    Unauthorized,
     UnknownEvent,
 )
 from sonalyze_protocol.handlers import describe_validation_error
@@ -57,17 +57,30 @@ from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 from sonalyze_gateway.backpressure import ServiceGate
 from sonalyze_gateway.config import Settings
 from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
+from sonalyze_gateway.device_registry import DeviceRegistry
+from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
 from sonalyze_gateway.gc_tuning import GcTuning
 from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
-from sonalyze_gateway.models import BroadcastBody, BroadcastResult, ForwardLoad, Health, IdentifyData
+from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
+from sonalyze_gateway.internal import InternalListener, create_internal_app
+from sonalyze_gateway.liveness import prober_for
+from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyReply
 from sonalyze_gateway.rate_limit import TokenBucket
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
 from sonalyze_gateway.seen_devices import SeenDevices
 
 logger = logging.getLogger("sonalyze.gateway")
 
+LISTENER_STOP_S: Final = 5.0
+
 IDENTIFY: Final = "identify"
+IDENTIFIED: Final = "gateway.identified"
+IDENTIFY_REQUIRED: Final = "gateway.identify_required"
 PROXY_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# messages a socket may send while its claim to a device id is decided (at most the liveness timeout)
+PENDING_BACKLOG_MESSAGES: Final = 32
+# response headers a browser page may read (the app's web build checks the signal's hash and timing)
+CORS_EXPOSED_HEADERS: Final = ["X-Request-Id", "X-Audio-Hash", "X-Signal-Id", "X-Signal-Timing"]
 
 
 @dataclass
@@ -81,6 +94,7 @@ class Gateway:
     proxy: Proxy
     gc_tuning: GcTuning
     gates: dict[Target, ServiceGate]
+    identity: DeviceIdentity
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -92,12 +106,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.uses_default_token:
+        if not settings.has_internal_token:
             logger.warning(
-                "!!! INTERNAL_AUTH_TOKEN is the public default %r: anyone who can reach the gateway can push "
-                "events to every device. Set INTERNAL_AUTH_TOKEN to a secret before leaving your laptop. !!!",
-                settings.internal_auth_token,
+                "!!! INTERNAL_AUTH_TOKEN is not set: the services will refuse every event the gateway forwards "
+                "and the gateway every broadcast. Set the same random INTERNAL_AUTH_TOKEN for all services. !!!"
             )
+        key = settings.device_token_key
+        if not key:
+            key = generate_key()
+            logger.info("DEVICE_TOKEN_KEY is not set: device credentials are signed with a key of this process only")
+        registry = DeviceRegistry(settings.device_registry_path, key_fingerprint(key))
+        manager = ConnectionManager()
+        identity = DeviceIdentity(
+            settings.device_auth, DeviceTokens(key), registry, manager, settings.device_liveness_timeout_s
+        )
+        internal = InternalListener(
+            create_internal_app(lambda: gateway, settings), settings.internal_host, settings.internal_port
+        )
+        logger.info(
+            "DEVICE_AUTH=%s, %d device ids issued; internal listener on %s:%d",
+            settings.device_auth.value,
+            len(registry),
+            internal.host,
+            internal.port,
+        )
         session = make_session()
         urls = {
             Target.LOBBY: settings.lobby_url,
@@ -110,7 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         seen = SeenDevices(recorder) if recorder is not None else None
         gateway = Gateway(
             settings=settings,
-            manager=ConnectionManager(),
+            manager=manager,
             forwarder=forwarder,
             notifier=LifecycleNotifier(forwarder, seen),
             proxy=Proxy(session, urls, settings.http_timeout_seconds),
@@ -119,15 +151,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 target: ServiceGate(settings.max_inflight_per_service, settings.overload_retry_after_ms)
                 for target in urls
             },
+            identity=identity,
         )
         app.state.gateway = gateway
         restore_signals = _close_sockets_before_exit(gateway.manager)
         gateway.gc_tuning.start()
         if seen is not None:
             seen.start()
+        internal_task = asyncio.get_running_loop().create_task(internal.serve())
         try:
             yield
         finally:
+            internal.stop()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(internal_task, LISTENER_STOP_S)
+            registry.close()
             restore_signals()
             await gateway.manager.close_all(CLOSE_GOING_AWAY, "server shutting down")
             for task in list(gateway.tasks):
@@ -146,6 +184,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
+    if settings.cors_allowed_origins or settings.cors_allowed_origin_regex:
+        # the app's web build calls /v1 from its own origin; WebSockets are not subject to CORS
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allowed_origins,
+            allow_origin_regex=settings.cors_allowed_origin_regex,
+            allow_methods=PROXY_METHODS,
+            allow_headers=["*"],
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
+        )
 
     @app.get("/healthz", tags=["health"], response_model=Health)
     async def healthz(request: Request) -> Health:
@@ -162,30 +211,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             outbox=await outbox_health(getattr(request.app.state, "recorder", None)),
         )
 
-    @app.post(
-        "/internal/broadcast",
-        tags=["internal"],
-        response_model=BroadcastResult,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": BroadcastBody.model_json_schema()}},
-            }
-        },
-    )
-    async def broadcast(request: Request) -> Response:
-        """Push one event to every connection of the given devices (needs ``X-Internal-Token``)."""
-        gateway: Gateway = request.app.state.gateway
-        if not tokens_match(gateway.settings.internal_auth_token, request.headers.get(INTERNAL_TOKEN_HEADER)):
-            raise Unauthorized(f"missing or wrong {INTERNAL_TOKEN_HEADER} header")
-        try:
-            body = BroadcastBody.model_validate_json(await request.body())
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
-        frame = dumps(event_frame(body.event, body.data))  # serialised once for every receiver
-        delivered, offline = await gateway.manager.broadcast(body.device_ids, frame)
-        logger.info("broadcast event=%s delivered=%d offline=%d", body.event, len(delivered), len(offline))
-        return Response(orjson.dumps({"delivered": delivered, "offline": offline}), media_type="application/json")
+    @app.api_route("/internal/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
+    async def not_public(path: str) -> Response:
+        """The internal API is served on the internal listener only (``INTERNAL_HOST:INTERNAL_PORT``)."""
+        raise NotFound("no such endpoint")
 
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
@@ -209,14 +238,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
     settings = gateway.settings
     connection = Connection(
-        next(gateway.connection_ids), websocket.send_text, websocket.close, settings.outbound_queue_frames
+        next(gateway.connection_ids),
+        websocket.send_text,
+        websocket.close,
+        settings.outbound_queue_frames,
+        prober_for(getattr(websocket, "_receive", None)),
     )
     gateway.manager.add(connection)
     gateway.gc_tuning.socket_opened()
     connection.start()
     session = _SocketSession(gateway, connection)
-    if (device_id := websocket.query_params.get("device_id")) is not None:
-        session.identify_from_query(device_id)
+    query = websocket.query_params
+    if (device_id := query.get("device_id")) is not None:
+        session.identify_from_query(device_id, query.get("device_token") or None)
+    else:
+        data = {
+            "message": "send identify with your device_id (and device_token once you have one)",
+            "device_auth": settings.device_auth.value,
+        }
+        connection.push(dumps(event_frame(IDENTIFY_REQUIRED, data)))
     opened_s = time.monotonic()
     close_code: Any = None
     receive = websocket.receive
@@ -234,6 +274,8 @@ async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
                 connection.push(dumps(error_frame(None, None, InternalError("the gateway failed on this message"))))
     finally:
         await connection.finish()
+        if session.pending is not None:
+            session.pending.cancel()
         last_of_device = gateway.manager.remove(connection)
         if last_of_device is not None:
             gateway.notifier.notify(last_of_device, "device.disconnected")
@@ -248,9 +290,11 @@ async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
 
 
 class _SocketSession:
-    """The per-socket state machine: unidentified until ``identify``, then routing events."""
+    """The per-socket state machine: unidentified, deciding its claim to a device id, then routing events."""
 
-    __slots__ = ("gateway", "connection", "bucket", "max_message_bytes", "n_messages")
+    __slots__ = (
+        "gateway", "connection", "bucket", "max_message_bytes", "n_messages", "pending", "backlog", "device_token"
+    )  # fmt: skip
 
     def __init__(self, gateway: Gateway, connection: Connection) -> None:
         settings = gateway.settings
@@ -259,13 +303,18 @@ class _SocketSession:
         self.bucket = TokenBucket(settings.rate_limit_rps, settings.rate_limit_burst, time.monotonic())
         self.max_message_bytes = settings.max_message_bytes
         self.n_messages = 0
+        self.pending: asyncio.Task[None] | None = None  # the claim being decided
+        self.backlog: list[str | bytes] = []  # messages that arrived meanwhile, handled once it is decided
+        self.device_token: str | None = None  # the credential handed to this socket
 
-    def identify_from_query(self, device_id: str) -> None:
+    def identify_from_query(self, device_id: str, device_token: str | None) -> None:
         try:
-            self._bind(IdentifyData(device_id=device_id).device_id)
+            data = IdentifyData(device_id=device_id, device_token=device_token)
         except ValidationError as exc:
             error = BadRequest("query parameter " + describe_validation_error(exc, prefix=""))
             self._reply_error(IDENTIFY, None, error)
+            return
+        self._claim(data, None, reply=False)
 
     def on_message(self, raw: str | bytes) -> None:
         self.n_messages += 1
@@ -276,6 +325,17 @@ class _SocketSession:
             error = MessageTooLarge(f"message exceeds MAX_MESSAGE_BYTES ({self.max_message_bytes} bytes)")
             self._reply_error(None, None, error, started_s=time.perf_counter())
             return
+        if self.pending is not None:
+            if len(self.backlog) < PENDING_BACKLOG_MESSAGES:
+                self.backlog.append(raw)
+            else:
+                event, request_id = _peek(raw)
+                self._reply_error(event, request_id, NotIdentified("wait until identify has been answered"))
+            return
+        self._handle(raw)
+
+    def _handle(self, raw: str | bytes) -> None:
+        """A message within the size limit: rate check, parse, then answer or route it."""
         retry_after_ms = self.bucket.try_acquire(time.monotonic())
         if retry_after_ms:
             event, request_id = _peek(raw)
@@ -307,19 +367,64 @@ class _SocketSession:
     def _identify(self, message: ClientMessage) -> None:
         started_s = time.perf_counter()
         try:
-            device_id = IdentifyData.model_validate(message.data).device_id
+            data = IdentifyData.model_validate(message.data)
         except ValidationError as exc:
             self._reply_error(message.event, message.request_id, BadRequest(describe_validation_error(exc)))
             return
         current = self.connection.device_id
-        if current is not None and current != device_id:
+        if current is None:
+            self._claim(data, message.request_id, reply=True)
+            return
+        if current != data.device_id:
             error = InvalidState(f"this connection is already identified as '{current}'")
             self._reply_error(message.event, message.request_id, error)
             return
-        if current is None:
-            self._bind(device_id)
-        self.connection.push(dumps(response_frame(message.event, message.request_id, {"device_id": device_id})))
+        if self.device_token is None:
+            self.device_token = self.gateway.identity.credential_for(current)
+        reply = self._identified(current, self.device_token)
+        self.connection.push(dumps(response_frame(message.event, message.request_id, reply)))
         self._log(message.event, message.request_id, Target.GATEWAY, "ok", started_s)
+
+    def _claim(self, data: IdentifyData, request_id: RequestId, *, reply: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._admit(data, request_id, reply, time.perf_counter()))
+        self.pending = task
+        self.gateway.tasks.add(task)
+        task.add_done_callback(self.gateway.tasks.discard)
+
+    async def _admit(self, data: IdentifyData, request_id: RequestId, reply: bool, started_s: float) -> None:
+        device_id = data.device_id
+        admission: Admission | None = None
+        try:
+            admission = await self.gateway.identity.admit(
+                self.connection, device_id, data.device_token, lambda: self._bind(device_id)
+            )
+        except IdentityRefused as refused:
+            with bind_context(request_id=request_id, device_id=device_id):
+                logger.warning("socket %d refused: %s", self.connection.connection_id, refused.error.message)
+            self._log(IDENTIFY, request_id, Target.GATEWAY, refused.error.code.value, started_s)
+            frame = dumps(error_frame(IDENTIFY, request_id, refused.error))
+            await self.connection.say_and_close(frame, refused.close_code, CLOSE_REASONS[refused.close_code])
+            return
+        except Exception:
+            with bind_context(request_id=request_id, device_id=device_id):
+                logger.exception("identify failed")
+            self._reply_error(IDENTIFY, request_id, InternalError("identify failed"))
+        finally:
+            self.pending = None
+        if admission is not None:
+            self.device_token = admission.device_token
+            identified = self._identified(device_id, admission.device_token)
+            self.connection.push(dumps(event_frame(IDENTIFIED, identified)))
+            if reply:
+                self.connection.push(dumps(response_frame(IDENTIFY, request_id, identified)))
+            self._log(IDENTIFY, request_id, Target.GATEWAY, "ok", started_s)
+        backlog, self.backlog = self.backlog, []
+        for raw in backlog:
+            self._handle(raw)
+
+    def _identified(self, device_id: str, device_token: str) -> dict[str, Any]:
+        mode = self.gateway.settings.device_auth.value
+        return IdentifyReply(device_id=device_id, device_token=device_token, device_auth=mode).model_dump()
 
     def _bind(self, device_id: str) -> None:
         if self.gateway.manager.identify(self.connection, device_id):

@@ -1,4 +1,4 @@
-"""Pydantic models at the gateway's boundaries: ``identify`` data, the broadcast API, health."""
+"""Pydantic models at the gateway's boundaries: ``identify`` data, the internal API, health."""
 
 from __future__ import annotations
 
@@ -16,13 +16,26 @@ DeviceId = Annotated[
 ]
 
 
+DeviceToken = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
 class IdentifyData(BaseModel):
     model_config = ConfigDict(extra="ignore")
     device_id: DeviceId
+    device_token: DeviceToken | None = None
 
 
 class IdentifyReply(BaseModel):
+    """``identify``'s response data and the ``gateway.identified`` push: the socket's device and its credential."""
+
     device_id: str
+    device_token: str
+    device_auth: str
+
+
+class RevokeResult(BaseModel):
+    device_id: str
+    revoked: bool  # False: the device had no credential to revoke
 
 
 class BroadcastBody(BroadcastRequest):
@@ -59,4 +72,5 @@ __all__ = [
     "Health",
     "IdentifyData",
     "IdentifyReply",
+    "RevokeResult",
 ]

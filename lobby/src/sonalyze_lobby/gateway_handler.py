@@ -20,6 +20,7 @@ from sonalyze_lobby.schemas import (
     LobbyGet,
     LobbyJoin,
     LobbyRef,
+    LobbySummary,
     LobbyView,
     ProfileUpdate,
     RoleAssign,
@@ -67,7 +68,7 @@ async def leave(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
 
 
 @guard_database
-async def get(ctx: LobbyContext, data: LobbyGet) -> LobbyView:
+async def get(ctx: LobbyContext, data: LobbyGet) -> LobbyView | LobbySummary:
     return await service.get_lobby_view(ctx, data)
 
 

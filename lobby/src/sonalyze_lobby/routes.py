@@ -17,6 +17,7 @@ from sonalyze_lobby.schemas import (
     EventPage,
     LobbyGet,
     LobbyJoin,
+    LobbySummary,
     LobbyView,
     RoleAssign,
     RoleAssignBody,
@@ -73,13 +74,13 @@ async def join_lobby(ctx: ContextDep, body: LobbyJoin) -> LobbyView:
 
 
 @router.get("/by-code/{code}")
-async def get_lobby_by_code(ctx: ContextDep, code: str) -> LobbyView:
+async def get_lobby_by_code(ctx: ContextDep, code: str) -> LobbyView | LobbySummary:
     """The open (or running) lobby with this code."""
     return await service.get_lobby_view(ctx, LobbyGet(code=code))
 
 
 @router.get("/{lobby_id}")
-async def get_lobby(ctx: ContextDep, lobby_id: uuid.UUID) -> LobbyView:
+async def get_lobby(ctx: ContextDep, lobby_id: uuid.UUID) -> LobbyView | LobbySummary:
     """The lobby and its participants."""
     return await service.get_lobby_view(ctx, LobbyGet(lobby_id=lobby_id))
 

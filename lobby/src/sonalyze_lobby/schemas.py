@@ -235,6 +235,21 @@ class LobbyView(BaseModel):
         )
 
 
+class LobbySummary(BaseModel):
+    """``lobby.get`` for a device that is not in the lobby: what it is, not who is in it."""
+
+    lobby_id: uuid.UUID
+    code: str
+    state: LobbyState
+    participant_count: int  # joined participants
+
+    @classmethod
+    def of(cls, lobby: Lobby) -> LobbySummary:
+        """Needs ``lobby.participants`` loaded."""
+        joined = sum(1 for p in lobby.participants if p.status is ParticipantStatus.JOINED)
+        return cls(lobby_id=lobby.id, code=lobby.code, state=lobby.state, participant_count=joined)
+
+
 class EventView(BaseModel):
     id: int
     lobby_id: uuid.UUID

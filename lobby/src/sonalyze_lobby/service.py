@@ -38,6 +38,7 @@ from sonalyze_lobby.schemas import (
     EventPage,
     EventView,
     LobbyGet,
+    LobbySummary,
     LobbyView,
     ProfileUpdate,
     RoleAssign,
@@ -250,15 +251,21 @@ def _close(session: AsyncSession, lobby: Lobby, device_id: str, reason: str) -> 
     record(session, lobby, Change.LOBBY_CLOSED, device_id, reason=reason)
 
 
-async def get_lobby_view(ctx: LobbyContext, query: LobbyGet) -> LobbyView:
-    """Any device may look a lobby up, by id or by code (a closed lobby is found by id only)."""
+async def get_lobby_view(ctx: LobbyContext, query: LobbyGet) -> LobbyView | LobbySummary:
+    """Any device may look a lobby up, by id or by code (a closed lobby is found by id only).
+
+    Its admin and participants (present or past) get the whole view; anyone else only a summary
+    without device ids, since knowing a code must not reveal whom to impersonate.
+    """
     if query.lobby_id is not None:
         lobby = await get_lobby(ctx.session, query.lobby_id)
     else:
         assert query.code is not None
         lobby = await find_lobby_by_code(ctx.session, query.code)
     await ctx.session.commit()
-    return LobbyView.of(lobby)
+    if is_admin(lobby, ctx.device_id) or lobby.participant(ctx.device_id) is not None:
+        return LobbyView.of(lobby)
+    return LobbySummary.of(lobby)
 
 
 async def start_lobby(ctx: LobbyContext, lobby_id: uuid.UUID) -> LobbyView:

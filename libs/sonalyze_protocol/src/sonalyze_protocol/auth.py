@@ -11,12 +11,13 @@ from fastapi import Request
 from sonalyze_protocol.errors import Unauthorized
 
 INTERNAL_TOKEN_HEADER: Final = "X-Internal-Token"
-DEFAULT_INTERNAL_TOKEN: Final = "sonalyze_internal_token"
+# values published in earlier compose files and examples: a service refuses to start with one of them
+PUBLIC_INTERNAL_TOKENS: Final = frozenset({"sonalyze_internal_token", "change-me-to-a-long-random-token"})
 
 
 def tokens_match(expected: str, given: str | None) -> bool:
-    """Constant-time comparison; an empty expected token never matches (no accidental open door)."""
-    if not expected or given is None:
+    """Constant-time comparison; an empty expected or given token never matches (no accidental open door)."""
+    if not expected or not given:
         return False
     return hmac.compare_digest(expected.encode(), given.encode())
 

@@ -7,6 +7,7 @@
      ├── NotFound              not_found            404
      ├── Conflict              conflict             409
      ├── InvalidState          invalid_state        409
+     ├── DeviceInUse           device_in_use        409  (another live socket holds the device id)
      ├── MessageTooLarge       message_too_large    413
      ├── RateLimited           rate_limited         429  (extra: retry_after_ms)
      ├── InternalError         internal_error       500
@@ -77,6 +78,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     INVALID_STATE = "invalid_state"
+    DEVICE_IN_USE = "device_in_use"
     SERVICE_UNAVAILABLE = "service_unavailable"
     OVERLOADED = "overloaded"
     TIMEOUT = "timeout"
@@ -94,6 +96,7 @@ HTTP_STATUS_BY_CODE: Final[dict[ErrorCode, int]] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.INVALID_STATE: 409,
+    ErrorCode.DEVICE_IN_USE: 409,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.OVERLOADED: 503,
     ErrorCode.TIMEOUT: 504,
@@ -181,6 +184,10 @@ class Conflict(AppError):
 
 class InvalidState(AppError):
     code = ErrorCode.INVALID_STATE
+
+
+class DeviceInUse(AppError):
+    code = ErrorCode.DEVICE_IN_USE
 
 
 class MessageTooLarge(AppError):

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sonalyze_protocol.auth import DEFAULT_INTERNAL_TOKEN
+from sonalyze_protocol.auth import PUBLIC_INTERNAL_TOKENS
 from sonalyze_protocol.json_rule import DEFAULT_MAX_JSON_BYTES, DEFAULT_MAX_JSON_DEPTH
 
 
@@ -17,7 +17,8 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_file=None)
 
     log_level: str = "INFO"
-    internal_auth_token: str = DEFAULT_INTERNAL_TOKEN
+    # no default: unset or empty never authenticates (``make run`` generates one per run, compose requires it)
+    internal_auth_token: str = ""
     http_timeout_seconds: float = 30.0
     # where this service queues its records for the storage service; unset = recording into storage is off
     outbox_dir: Path | None = None
@@ -33,9 +34,19 @@ class ServiceSettings(BaseSettings):
             raise ValueError(f"LOG_LEVEL must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG, got {value!r}")
         return level
 
+    @field_validator("internal_auth_token")
+    @classmethod
+    def _not_a_public_token(cls, value: str) -> str:
+        if value.strip() in PUBLIC_INTERNAL_TOKENS:
+            raise ValueError(
+                f"INTERNAL_AUTH_TOKEN {value.strip()!r} is a published example value, so anyone could use it; "
+                "set a random secret (python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        return value
+
     @property
-    def uses_default_token(self) -> bool:
-        return self.internal_auth_token == DEFAULT_INTERNAL_TOKEN
+    def has_internal_token(self) -> bool:
+        return bool(self.internal_auth_token)
 
 
 def strip_url(value: str) -> str:

@@ -41,7 +41,13 @@ class _MicrosecondIds:
 def app_client(ws_url: str, device_id: str, **kwargs: Any) -> DeviceClient:
     """A `DeviceClient` with the app's request ids and its hard casts on every answer and push."""
     return DeviceClient(
-        ws_url, device_id, check_response=check_response, check_push=check_push, request_ids=_MicrosecondIds(), **kwargs
+        ws_url,
+        device_id,
+        check_response=check_response,
+        check_push=check_push,
+        request_ids=_MicrosecondIds(),
+        use_credential=False,  # the app knows no device credential
+        **kwargs,
     )
 
 

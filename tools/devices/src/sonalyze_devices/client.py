@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
+from urllib.parse import quote
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -22,6 +23,8 @@ logger = logging.getLogger("sonalyze.devices")
 PushHandler = Callable[[str, dict[str, Any]], Awaitable[None]]
 # a check of an answer's or a push's data (the app dialect's hard casts); raises to refuse it
 Check = Callable[[str, Any], None]
+# the gateway's own notices about the connection; kept apart from the lobby's and measurement's pushes
+GATEWAY_NOTICES = frozenset({"gateway.identified", "gateway.identify_required"})
 
 
 class DeviceError(Exception):
@@ -43,7 +46,11 @@ class Push(NamedTuple):
 
 
 class DeviceClient:
-    """A WebSocket client identified by ``device_id`` (sent as ``?device_id=``)."""
+    """A WebSocket client identified by ``device_id`` (sent as ``?device_id=``).
+
+    The credential the gateway hands out (``gateway.identified``) is kept and, with ``use_credential``,
+    presented on every reconnect as ``?device_token=`` (the phone app itself knows none).
+    """
 
     def __init__(
         self,
@@ -55,6 +62,7 @@ class DeviceClient:
         check_response: Check | None = None,
         check_push: Check | None = None,
         request_ids: Callable[[], str] | None = None,
+        use_credential: bool = True,
     ) -> None:
         self.ws_url = ws_url
         self.device_id = device_id
@@ -72,6 +80,9 @@ class DeviceClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._connection: ClientConnection | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.use_credential = use_credential
+        self.device_token: str | None = None
+        self.identified: asyncio.Event = asyncio.Event()  # set by each gateway.identified
 
     @property
     def connected(self) -> bool:
@@ -79,9 +90,11 @@ class DeviceClient:
 
     async def connect(self) -> None:
         sep = "&" if "?" in self.ws_url else "?"
-        self._connection = await websockets.connect(
-            f"{self.ws_url}{sep}device_id={self.device_id}", max_size=2**22, open_timeout=10
-        )
+        query = f"device_id={quote(self.device_id, safe='')}"
+        if self.use_credential and self.device_token:
+            query += f"&device_token={quote(self.device_token, safe='')}"
+        self.identified.clear()
+        self._connection = await websockets.connect(f"{self.ws_url}{sep}{query}", max_size=2**22, open_timeout=10)
         self._reader = asyncio.create_task(self._read(self._connection), name=f"ws-{self.device_id}")
 
     async def _read(self, connection: ClientConnection) -> None:
@@ -89,7 +102,9 @@ class DeviceClient:
             async for raw in connection:
                 frame = json.loads(raw)
                 kind = frame.get("type")
-                if kind == "event":
+                if kind == "event" and frame.get("event") in GATEWAY_NOTICES:
+                    self._on_gateway_notice(frame["event"], frame.get("data") or {})
+                elif kind == "event":
                     push = Push(frame["event"], frame.get("data") or {})
                     self.seen.append(push)
                     if self._check_push is not None:
@@ -111,6 +126,11 @@ class DeviceClient:
                 if not future.done():
                     future.set_exception(ConnectionError(f"{self.device_id}: connection closed"))
             self._pending.clear()
+
+    def _on_gateway_notice(self, event: str, data: dict[str, Any]) -> None:
+        if event == "gateway.identified":
+            self.device_token = data.get("device_token") or self.device_token
+            self.identified.set()
 
     async def request(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
         """Send one event and wait for its response data; an error frame raises `DeviceError`."""

@@ -35,13 +35,16 @@ def print_table(suite: Suite) -> None:
     print(f"  {'service':<12} {'url':<{width}}  health")
     for name, url, health in rows:
         print(f"  {name:<12} {url:<{width}}  {health}")
-    print(f"\n  WebSocket     {ws}?device_id=<your-device>")
+    print(f"\n  WebSocket     {ws}?device_id=<your-device>   (DEVICE_AUTH={config.device_auth})")
     print(f"  HTTP API      {gateway}/v1/...   (docs of each service at <url>/docs)")
+    print(f"  internal      {config.gateway_internal_url}/internal/...   (services only; X-Internal-Token)")
     print(f"  recordings    {config.data_dir.resolve()}")
     print(f"  databases     {config.lobby_database_url or config.sqlite_url('lobby')}")
     print(f"                {config.storage_database_url or config.sqlite_url('storage')}")
-    if not config.internal_auth_token:
-        print("  note          INTERNAL_AUTH_TOKEN is the development default; set it outside your laptop")
+    if config.token_generated:
+        print("  note          INTERNAL_AUTH_TOKEN was generated for this run; set it to keep one across runs")
+    if config.key_generated:
+        print("  note          DEVICE_TOKEN_KEY was generated for this run: device credentials end with it")
     print("\nPress Ctrl-C to stop all services.\n", flush=True)
 
 

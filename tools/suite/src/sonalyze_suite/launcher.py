@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,6 +29,9 @@ STOP_GRACE_S: Final = 10.0
 TAIL_LINES: Final = 40
 # a parent shell's DATABASE_URL would point lobby and storage at one database; each gets its own
 INHERITED_ENV_DROPPED: Final = ("DATABASE_URL",)
+# where services reach the gateway's /internal/* (never the public port); next to the five services' ports
+GATEWAY_INTERNAL_PORT: Final = 8005
+GENERATED_SECRET_BYTES: Final = 32
 
 
 class ServiceFailed(RuntimeError):
@@ -60,10 +64,25 @@ class SuiteConfig:
     state_dir: Path = Path(".run")
     lobby_database_url: str | None = None
     storage_database_url: str | None = None
+    # None: a random token for this run, handed to every service; "": none at all (nothing authenticates)
     internal_auth_token: str | None = None
     log_level: str = "INFO"
     extra_env: dict[str, dict[str, str]] = field(default_factory=dict)
     services: tuple[str, ...] = tuple(s.name for s in SERVICES)
+    gateway_internal_port: int = GATEWAY_INTERNAL_PORT
+    device_auth: str = "claim"
+    # None: a random key for this run (credentials then last as long as the run)
+    device_token_key: str | None = None
+    token_generated: bool = field(init=False, default=False)
+    key_generated: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.token_generated = self.internal_auth_token is None
+        if self.internal_auth_token is None:
+            self.internal_auth_token = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+        self.key_generated = self.device_token_key is None
+        if self.device_token_key is None:
+            self.device_token_key = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] = os.environ) -> SuiteConfig:
@@ -74,20 +93,30 @@ class SuiteConfig:
             storage_database_url=env.get("STORAGE_DATABASE_URL") or None,
             internal_auth_token=env.get("INTERNAL_AUTH_TOKEN") or None,
             log_level=env.get("LOG_LEVEL", "INFO"),
+            device_auth=env.get("DEVICE_AUTH") or "claim",
+            device_token_key=env.get("DEVICE_TOKEN_KEY") or None,
         )
         for spec in SERVICES:
             if port := env.get(f"{spec.name.upper()}_PORT"):
                 config.ports[spec.name] = int(port)
+        if port := env.get("GATEWAY_INTERNAL_PORT"):
+            config.gateway_internal_port = int(port)
         return config
 
     @classmethod
     def on_free_ports(cls, **kwargs: object) -> SuiteConfig:
         config = cls(**kwargs)  # type: ignore[arg-type]
         config.ports = {s.name: free_port(config.host) for s in SERVICES}
+        config.gateway_internal_port = free_port(config.host)
         return config
 
     def url(self, service: str) -> str:
         return f"http://{self.host}:{self.ports[service]}"
+
+    @property
+    def gateway_internal_url(self) -> str:
+        """The gateway's internal listener (``/internal/*``): what services get as ``GATEWAY_URL``."""
+        return f"http://{self.host}:{self.gateway_internal_port}"
 
     def sqlite_url(self, name: str) -> str:
         return f"sqlite+aiosqlite:///{(self.state_dir / f'{name}.db').resolve()}"
@@ -95,7 +124,7 @@ class SuiteConfig:
     def service_env(self, spec: ServiceSpec) -> dict[str, str]:
         """The environment one service starts with: every ``*_URL`` points at the local ports."""
         urls = {
-            "GATEWAY_URL": self.url("gateway"),
+            "GATEWAY_URL": self.gateway_internal_url,
             "LOBBY_URL": self.url("lobby"),
             "MEASUREMENT_URL": self.url("measurement"),
             "SIMULATION_URL": self.url("simulation"),
@@ -104,7 +133,13 @@ class SuiteConfig:
         env = {**urls, "LOG_LEVEL": self.log_level, "PYTHONUNBUFFERED": "1"}
         if self.internal_auth_token:
             env["INTERNAL_AUTH_TOKEN"] = self.internal_auth_token
-        if spec.name == "lobby":
+        if spec.name == "gateway":
+            env["INTERNAL_HOST"] = self.host
+            env["INTERNAL_PORT"] = str(self.gateway_internal_port)
+            env["DEVICE_AUTH"] = self.device_auth
+            env["DEVICE_TOKEN_KEY"] = self.device_token_key or ""
+            env["DEVICE_REGISTRY_PATH"] = str((self.state_dir / "gateway-devices.sqlite3").resolve())
+        elif spec.name == "lobby":
             env["DATABASE_URL"] = self.lobby_database_url or self.sqlite_url("lobby")
             env.setdefault("RUN_MIGRATIONS", "true")
         elif spec.name == "storage":
@@ -180,9 +215,13 @@ class Suite:
 
     def start_service(self, name: str) -> None:
         spec = next(s for s in SERVICES if s.name == name)
+        ports = [self.config.ports[name]] + ([self.config.gateway_internal_port] if name == "gateway" else [])
+        for port in ports:
+            if not port_is_free(self.config.host, port):
+                raise ServiceFailed(
+                    f"{name}: port {port} on {self.config.host} is already in use (another suite running?)"
+                )
         port = self.config.ports[name]
-        if not port_is_free(self.config.host, port):
-            raise ServiceFailed(f"{name}: port {port} on {self.config.host} is already in use (another suite running?)")
         env = {k: v for k, v in os.environ.items() if k not in INHERITED_ENV_DROPPED}
         env.update(self.config.service_env(spec))
         command = [
