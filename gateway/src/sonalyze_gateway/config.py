@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import NoDecode
 from sonalyze_protocol.settings import ServiceSettings, strip_url
+
+
+# an HS256 key shorter than the hash's 32 bytes weakens it (RFC 7518 section 3.2)
+DEVICE_TOKEN_KEY_MIN_CHARS: Final = 32
 
 
 class DeviceAuth(StrEnum):
@@ -80,6 +84,16 @@ class Settings(ServiceSettings):
     def _port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError(f"must be a TCP port (0 = any free one), got {value}")
+        return value
+
+    @field_validator("device_token_key")
+    @classmethod
+    def _long_enough(cls, value: str) -> str:
+        if value and len(value) < DEVICE_TOKEN_KEY_MIN_CHARS:
+            raise ValueError(
+                f"DEVICE_TOKEN_KEY must be at least {DEVICE_TOKEN_KEY_MIN_CHARS} characters "
+                "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return value
 
     @field_validator("cors_allowed_origins", mode="before")

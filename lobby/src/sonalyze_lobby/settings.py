@@ -11,7 +11,7 @@ from sonalyze_lobby.db import PoolSettings
 class Settings(ServiceSettings):
     database_url: str = "sqlite+aiosqlite:///./lobby.db"
     run_migrations: bool = True
-    gateway_url: str = "http://localhost:8000"
+    gateway_url: str = "http://localhost:8005"  # the gateway's internal listener
     measurement_url: str = "http://localhost:8002"
     storage_url: str = "http://localhost:8004"
     # a push that takes longer is given up (logged); the change itself is already committed

@@ -20,7 +20,7 @@ class Settings(ServiceSettings):
     measurement_debug_audio_dir: Path = DEFAULT_DEBUG_AUDIO_DIR
     measurement_analysis_workers: int = Field(default_factory=lambda: min(4, os.cpu_count() or 1), ge=1, le=32)
     measurement_analysis_timeout_s: float = Field(default=120.0, gt=0)
-    gateway_url: str = "http://localhost:8000"
+    gateway_url: str = "http://localhost:8005"  # the gateway's internal listener
     storage_url: str = "http://localhost:8004"
 
     @field_validator("gateway_url", "storage_url")

@@ -9,7 +9,7 @@ from sonalyze_protocol.settings import ServiceSettings
 class Settings(ServiceSettings):
     """Pool, queue and cost limits; the defaults keep one request well inside the gateway's 30 s timeout."""
 
-    gateway_url: str = "http://localhost:8000"
+    gateway_url: str = "http://localhost:8005"  # the gateway's internal listener
     storage_url: str = "http://localhost:8004"
 
     simulation_pool_size: int = Field(default=2, ge=1, le=64)

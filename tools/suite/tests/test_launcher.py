@@ -100,3 +100,29 @@ class TestMakeRunCommand:
         for port in ports.values():
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+class TestServiceEnvironment:
+    def test_each_run_gets_a_random_token_and_key_handed_to_every_service(self, tmp_path: Path) -> None:
+        first, second = make_config(tmp_path), make_config(tmp_path)
+        assert first.internal_auth_token and first.internal_auth_token != second.internal_auth_token
+        assert first.device_token_key and first.device_token_key != second.device_token_key
+        for spec in SERVICES:
+            assert first.service_env(spec)["INTERNAL_AUTH_TOKEN"] == first.internal_auth_token
+
+    def test_services_reach_the_gateway_on_its_internal_listener(self, tmp_path: Path) -> None:
+        config = make_config(tmp_path)
+        envs = {spec.name: config.service_env(spec) for spec in SERVICES}
+        assert config.gateway_internal_port != config.ports["gateway"]
+        assert {env["GATEWAY_URL"] for env in envs.values()} == {config.gateway_internal_url}
+        assert envs["gateway"]["INTERNAL_PORT"] == str(config.gateway_internal_port)
+        assert envs["gateway"]["DEVICE_AUTH"] == "claim"
+        assert envs["gateway"]["DEVICE_REGISTRY_PATH"].endswith("gateway-devices.sqlite3")
+
+    def test_the_environment_overrides_mode_token_and_key(self) -> None:
+        env = {"INTERNAL_AUTH_TOKEN": "t" * 40, "DEVICE_AUTH": "token", "DEVICE_TOKEN_KEY": "k" * 43}
+        config = SuiteConfig.from_environment(env)
+        assert (config.internal_auth_token, config.device_auth, config.device_token_key) == (
+            "t" * 40, "token", "k" * 43,
+        )  # fmt: skip
+        assert not config.token_generated and not config.key_generated
