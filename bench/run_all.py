@@ -21,6 +21,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("gateway_load.py", ["--quick"], []),
     ("gateway_clients.py", ["--rounds", "1"], []),
+    ("gateway_identity.py", ["--connects", "50", "--reclaims", "1"], []),
     ("acoustics_parameters.py", ["--seeds", "1"], ["--pyrato"]),
     ("analysis.py", ["--quick"], []),
     ("simulation.py", ["--repeat", "1"], ["--repeat", "5"]),

@@ -78,7 +78,7 @@ IDENTIFIED: Final = "gateway.identified"
 IDENTIFY_REQUIRED: Final = "gateway.identify_required"
 PROXY_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # messages a socket may send while its claim to a device id is decided (at most the liveness timeout)
-PENDING_BACKLOG_MESSAGES: Final = 32
+PENDING_BACKLOG_MESSAGES: Final = 8
 # response headers a browser page may read (the app's web build checks the signal's hash and timing)
 CORS_EXPOSED_HEADERS: Final = ["X-Request-Id", "X-Audio-Hash", "X-Signal-Id", "X-Signal-Timing"]
 
