@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,9 @@ class ReferenceStore:
     def __init__(self, data_dir: Path) -> None:
         self.directory = data_dir / "signals"
         self._lock = asyncio.Lock()
+        # bodies and hashes are read from worker threads (asyncio.to_thread) and hashing releases the GIL,
+        # so a body and its hash are published together, under one lock
+        self._cache_lock = threading.Lock()
         self._wav_cache: OrderedDict[tuple[str, str], bytes] = OrderedDict()
         self._hashes: dict[tuple[str, str], str] = {}
 
@@ -87,32 +91,40 @@ class ReferenceStore:
 
     def audio_bytes(self, stored: StoredSignal, audio_format: str = "wav") -> bytes:
         """The exact body served for ``format=audio_format`` (FLAC packed from the WAV on first use)."""
+        return self._body_and_hash(stored, audio_format)[0]
+
+    def _body_and_hash(self, stored: StoredSignal, audio_format: str) -> tuple[bytes, str]:
         key = (stored.signal_id, audio_format)
-        if (cached := self._wav_cache.get(key)) is not None:
-            self._wav_cache.move_to_end(key)
-            return cached
+        with self._cache_lock:
+            cached = self._wav_cache.get(key)
+            if cached is not None:
+                self._wav_cache.move_to_end(key)
+                return cached, self._hashes[key]
         if audio_format == "wav":
             data = stored.wav_path.read_bytes()
         elif audio_format == "flac":
             data = self._flac_bytes(stored)
         else:
             raise ValueError(f"unknown audio format {audio_format!r}")
-        self._wav_cache[key] = data
-        self._hashes[key] = hashlib.sha256(data).hexdigest()
-        while len(self._wav_cache) > WAV_CACHE_SIZE:
-            self._wav_cache.popitem(last=False)
-        return data
+        digest = hashlib.sha256(data).hexdigest()
+        with self._cache_lock:
+            self._wav_cache[key] = data
+            self._hashes[key] = digest
+            while len(self._wav_cache) > WAV_CACHE_SIZE:
+                self._wav_cache.popitem(last=False)
+        return data, digest
 
     def audio_hash(self, stored: StoredSignal, audio_format: str = "wav") -> str:
         """SHA-256 (hex) of the exact body ``audio_bytes`` returns; what ``X-Audio-Hash`` carries."""
-        key = (stored.signal_id, audio_format)
-        if key not in self._hashes:
-            self.audio_bytes(stored, audio_format)
-        return self._hashes[key]
+        with self._cache_lock:
+            known = self._hashes.get((stored.signal_id, audio_format))
+        return known if known is not None else self._body_and_hash(stored, audio_format)[1]
 
     def find_by_hash(self, audio_hash: str) -> StoredSignal | None:
         """The stored signal whose WAV (or already packed FLAC) body has this SHA-256, if any."""
-        for key, known in list(self._hashes.items()):
+        with self._cache_lock:
+            hashes = list(self._hashes.items())
+        for key, known in hashes:
             if known == audio_hash:
                 return self.get(key[0])
         for meta_path in sorted(self.directory.glob("sig_*.json")):
