@@ -14,7 +14,7 @@ PACKAGES := libs/sonalyze_protocol libs/sonalyze_acoustics gateway lobby measure
 RUN_INPUTS := requirements.txt $(CONSTRAINTS) $(wildcard */requirements.txt libs/*/requirements.txt) \
               $(wildcard */pyproject.toml libs/*/pyproject.toml tools/*/pyproject.toml)
 
-.PHONY: help install run test demo bench lock compose-test replay-dead-letters clean
+.PHONY: help install run test demo bench lock compose-test replay-dead-letters web clean
 
 help:
 	@echo "make run           start all five services on 127.0.0.1:8000-8004 (Ctrl-C stops them)"
@@ -24,6 +24,7 @@ help:
 	@echo "make lock          regenerate locks/ after changing any requirements*.txt"
 	@echo "make compose-test  build the images, start docker compose and check the suite through its gateway"
 	@echo "make replay-dead-letters   queue the storage records the services set aside again (OUTBOX_DIR=.run/outbox)"
+	@echo "make web     rebuild web/vendor (the page's plotting library) from web/package-lock.json (needs npm)"
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sonalyze needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -69,6 +70,13 @@ compose-test: $(VENV)/.installed-run
 OUTBOX_DIR ?= .run/outbox
 replay-dead-letters: $(VENV)/.installed-run
 	$(BIN)/python -m sonalyze_protocol.outbox_replay $(OUTBOX_DIR)
+
+# The page needs no Node at run time: web/vendor is committed; this rebuilds it from the lockfile.
+web:
+	cd web && npm ci
+	cp web/node_modules/uplot/dist/uPlot.esm.js web/vendor/uplot.esm.js
+	cp web/node_modules/uplot/dist/uPlot.min.css web/vendor/uplot.min.css
+	cp web/node_modules/uplot/LICENSE web/vendor/uplot.LICENSE
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .hypothesis

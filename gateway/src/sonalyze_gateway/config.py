@@ -53,6 +53,8 @@ class Settings(ServiceSettings):
     # browser origins allowed to call the HTTP API (the app's web build), comma-separated; "*" = any
     cors_allowed_origins: Annotated[list[str], NoDecode] = []
     cors_allowed_origin_regex: str | None = None
+    # the web page's folder, served at /; unset = the checkout's web/ folder
+    web_dir: Path | None = None
 
     @field_validator("lobby_url", "measurement_url", "simulation_url", "storage_url")
     @classmethod

@@ -68,6 +68,7 @@ from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyR
 from sonalyze_gateway.rate_limit import TokenBucket
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
 from sonalyze_gateway.seen_devices import SeenDevices
+from sonalyze_gateway.web import mount_web
 
 logger = logging.getLogger("sonalyze.gateway")
 
@@ -231,6 +232,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if route is None:
             raise NotFound(f"no service serves {request.url.path}")
         return await gateway.proxy.forward(request, *route)
+
+    mount_web(app, settings.web_dir)
 
     return app
 

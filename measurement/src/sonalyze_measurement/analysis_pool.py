@@ -86,5 +86,6 @@ class AnalysisPool:
                 "quality": {"signal_id": task.signal_id},
                 "broadband": None,
                 "bands": None,
+                "plots": None,
             }
         )

@@ -142,6 +142,8 @@ class RecordingResult(BaseModel):
     app_results: dict[str, Any] | None = Field(
         default=None, description="This recording in the app's shape: what analysis.run with recording_upload answers"
     )
+    plots: dict[str, Any] | None = None
+    """Decimated decay curves (with fit ranges), impulse response and frequency response (sonalyze_acoustics.plots)."""
 
 
 class AnalysisResults(BaseModel):

@@ -377,6 +377,7 @@ def _failed_item(name: str, announced: dict[str, Any], message: str) -> dict[str
         "quality": {},
         "broadband": None,
         "bands": None,
+        "plots": None,
     }
 
 

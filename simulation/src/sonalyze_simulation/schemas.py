@@ -162,6 +162,9 @@ class SimulationRequest(BaseModel):
     air_absorption: bool = True
     n_rays: int | None = Field(default=None, ge=100, le=1_000_000)
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
+    plots: bool = False
+    """Answer each pair's plot data too (decay curves with fit ranges, impulse and frequency response), as the
+    measurement analysis does; off by default, it adds some 50 kB per pair."""
 
     @model_validator(mode="before")
     @classmethod
@@ -218,6 +221,7 @@ class PairResult(BaseModel):
     bands: dict[str, Metrics]
     null_reasons: dict[str, Any] = Field(default_factory=dict)
     quality: dict[str, Any] = Field(default_factory=dict)
+    plots: dict[str, Any] | None = None
 
 
 class SimulationSettingsUsed(BaseModel):

@@ -96,6 +96,9 @@ class SimulationService:
             result.queue_s,
         )
         response = _response(simulation_id, planned, output, result.queue_s, total_s, self.settings, ir_url_prefix)
+        if not request.plots:
+            for pair in response.results:
+                pair.plots = None
         self._record_results(request, response)
         return response
 
@@ -210,6 +213,7 @@ def _response(
             bands=p.parameters["bands"],
             null_reasons=p.parameters.get("null_reasons", {}),
             quality=p.parameters.get("quality", {}),
+            plots=p.parameters.get("plots"),
         )
         for p in output.pairs
     ]

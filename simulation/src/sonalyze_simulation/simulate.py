@@ -17,6 +17,7 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 from sonalyze_acoustics.parameters import room_parameters
+from sonalyze_acoustics.plots import plot_data
 
 from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics import pyroom
@@ -144,7 +145,9 @@ def simulate(plan: SimulationPlan) -> SimulationOutput:
                 ir = np.pad(ir, (0, min_samples - ir.size))
             distance_m = math.dist(source.position_m, mic.position_m)
             index = direct_index(distance_m, plan.sample_rate_hz)
-            parameters = room_parameters(ir, float(plan.sample_rate_hz), direct_index=index).as_dict()
+            room_values = room_parameters(ir, float(plan.sample_rate_hz), direct_index=index)
+            parameters = room_values.as_dict()
+            parameters["plots"] = plot_data(ir, plan.sample_rate_hz, room_values.direct_index, room_values.decay_curves())
             pairs.append(
                 PairOutput(
                     source_id=source.id,

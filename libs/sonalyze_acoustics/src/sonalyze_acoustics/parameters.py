@@ -148,6 +148,58 @@ MIN_IR_S: Final = 0.05
 _FIELDS: Final = ("edt_s", "t20_s", "t30_s", "rt60_s", "c50_db", "c80_db", "d50", "drr_db")
 
 
+DECAY_CURVE_POINTS: Final = 200
+"""Points of a decimated decay curve over its whole length (plus :data:`DECAY_CURVE_EARLY_POINTS` in its
+first 100 ms, where EDT is fitted): enough for a plot, a few kB per band."""
+
+DECAY_CURVE_EARLY_POINTS: Final = 40
+
+
+@dataclass(frozen=True)
+class DecayCurve:
+    """A decimated copy of one band's normalised Schroeder curve and its regression ranges, for plots.
+
+    ``time_s`` is relative to the direct sound's onset; ``fits`` maps ``edt``, ``t20``, ``t30`` to
+    ``{start_s, end_s, intercept_db, slope_db_per_s}`` (the least-squares line and the range it was fitted
+    over), for every range the curve had, including those whose value was then refused (see null_reasons).
+    """
+
+    time_s: list[float]
+    level_db: list[float]
+    fits: dict[str, dict[str, float]]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"time_s": self.time_s, "level_db": self.level_db, "fits": self.fits}
+
+
+def _decimated_curve(edc_db: np.ndarray, origin: int, sample_rate_hz: float, fits: dict[str, _DecayFit]) -> DecayCurve:
+    """Sample ``edc_db`` on a grid that is dense in the first 100 ms and uniform after; floor at -200 dB."""
+    n = edc_db.size
+    early = min(n - 1, origin + int(0.1 * sample_rate_hz))
+    index = np.unique(
+        np.concatenate(
+            [
+                np.linspace(0, n - 1, DECAY_CURVE_POINTS).astype(np.intp),
+                np.linspace(max(origin, 0), max(early, 0), DECAY_CURVE_EARLY_POINTS).astype(np.intp),
+            ]
+        )
+    )
+    levels = np.maximum(np.nan_to_num(edc_db[index], nan=-200.0, neginf=-200.0), -200.0)
+    return DecayCurve(
+        time_s=[round(float(t), 5) for t in (index - origin) / sample_rate_hz],
+        level_db=[round(float(v), 2) for v in levels],
+        fits={
+            name.removesuffix("_s"): {
+                "start_s": round((fit.start_index - origin) / sample_rate_hz, 5),
+                "end_s": round((fit.stop_index - origin) / sample_rate_hz, 5),
+                "intercept_db": round(fit.intercept_db + fit.slope_db_per_s * origin / sample_rate_hz, 3),
+                "slope_db_per_s": round(fit.slope_db_per_s, 3),
+            }
+            for name, fit in fits.items()
+        },
+    )
+
+
 @dataclass(frozen=True)
 class BandParameters:
     """ISO 3382-1 parameters of one octave band (or broadband). None means "not trustworthy"; see null_reasons.
@@ -170,6 +222,8 @@ class BandParameters:
         How far the measured Schroeder curve reaches below its start, in dB.
     null_reasons : dict
         Field name -> why it is None.
+    decay_curve : DecayCurve or None
+        The decimated Schroeder curve and regression ranges (for plots; not part of :meth:`values`).
     """
 
     edt_s: float | None = None
@@ -184,6 +238,7 @@ class BandParameters:
     noise_floor_db: float | None = None
     decay_range_db: float | None = None
     null_reasons: dict[str, str] = field(default_factory=dict)
+    decay_curve: DecayCurve | None = None
 
     def values(self) -> dict[str, float | None]:
         """The eight parameters as a JSON-safe dict (field -> value or None)."""
@@ -214,6 +269,11 @@ class RoomParameters:
     sti_null_reason: str | None
     direct_index: int
     sti_assumptions: dict[str, object]
+
+    def decay_curves(self) -> dict[str, dict[str, object] | None]:
+        """``broadband`` and each band -> its :class:`DecayCurve` as a dict (None where the band had no decay)."""
+        everything = [("broadband", self.broadband), *((str(b), self.bands[b]) for b in OCTAVE_BANDS_HZ)]
+        return {key: p.decay_curve.as_dict() if p.decay_curve else None for key, p in everything}
 
     def as_dict(self) -> dict[str, object]:
         """JSON-safe dict (no NaN or Infinity) in the shape of the measurement results."""
@@ -382,6 +442,11 @@ def _find_direct(ir: np.ndarray, sample_rate_hz: float, hint_index: int | None) 
 class _DecayFit:
     decay_time_s: float
     nonlinearity_permille: float
+    start_index: int = 0
+    stop_index: int = 0
+    intercept_db: float = 0.0
+    """Level of the fitted line at index 0 of the curve."""
+    slope_db_per_s: float = 0.0
 
 
 def _decay_time_s(
@@ -403,13 +468,17 @@ def _decay_time_s(
     stride = max((stop - start) // 4000, 1)
     index = np.arange(start, stop + 1, stride).astype(np.float64)
     levels = curve[index.astype(np.intp)]
-    _, slope_db_per_sample = _decay._fit_line(index, levels)
+    intercept_db, slope_db_per_sample = _decay._fit_line(index, levels)
     if slope_db_per_sample >= 0:
         return None
     correlation = np.corrcoef(index, levels)[0, 1]
     return _DecayFit(
         decay_time_s=float(-60.0 / (slope_db_per_sample * sample_rate_hz)),
         nonlinearity_permille=float(1000.0 * (1.0 - correlation**2)),
+        start_index=first + start,
+        stop_index=first + stop,
+        intercept_db=float(intercept_db - slope_db_per_sample * first),
+        slope_db_per_s=float(slope_db_per_sample * sample_rate_hz),
     )
 
 
@@ -421,7 +490,9 @@ def _decay_times(
     sample_rate_hz: float,
     margin_db: float = DECAY_MARGIN_DB,
     min_edt_span_s: float = EDT_MIN_SPAN_S,
+    fits: dict[str, _DecayFit] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """EDT, T20, T30 and rt60 with the reasons for each null; every regression made lands in ``fits``."""
     values: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     for name, top_db, bottom_db, label in (
@@ -450,6 +521,8 @@ def _decay_times(
                 continue
         fit = _decay_time_s(edc_db, direct_offset, top_db, bottom_db, sample_rate_hz)
         values[name] = None if fit is None else fit.decay_time_s
+        if fit is not None and fits is not None:
+            fits[name] = fit
         if fit is None:
             reasons[name] = f"the decay curve has no usable {label} evaluation range"
         elif name != "edt_s" and fit.nonlinearity_permille > MAX_NONLINEARITY_PERMILLE:
@@ -665,6 +738,7 @@ def _band(
     total = edc[0]
     with np.errstate(divide="ignore"):
         edc_db = 10.0 * np.log10(edc / total)
+    fits: dict[str, _DecayFit] = {}
     values, reasons = _decay_times(
         edc_db,
         origin,
@@ -673,6 +747,7 @@ def _band(
         sample_rate_hz,
         LOW_BAND_DECAY_MARGIN_DB.get(band_hz, DECAY_MARGIN_DB) if band_hz is not None else DECAY_MARGIN_DB,
         max(EDT_MIN_SPAN_S, EDT_SPAN_PER_DELAY * delay / sample_rate_hz),
+        fits,
     )
 
     n_ms = max(int(round(sample_rate_hz / 1000.0)), 1)
@@ -713,6 +788,7 @@ def _band(
         noise_floor_db=_finite_or_none(analysis.noise_floor_db),
         decay_range_db=_finite_or_none(analysis.decay_range_db),
         null_reasons={name: named_reason(name, band_hz, text) for name, text in reasons.items()},
+        decay_curve=_decimated_curve(edc_db, origin, sample_rate_hz, fits),
     )
     lundeby = analysis.lundeby
     stop = start + edc.size

@@ -20,6 +20,7 @@ import numpy as np
 from sonalyze_acoustics.alignment import SyncNotFound
 from sonalyze_acoustics.bands import band_edges_hz
 from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, room_parameters
+from sonalyze_acoustics.plots import plot_data
 from sonalyze_protocol.deadline import DeadlineExceeded
 from sonalyze_protocol.errors import client_text
 
@@ -78,6 +79,7 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         "broadband": None,
         "bands": None,
         "frequency_response": None,
+        "plots": None,
     }
     try:
         _analyser(task.source)(task, result)
@@ -138,7 +140,8 @@ def fill_parameters(
 ) -> None:
     """Room parameters of ``ir`` into ``result`` (bands outside what was measured nulled), and its response."""
     quality = result["quality"]
-    parameters = room_parameters(ir, fs, direct_index=direct_index, band_limits_hz=band_limits_hz).as_dict()
+    room = room_parameters(ir, fs, direct_index=direct_index, band_limits_hz=band_limits_hz)
+    parameters = room.as_dict()
     null_reasons: dict[str, str] = dict(parameters["null_reasons"])
     bands = parameters["bands"]
     low_hz, high_hz = band_limits_hz or (0.0, fs / 2)
@@ -153,6 +156,8 @@ def fill_parameters(
     usable_hz = min(high_hz, USABLE_NYQUIST_FRACTION * recording_rate_hz / 2)
     low_usable_hz = low_hz * 2**SWEEP_LOW_MARGIN_OCTAVES if band_limits_hz is not None else 20.0
     result["frequency_response"] = frequency_response(ir, fs, low_usable_hz, usable_hz)
+    # what the web page draws (decay curves with their fits, impulse and fine frequency response), from this same ir
+    result["plots"] = plot_data(ir, int(round(fs)), direct_index, room.decay_curves())
     warnings = []
     if quality["clipping"]["clipped"]:
         n_clipped = quality["clipping"]["clipped_samples"]

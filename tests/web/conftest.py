@@ -1,0 +1,74 @@
+"""Browser tests: the real suite as processes, the page opened in Debian's headless Chromium via Playwright.
+
+Playwright only drives the installed browser (`CHROMIUM_PATH`, default /usr/bin/chromium); it never
+downloads one. `.ci/run` installs Debian's `chromium` package when it is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sonalyze_suite import Suite, SuiteConfig
+
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACTS_DIR = Path(os.environ.get("WEB_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / ".run" / "web-artifacts"))
+
+# short waits, so a silent device fails a step in seconds
+PROTOCOL_ENV = {
+    "MEASUREMENT_READY_TIMEOUT_S": "15",
+    "MEASUREMENT_AUDIO_TIMEOUT_S": "30",
+    "MEASUREMENT_RECORDING_TIMEOUT_S": "15",
+    "MEASUREMENT_PLAYBACK_MARGIN_S": "15",
+    "MEASUREMENT_UPLOAD_TIMEOUT_S": "60",
+    "MEASUREMENT_ANALYSIS_TIMEOUT_S": "170",
+}
+
+
+@pytest.fixture(scope="module")
+async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite]:
+    """Gateway (serving the page), lobby, measurement and simulation as real processes on free ports."""
+    base: Path = tmp_path_factory.mktemp("web")
+    config = SuiteConfig.on_free_ports(
+        data_dir=base / "data",
+        state_dir=base / "state",
+        services=("measurement", "lobby", "simulation", "gateway"),
+        extra_env={"lobby": dict(PROTOCOL_ENV)},
+    )
+    running = Suite(config, log_dir=base / "logs")
+    await asyncio.to_thread(running.start, 120.0)
+    try:
+        yield running
+    finally:
+        await asyncio.to_thread(running.stop)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[object]:
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM_PATH).is_file():
+        pytest.fail(f"no Chromium at {CHROMIUM_PATH}: `apt-get install -y chromium` (.ci/run does it) or set CHROMIUM_PATH")
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS_DIR
