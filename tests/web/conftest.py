@@ -36,7 +36,7 @@ PROTOCOL_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite]:
     """Gateway (serving the page), lobby, measurement and simulation as real processes on free ports."""
     base: Path = tmp_path_factory.mktemp("web")
@@ -54,18 +54,38 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
         await asyncio.to_thread(running.stop)
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[object]:
+@pytest.fixture(scope="session")
+async def playwright() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     if not Path(CHROMIUM_PATH).is_file():
         pytest.fail(f"no Chromium at {CHROMIUM_PATH}: `apt-get install -y chromium` (.ci/run does it) or set CHROMIUM_PATH")
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
+    async with async_playwright() as running:
+        yield running
+
+
+@pytest.fixture
+async def launch_chromium(playwright) -> AsyncIterator[object]:
+    """``await launch_chromium([...extra flags])``: another headless Chromium (closed after the test)."""
+    launched = []
+
+    async def launch(extra_args: list[str]) -> object:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=[*CHROMIUM_FLAGS, *extra_args])
+        launched.append(browser)
+        return browser
+
+    yield launch
+    for browser in launched:
+        await browser.close()
+
+
+@pytest.fixture(scope="module")
+async def browser(playwright) -> AsyncIterator[object]:
+    launched = await playwright.chromium.launch(executable_path=CHROMIUM_PATH, args=CHROMIUM_FLAGS)
+    try:
+        yield launched
+    finally:
+        await launched.close()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 // Entry point: connect as a browser device, wire the three views together.
-import { $ } from "./dom.js";
 import { GatewaySocket, browserDeviceId, httpJson } from "./gateway.js";
 import { LobbyView } from "./lobby.js";
+import { BrowserPhone } from "./phone.js";
+import { $, clock, h } from "./dom.js";
 import { pairKey, renderResults } from "./results.js";
 import { SimulationView, snapshotSimulationRequest } from "./simulation.js";
 
@@ -67,5 +68,17 @@ new LobbyView(gateway, {
     showJob(jobId, lobby).catch((error) => ($("#results-status").textContent = `${error.code}: ${error.message}`));
   },
 });
+const phone = new BrowserPhone(gateway, (text, isError = false) => {
+  $("#phone-log").append(h("li", { class: isError ? "error" : "" }, h("time", {}, clock()), text));
+});
+$("#phone-enable").addEventListener("click", async () => {
+  try {
+    await phone.enable();
+    $("#phone-enable").textContent = "Phone mode on";
+    $("#phone-enable").disabled = true;
+  } catch (error) {
+    $("#phone-log").append(h("li", { class: "error" }, `could not open the microphone: ${error.name}: ${error.message}`));
+  }
+});
 gateway.connect();
-window.sonalyze = { gateway, showJob, selectView };
+window.sonalyze = { gateway, showJob, selectView, phone };
