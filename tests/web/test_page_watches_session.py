@@ -102,6 +102,10 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
             # the timeline follows the protocol live
             await expect(page.locator('#timeline li[data-event="measurement.speaker_complete"]')).to_have_count(1, timeout=120_000)
             await expect(page.locator('#timeline li[data-event="measurement.session_complete"]')).to_have_count(1, timeout=60_000)
+            # phase by phase, with the coordinator's counters (measurement.phase_update)
+            phases = page.locator('#timeline li[data-event="measurement.phase_update"]')
+            assert await phases.count() >= 5
+            await expect(phases.filter(has_text="recordings 2/2")).not_to_have_count(0)
             await expect(page.locator("#view-results")).to_be_visible(timeout=200_000)
             await expect(page.locator("#results section.pair")).to_have_count(len(pairs), timeout=60_000)
             await expect(page.locator("#results-status")).to_contain_text("compared with simulation", timeout=120_000)

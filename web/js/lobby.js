@@ -96,7 +96,12 @@ export class LobbyView {
     if (!event.startsWith("measurement.") && !event.startsWith("lobby.")) return;
     if (event.startsWith("measurement.") && this.session && data.session_id && data.session_id !== this.session.session_id) return;
     this.timeline.add(event, data);
-    if (event === "measurement.phase_update") this.timeline.showStatus({ ...this.session, ...data });
+    if (event === "measurement.phase_update") {
+      // the phase and its counters, pushed by the coordinator at every move (the status poll fills in the rest)
+      this.lastProgress = data;
+      const speaker = data.current_speaker_slot_id ? { slot_id: data.current_speaker_slot_id, device_id: data.speaker_device_id } : null;
+      this.timeline.showStatus({ ...(this.session ?? {}), state: data.step, current_speaker: speaker, speaker_index: data.speaker_index, progress: data });
+    }
     if (event.startsWith("measurement.") && this.session) this.refreshSession();
     if (event === "measurement.analysis_complete" || event === "measurement.analysis_results") {
       const jobId = data.job_id ?? this.session?.job_id;
@@ -168,7 +173,8 @@ export class LobbyView {
     } catch {
       return;
     }
-    this.timeline.showStatus(this.session);
+    const progress = this.lastProgress?.session_id === this.session.session_id && this.lastProgress.step === this.session.state ? this.lastProgress : null;
+    this.timeline.showStatus({ ...this.session, progress });
     if (!ACTIVE_STATES.has(this.session.state)) this.stopPolling();
     if (this.session.state === "complete" && this.session.job_id && this.analysedJob !== this.session.job_id) {
       this.analysedJob = this.session.job_id;

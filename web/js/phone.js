@@ -131,6 +131,9 @@ export class BrowserPhone {
     if (!response.ok) throw new Error(`the signal did not download (HTTP ${response.status})`);
     const bytes = await response.arrayBuffer();
     const audioHash = await sha256Hex(bytes);
+    if (audioHash && data.expected_hash && data.expected_hash.replace(/^sha256:/, "") !== audioHash) {
+      throw Object.assign(new Error(`the downloaded signal's SHA-256 ${audioHash.slice(0, 12)}… is not the expected ${data.expected_hash.slice(0, 12)}…`), { code: "audio_hash_mismatch" });
+    }
     this.signal = await this.context.decodeAudioData(bytes.slice(0));
     const body = { session_id: data.session_id };
     if (audioHash) body.audio_hash = audioHash;

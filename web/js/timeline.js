@@ -34,10 +34,20 @@ export function describe(event, data) {
       return `error ${d.code ?? d.error_code ?? ""} at ${d.step ?? "?"}: ${d.message ?? d.error_message ?? d.reason ?? ""}${who}`;
     }
     case "measurement.phase_update":
-      return `phase ${d.phase ?? d.state ?? d.step ?? "?"}${d.speaker_slot_id ? ` (${d.speaker_slot_id})` : ""}`;
+      return `${d.phase_description ?? d.phase ?? d.step ?? "?"}${d.current_speaker_slot_id ? ` (${d.current_speaker_slot_id})` : ""}${progressText(d)}`;
     default:
       return event.startsWith("measurement.") ? event.slice("measurement.".length).replaceAll("_", " ") : null;
   }
+}
+
+/** " · ready 2/3 · recording 1/2 · uploads 0/2" from a phase_update's counters. */
+export function progressText(d) {
+  const parts = [];
+  if (d.total_devices != null) parts.push(`ready ${d.devices_ready}/${d.total_devices}`);
+  if (d.total_microphones != null) parts.push(`recording ${d.recordings_started}/${d.total_microphones}`);
+  if (d.total_microphones != null) parts.push(`uploads ${d.uploads_received}/${d.total_microphones}`);
+  if (d.total_recordings != null) parts.push(`recordings ${d.recordings_received}/${d.total_recordings}`);
+  return parts.length ? ` · ${parts.join(" · ")}` : "";
 }
 
 export class Timeline {
@@ -80,6 +90,7 @@ export class Timeline {
         status.speaker_index != null && status.speakers ? ` (${status.speaker_index + 1} of ${status.speakers.length})` : ""),
       steps,
     ];
+    if (status.progress) lines.push(h("p", { class: "progress" }, `${status.progress.phase_description ?? ""}${progressText(status.progress)}`));
     const awaited = status.awaiting_device_ids ?? [];
     if (awaited.length) lines.push(h("p", {}, `Waiting for: ${awaited.join(", ")}`));
     const gone = status.disconnected_device_ids ?? [];
