@@ -129,6 +129,8 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
             assert int(await figure.get_attribute("data-points")) > 10, plot_class
             assert await figure.evaluate(PAINTED_PIXELS_JS) > 500, f"{plot_class} of {speaker}->{mic} drew nothing"
 
+    await page.screenshot(path=str(artifacts_dir / "results.png"), full_page=True)
+
     # the decay plot follows the band chosen with the keyboard
     decay = page.locator("#results section.pair figure.plot-decay").first
     before = await decay.get_attribute("data-points")
@@ -144,7 +146,6 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
     shown = await page.locator('#results section.pair[data-pair="speaker_1|mic_1"] td[data-metric="t30_s"][data-band="1000"]').inner_text()
     assert float(first["1000_hz"]) == pytest.approx(float(shown), abs=0.006)
 
-    await page.screenshot(path=str(artifacts_dir / "results.png"), full_page=True)
     foreign = [url for url in requested if urlparse(url).netloc != origin and not url.startswith(("data:", "blob:"))]
     assert not foreign, f"the page reached beyond the gateway: {foreign}"
     assert not problems, problems

@@ -62,10 +62,10 @@ export function decayPlot(parent, curves, idPrefix) {
     axes: [axis("time after the direct sound (s)"), axis("level (dB)")],
     series: [
       { label: "t (s)", value: (u, v) => (v == null ? "—" : v.toFixed(3)) },
-      { label: "Schroeder curve", stroke: COLORS.curve, width: 2 },
-      { label: "EDT fit", stroke: COLORS.edt, dash: [6, 4], width: 2 },
-      { label: "T20 fit", stroke: COLORS.t20, dash: [6, 4], width: 2 },
-      { label: "T30 fit", stroke: COLORS.t30, dash: [2, 3], width: 2 },
+      { label: "Schroeder curve", stroke: COLORS.curve, width: 1.5 },
+      { label: "EDT fit", stroke: COLORS.edt, dash: [8, 4], width: 3 },
+      { label: "T20 fit", stroke: COLORS.t20, dash: [8, 4], width: 3 },
+      { label: "T30 fit", stroke: COLORS.t30, dash: [3, 3], width: 3 },
     ],
   }, dataFor(select.value));
   select.addEventListener("change", () => setData(fig, plot, dataFor(select.value)));

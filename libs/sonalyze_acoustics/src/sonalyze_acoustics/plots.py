@@ -11,10 +11,11 @@ from typing import Any, Final
 
 import numpy as np
 
-IR_FINE_BIN_S: Final = 0.0002
+IR_BINS: Final = ((0.1, 0.0002), (0.3, 0.001))
+"""Bin widths of the envelope: 0.2 ms from 5 ms before the direct sound to 100 ms after it, 1 ms to 300 ms, then
+:data:`IR_COARSE_BIN_S` (and before the fine part)."""
+IR_FINE_START_S: Final = -0.005
 IR_COARSE_BIN_S: Final = 0.008
-IR_FINE_SPAN_S: Final = (-0.005, 0.1)
-"""From 5 ms before to 100 ms after the direct sound the envelope has 0.2 ms bins, elsewhere 8 ms bins."""
 
 FR_POINTS_PER_OCTAVE: Final = 24
 FR_SMOOTHING_OCTAVES: Final = 1 / 6
@@ -38,15 +39,15 @@ def impulse_response_envelope(ir: np.ndarray, sample_rate_hz: int, onset_index: 
     fs = float(sample_rate_hz)
     peak = float(np.max(np.abs(ir))) or 1.0
     normalised = ir / peak
-    fine_start = max(onset_index + int(IR_FINE_SPAN_S[0] * fs), 0)
-    fine_stop = min(onset_index + int(IR_FINE_SPAN_S[1] * fs), ir.size)
-    edges = np.concatenate(
-        [
-            np.arange(0, fine_start, max(int(IR_COARSE_BIN_S * fs), 1)),
-            np.arange(fine_start, fine_stop, max(int(IR_FINE_BIN_S * fs), 1)),
-            np.arange(fine_stop, ir.size, max(int(IR_COARSE_BIN_S * fs), 1)),
-        ]
-    ).astype(np.intp)
+    coarse = max(int(IR_COARSE_BIN_S * fs), 1)
+    start = max(onset_index + int(IR_FINE_START_S * fs), 0)
+    parts = [np.arange(0, start, coarse)]
+    for end_s, width_s in IR_BINS:
+        stop = min(max(onset_index + int(end_s * fs), start), ir.size)
+        parts.append(np.arange(start, stop, max(int(width_s * fs), 1)))
+        start = stop
+    parts.append(np.arange(start, ir.size, coarse))
+    edges = np.concatenate(parts).astype(np.intp)
     edges = np.unique(edges)
     low = np.minimum.reduceat(normalised, edges)
     high = np.maximum.reduceat(normalised, edges)
