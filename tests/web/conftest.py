@@ -92,3 +92,24 @@ async def browser(playwright) -> AsyncIterator[object]:
 def artifacts_dir() -> Path:
     ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
     return ARTIFACTS_DIR
+
+
+PAINTED_PIXELS_JS = """(figure) => {
+  const canvas = figure.querySelector('canvas');
+  if (!canvas || !canvas.width || !canvas.height) return 0;
+  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
+  return painted;
+}"""
+
+
+@pytest.fixture
+def painted_pixels():
+    """``await painted_pixels(figure_locator)``: how many pixels of the plot's canvas are painted (uPlot draws
+    on a transparent canvas, so 0 means nothing was drawn)."""
+
+    async def count(figure) -> int:
+        return await figure.evaluate(PAINTED_PIXELS_JS)
+
+    return count

@@ -31,18 +31,9 @@ SPEAKERS = ("speaker_1",)
 MICS = ("mic_1", "mic_2")
 PLOT_CLASSES = ("plot-decay", "plot-ir", "plot-ir-db", "plot-fr", "plot-compare")
 
-# counts the canvas pixels a plot has painted (uPlot draws on a transparent canvas)
-PAINTED_PIXELS_JS = """(figure) => {
-  const canvas = figure.querySelector('canvas');
-  if (!canvas || !canvas.width || !canvas.height) return 0;
-  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let painted = 0;
-  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
-  return painted;
-}"""
 
 
-async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artifacts_dir) -> None:
+async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artifacts_dir, painted_pixels) -> None:
     gateway = suite.config.url("gateway")
     origin = urlparse(gateway).netloc
     context = await browser.new_context(viewport={"width": 1280, "height": 1000})
@@ -127,7 +118,7 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
             figure = section.locator(f"figure.{plot_class}")
             await expect(figure).to_have_count(1)
             assert int(await figure.get_attribute("data-points")) > 10, plot_class
-            assert await figure.evaluate(PAINTED_PIXELS_JS) > 500, f"{plot_class} of {speaker}->{mic} drew nothing"
+            assert await painted_pixels(figure) > 500, f"{plot_class} of {speaker}->{mic} drew nothing"
 
     await page.screenshot(path=str(artifacts_dir / "results.png"), full_page=True)
 

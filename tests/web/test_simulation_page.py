@@ -7,16 +7,9 @@ from playwright.async_api import expect
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
-PAINTED_PIXELS_JS = """(figure) => {
-  const canvas = figure.querySelector('canvas');
-  const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-  let painted = 0;
-  for (let i = 3; i < pixels.length; i += 4) if (pixels[i] > 0) painted++;
-  return painted;
-}"""
 
 
-async def test_simulation_page(suite, browser, artifacts_dir) -> None:
+async def test_simulation_page(suite, browser, artifacts_dir, painted_pixels) -> None:
     gateway = suite.config.url("gateway")
     page = await browser.new_page(viewport={"width": 1280, "height": 1000})
     problems: list[str] = []
@@ -53,7 +46,7 @@ async def test_simulation_page(suite, browser, artifacts_dir) -> None:
         for plot_class in ("plot-decay", "plot-ir", "plot-ir-db", "plot-fr"):
             figure = section.locator(f"figure.{plot_class}")
             assert int(await figure.get_attribute("data-points")) > 10
-            assert await figure.evaluate(PAINTED_PIXELS_JS) > 500, plot_class
+            assert await painted_pixels(figure) > 500, plot_class
     await page.screenshot(path=str(artifacts_dir / "simulation.png"), full_page=True)
 
     # a request the cost guard refuses: its message, with the estimate and the budget
