@@ -361,6 +361,9 @@ class Coordinator:
                 await self._send_quietly(session_id, AnalysisFailed(f"{type(exc).__name__}: {exc}"))
                 return
             results = body.get("results", body) if isinstance(body, dict) else body
+            if isinstance(results, list):
+                # the web page's plot data (~75 kB per recording) stays with the job (GET /v1/jobs/{id}): pushes stay small
+                results = [{k: v for k, v in item.items() if k != "plots"} if isinstance(item, dict) else item for item in results]
             summary = body.get("summary") if isinstance(body, dict) else None
             await self._send_quietly(session_id, AnalysisFinished(results, summary))
 
