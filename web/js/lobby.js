@@ -12,6 +12,7 @@ export class LobbyView {
     this.onAnalysis = onAnalysis;
     this.lobby = null;
     this.session = null;
+    this.drafts = new Map();
     this.pollTimer = null;
     this.timeline = new Timeline($("#timeline"), $("#session-status"));
     this.error = $("#lobby-error");
@@ -194,7 +195,14 @@ export class LobbyView {
     $("#lobby-state").textContent = lobby.state.replaceAll("_", " ");
     $("#lobby-admin-note").textContent = this.isAdmin ? "you are the admin" : `admin ${lobby.creator_device_id}`;
     const canAssign = this.isAdmin && lobby.state === "open";
+    // pushes re-render the table at any moment: keep the control that has the focus focused (drafts keep its value)
+    const focused = document.activeElement?.closest?.("#participants tr[data-device]") ? document.activeElement : null;
+    const focusKey = focused ? [focused.closest("tr").dataset.device, focused.className] : null;
     $("#participants tbody").replaceChildren(...lobby.participants.map((p) => this.participantRow(p, canAssign)));
+    if (focusKey) {
+      const row = [...document.querySelectorAll("#participants tr[data-device]")].find((r) => r.dataset.device === focusKey[0]);
+      row?.querySelector(`.${focusKey[1].split(" ")[0]}`)?.focus();
+    }
     const positions = lobby.room_snapshot?.positions?.length ?? 0;
     $("#room-note").textContent = lobby.room_snapshot
       ? `Room shared: ${lobby.room_snapshot.vertices?.length ?? "?"} corners, ${lobby.room_snapshot.height_m ?? "?"} m high, ${positions} positions.`
@@ -213,11 +221,20 @@ export class LobbyView {
     const controls = h("td", { class: "admin-only" });
     if (canAssign && p.status === "joined") {
       const label = `role of ${p.device_id}`;
+      // what the admin has chosen but not yet assigned survives the re-renders that pushes cause
+      const draft = this.drafts.get(p.device_id) ?? { role: p.role, slot: p.role_slot_id ?? "" };
       const role = h("select", { "aria-label": label, class: "role-select" },
-        ["none", "speaker", "microphone"].map((r) => h("option", { value: r, selected: r === p.role }, r)));
-      const slot = h("input", { "aria-label": `slot of ${p.device_id}`, class: "slot-input", size: 10, value: p.role_slot_id ?? "", placeholder: "auto" });
+        ["none", "speaker", "microphone"].map((r) => h("option", { value: r, selected: r === draft.role }, r)));
+      const slot = h("input", { "aria-label": `slot of ${p.device_id}`, class: "slot-input", size: 10, value: draft.slot, placeholder: "auto" });
+      const keep = () => this.drafts.set(p.device_id, { role: role.value, slot: slot.value });
+      role.addEventListener("change", keep);
+      slot.addEventListener("input", keep);
       const button = h("button", { type: "button", class: "assign" }, "Assign");
-      button.addEventListener("click", () => this.guard(() => this.assign(p.device_id, role.value, slot.value)));
+      button.addEventListener("click", () => this.guard(async () => {
+        await this.assign(p.device_id, role.value, slot.value);
+        this.drafts.delete(p.device_id);
+        this.render();
+      }));
       controls.append(role, " ", slot, " ", button);
     }
     row.append(controls);
