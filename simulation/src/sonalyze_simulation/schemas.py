@@ -164,7 +164,7 @@ class SimulationRequest(BaseModel):
     seed: int = Field(default=0, ge=0, le=2**32 - 1)
     plots: bool = False
     """Answer each pair's plot data too (decay curves with fit ranges, impulse and frequency response), as the
-    measurement analysis does; off by default, it adds some 50 kB per pair."""
+    measurement analysis does; off by default, it adds up to ~80 kB per pair."""
 
     @model_validator(mode="before")
     @classmethod
