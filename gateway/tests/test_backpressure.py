@@ -37,6 +37,18 @@ class TestServiceGate:
             gate.leave(60.0)
         assert gate.retry_after_ms == RETRY_AFTER_MAX_MS
 
+    def test_a_slow_service_gets_fewer_events_at_a_time_until_it_speeds_up(self) -> None:
+        gate = ServiceGate(limit=64, retry_after_floor_ms=100, max_wait_ms=500)
+        assert gate.admitted == 64
+        for _ in range(100):
+            gate.try_enter()
+            gate.leave(5.0)  # answers take 10x the bound
+        assert 2 <= gate.admitted <= 8
+        for _ in range(100):
+            gate.try_enter()
+            gate.leave(0.01)
+        assert gate.admitted == 64
+
     def test_a_limit_below_one_is_refused(self) -> None:
         with pytest.raises(ValueError):
             ServiceGate(limit=0, retry_after_floor_ms=100)

@@ -55,6 +55,8 @@ class Settings(ServiceSettings):
     cors_allowed_origin_regex: str | None = None
     # the web page's folder, served at /; unset = the checkout's web/ folder
     web_dir: Path | None = None
+    # while a service's answers take longer than this, fewer events are let through to it at a time
+    overload_max_wait_ms: int = 500
 
     @field_validator("lobby_url", "measurement_url", "simulation_url", "storage_url")
     @classmethod
@@ -67,6 +69,7 @@ class Settings(ServiceSettings):
         "outbound_queue_frames",
         "max_inflight_per_service",
         "overload_retry_after_ms",
+        "overload_max_wait_ms",
     )
     @classmethod
     def _positive_int(cls, value: int) -> int:

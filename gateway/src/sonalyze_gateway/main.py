@@ -149,7 +149,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             proxy=Proxy(session, urls, settings.http_timeout_seconds),
             gc_tuning=GcTuning(closed_sockets=lambda: gateway.manager.n_closed),
             gates={
-                target: ServiceGate(settings.max_inflight_per_service, settings.overload_retry_after_ms)
+                target: ServiceGate(
+                    settings.max_inflight_per_service,
+                    settings.overload_retry_after_ms,
+                    settings.overload_max_wait_ms,
+                )
                 for target in urls
             },
             identity=identity,
