@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite, SuiteConfig
+from sonalyze_suite.testing import running_suite
 
 # short waits, so a silent phone fails the step in seconds; the honest phones answer far quicker
 PROTOCOL_ENV = {
@@ -38,12 +39,8 @@ async def suite(
         services=("measurement", "lobby", "gateway"),
         extra_env={"lobby": dict(PROTOCOL_ENV)},
     )
-    running = Suite(config, log_dir=base / "logs")
-    await asyncio.to_thread(running.start, 90.0)
-    try:
+    async with running_suite(config, base / "logs", 90.0) as running:
         yield running
-    finally:
-        await asyncio.to_thread(running.stop)
 
 
 @pytest.fixture
@@ -85,9 +82,5 @@ async def full_suite(
         storage_database_url=await make_database_url("storage_full") if on_postgres else None,
         extra_env={"lobby": dict(DEVICE_SESSION_ENV)},
     )
-    running = Suite(config, log_dir=base / "logs")
-    await asyncio.to_thread(running.start, 120.0)
-    try:
+    async with running_suite(config, base / "logs", 120.0) as running:
         yield running
-    finally:
-        await asyncio.to_thread(running.stop)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import pytest
 from sonalyze_suite import Suite, SuiteConfig
+from sonalyze_suite.testing import running_suite
 
 
 @pytest.fixture(scope="session")
@@ -33,12 +33,8 @@ async def hard_suite(
             "simulation": {"SIMULATION_COST_BUDGET_S": "2", "SIMULATION_QUEUE_WAIT_S": "30"},
         },
     )
-    running = Suite(config, log_dir=base / "logs")
-    await asyncio.to_thread(running.start, 120.0)
-    try:
+    async with running_suite(config, base / "logs", 120.0) as running:
         yield running
-    finally:
-        await asyncio.to_thread(running.stop)
 
 
 FUZZ_COUNTS: dict[str, dict[str, int]] = {}

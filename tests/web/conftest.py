@@ -6,13 +6,13 @@ downloads one. `.ci/run` installs Debian's `chromium` package when it is missing
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from sonalyze_suite import Suite, SuiteConfig
+from sonalyze_suite.testing import running_suite
 
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -46,12 +46,8 @@ async def suite(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Suite
         services=("measurement", "lobby", "simulation", "gateway"),
         extra_env={"lobby": dict(PROTOCOL_ENV)},
     )
-    running = Suite(config, log_dir=base / "logs")
-    await asyncio.to_thread(running.start, 120.0)
-    try:
+    async with running_suite(config, base / "logs", 120.0) as running:
         yield running
-    finally:
-        await asyncio.to_thread(running.stop)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,16 @@ afterwards, so services and test sessions never share tables. Without it, SQLite
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sonalyze_suite.launcher import Suite, SuiteConfig
 
 
 def test_database_url() -> str | None:
@@ -61,3 +68,20 @@ async def drop_database(admin_url: str, url: str) -> None:
 
 def sqlite_url(directory: Path, name: str) -> str:
     return f"sqlite+aiosqlite:///{(directory / f'{name}.db').resolve()}"
+
+
+@asynccontextmanager
+async def running_suite(config: SuiteConfig, log_dir: Path, start_timeout_s: float = 120.0) -> AsyncIterator[Suite]:
+    """The services of ``config`` as real processes for the ``async with`` block, stopped however it ends.
+
+    Starting and stopping block (they wait on health checks and child exits), so they run in a thread
+    and the test's event loop stays free.
+    """
+    from sonalyze_suite.launcher import Suite
+
+    running = Suite(config, log_dir=log_dir)
+    await asyncio.to_thread(running.start, start_timeout_s)
+    try:
+        yield running
+    finally:
+        await asyncio.to_thread(running.stop)
