@@ -176,9 +176,11 @@ class TestDeadline:
     async def test_an_analysis_past_its_timeout_is_stopped_by_its_worker(
         self, tmp_path_factory, tools, signal_48k, good_recording
     ) -> None:
-        """Issue 14: the worker stops itself at the timeout instead of analysing on for no one."""
+        """Issue 14: the worker stops itself at the timeout instead of analysing on for no one.
+
+        10 ms: far below any analysis, so the worker is always the one that stops it, however fast the machine."""
         _, signal_id = signal_48k
-        settings = tools.make_settings(tmp_path_factory.mktemp("deadline"), measurement_analysis_timeout_s=0.2)
+        settings = tools.make_settings(tmp_path_factory.mktemp("deadline"), measurement_analysis_timeout_s=0.01)
         app = create_app(settings)
         async with LifespanManager(app) as manager:
             transport = httpx.ASGITransport(app=manager.app)
@@ -190,4 +192,25 @@ class TestDeadline:
         [result] = body["results"]
         assert result["status"] == "failed"
         # the worker's own message (it stopped), not the pool's (which would only have stopped waiting)
-        assert "took too long and was stopped after 0.2 s" in result["error"]["message"], result["error"]
+        assert "took too long and was stopped after 0.01 s" in result["error"]["message"], result["error"]
+
+
+class TestDeadlineAfterTheAnalysisProper:
+    def test_an_alarm_while_the_result_is_assembled_is_a_failed_result(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The worker's alarm can ring outside `analyze_recording`'s own handler (e.g. in `json_safe`):
+        the worker still answers a failed result item instead of raising into the pool (which was a 500)."""
+        import time
+
+        from sonalyze_measurement import analysis_pool
+        from sonalyze_measurement.analysis.metrics import AnalysisTask
+
+        def analysis_whose_tail_is_slow(task: AnalysisTask) -> dict:
+            time.sleep(2.0)  # stands for the result assembly after the analysis' own try
+            return {"status": "ok"}
+
+        monkeypatch.setattr(analysis_pool, "analyze_recording", analysis_whose_tail_is_slow)
+        task = AnalysisTask("job", "late.wav", "/nonexistent.wav", "/nonexistent.wav", {}, None, "s1", "m1")
+        result = analysis_pool._analyze_within(task, 0.05)
+        assert result["status"] == "failed"
+        assert result["upload_name"] == "late.wav" and result["mic_slot_id"] == "m1"
+        assert result["error"] == {"code": "analysis_failed", "message": "the analysis took too long and was stopped after 0.05 s"}

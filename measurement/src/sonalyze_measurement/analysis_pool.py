@@ -15,9 +15,9 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sonalyze_protocol.deadline import deadline
+from sonalyze_protocol.deadline import DeadlineExceeded, deadline
 
-from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, json_safe
+from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, json_safe, stopped_result
 
 logger = logging.getLogger("sonalyze.measurement.pool")
 
@@ -28,8 +28,12 @@ DEADLINE_GRACE_S = 5.0
 
 def _analyze_within(task: AnalysisTask, deadline_s: float) -> dict[str, Any]:
     """`analyze_recording`, stopped when it runs past ``deadline_s`` so the worker is free for the next."""
-    with deadline(deadline_s):
-        return analyze_recording(task)
+    try:
+        with deadline(deadline_s):
+            return analyze_recording(task)
+    except DeadlineExceeded as exc:
+        # the alarm may ring after the analysis proper, while its result is assembled: still a failed result
+        return stopped_result(task, exc)
 
 
 def _warm_up() -> bool:

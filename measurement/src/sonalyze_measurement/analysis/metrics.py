@@ -66,10 +66,9 @@ class AnalysisTask:
     """``sweep_deconvolution``: the sweep's range when the client gave it (else estimated)."""
 
 
-def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
-    """Analyse one recording; returns its result item (never raises)."""
-    started = time.perf_counter()
-    result: dict[str, Any] = {
+def _failed_result(task: AnalysisTask) -> dict[str, Any]:
+    """A result item with nothing measured yet; `analyze_recording` fills it in."""
+    return {
         "upload_name": task.upload_name,
         "speaker_slot_id": task.speaker_slot_id,
         "mic_slot_id": task.mic_slot_id,
@@ -81,6 +80,21 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         "frequency_response": None,
         "plots": None,
     }
+
+
+def _stopped_error(exc: DeadlineExceeded) -> dict[str, str]:
+    return {"code": "analysis_failed", "message": f"the analysis took too long and was {exc}"}
+
+
+def stopped_result(task: AnalysisTask, exc: DeadlineExceeded) -> dict[str, Any]:
+    """The failed result item of an analysis its worker stopped at the deadline."""
+    return json_safe({**_failed_result(task), "error": _stopped_error(exc)})
+
+
+def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
+    """Analyse one recording; returns its result item (never raises)."""
+    started = time.perf_counter()
+    result = _failed_result(task)
     try:
         _analyser(task.source)(task, result)
         result["status"] = "ok"
@@ -91,7 +105,7 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
     except ValueError as exc:
         result["error"] = {"code": "analysis_failed", "message": client_text(str(exc))}
     except DeadlineExceeded as exc:
-        result["error"] = {"code": "analysis_failed", "message": f"the analysis took too long and was {exc}"}
+        result["error"] = _stopped_error(exc)
     except Exception as exc:  # a worker must answer, whatever happened
         logger.exception("analysis of %s/%s failed", task.job_id, task.upload_name)
         result["error"] = {"code": "analysis_failed", "message": client_text(f"{type(exc).__name__}: {exc}")}
