@@ -100,7 +100,8 @@ async def measurement_audio_info(services: ServicesDep, query: SignalQueryDep) -
 )
 async def register_session(services: ServicesDep, session_id: str, body: SessionRegistration) -> dict[str, Any]:
     """The lobby says which job and signal a measurement session uses (internal token; idempotent)."""
-    return service.register_session(services, session_id, body)
+    # file reads and an fsync'd write: off the event loop, so uploads and /health never wait behind them
+    return await asyncio.to_thread(service.register_session, services, session_id, body)
 
 
 @router.post("/jobs", response_model=JobCreated, status_code=201, tags=["jobs"])
