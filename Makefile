@@ -14,11 +14,12 @@ PACKAGES := libs/sonalyze_protocol libs/sonalyze_acoustics gateway lobby measure
 RUN_INPUTS := requirements.txt $(CONSTRAINTS) $(wildcard */requirements.txt libs/*/requirements.txt) \
               $(wildcard */pyproject.toml libs/*/pyproject.toml tools/*/pyproject.toml)
 
-.PHONY: help install run test demo bench lock compose-test replay-dead-letters web clean
+.PHONY: help install run test lint demo bench lock compose-test replay-dead-letters web clean
 
 help:
 	@echo "make run           start all five services on 127.0.0.1:8000-8004 (Ctrl-C stops them)"
 	@echo "make test          run every test (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)"
+	@echo "make lint          ruff lint and format check (make test runs it first)"
 	@echo "make demo          a full virtual-phone measurement against the running suite"
 	@echo "make bench         print the benchmarks' figures"
 	@echo "make lock          regenerate locks/ after changing any requirements*.txt"
@@ -49,8 +50,13 @@ install: $(VENV)/.installed-test
 run: $(VENV)/.installed-run
 	@$(BIN)/python -m sonalyze_suite run
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# ruff.toml: one lint and format rule set for the repository
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --quiet .
 
 demo: $(VENV)/.installed-run
 	@$(BIN)/python -m sonalyze_devices $(DEMO_ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+
 from sonalyze_suite.launcher import free_port
 from sonalyze_suite.testing import create_database, drop_database, sqlite_url, test_database_url
 

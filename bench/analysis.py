@@ -31,14 +31,14 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-from sonalyze_acoustics.parameters import room_parameters  # noqa: E402
+import numpy as np
+import soundfile as sf
 
-from sonalyze_measurement.analysis.alignment import Reference, measure_impulse_response  # noqa: E402
-from sonalyze_measurement.analysis.audio_generator import render, resolve_params  # noqa: E402
-from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording  # noqa: E402
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording  # noqa: E402
+from sonalyze_acoustics.parameters import room_parameters
+from sonalyze_measurement.analysis.alignment import Reference, measure_impulse_response
+from sonalyze_measurement.analysis.audio_generator import render, resolve_params
+from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
+from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 
 BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")
 MID_BANDS = ("250", "500", "1000", "2000", "4000")
@@ -94,20 +94,28 @@ COLUMNS = ("T mid %", "T edge %", "C mid dB", "C edge dB", "DRR 0.5-4k", "DRR 12
 
 def columns(errs: dict[str, dict[str, float | None]]) -> dict[str, tuple[float | None, int]]:
     """The table's cells: worst |error| and null count per group of values and bands."""
-    return dict(zip(COLUMNS, (
-        worst(errs, MID_BANDS, TIMES),
-        worst(errs, EDGE_BANDS, TIMES),
-        worst(errs, MID_BANDS, CLARITY),
-        worst(errs, EDGE_BANDS, CLARITY),
-        worst(errs, ("500", "1000", "2000", "4000"), ("drr_db",)),
-        worst(errs, ("125", "250"), ("drr_db",)),
-        worst(errs, ("8000",), ("drr_db",)),
-        worst(errs, MID_BANDS, ("d50",)),
-        worst(errs, ("broadband",), ("sti",)),
-    ), strict=True))
+    return dict(
+        zip(
+            COLUMNS,
+            (
+                worst(errs, MID_BANDS, TIMES),
+                worst(errs, EDGE_BANDS, TIMES),
+                worst(errs, MID_BANDS, CLARITY),
+                worst(errs, EDGE_BANDS, CLARITY),
+                worst(errs, ("500", "1000", "2000", "4000"), ("drr_db",)),
+                worst(errs, ("125", "250"), ("drr_db",)),
+                worst(errs, ("8000",), ("drr_db",)),
+                worst(errs, MID_BANDS, ("d50",)),
+                worst(errs, ("broadband",), ("sti",)),
+            ),
+            strict=True,
+        )
+    )
 
 
-def worst(errs: dict[str, dict[str, float | None]], keys: tuple[str, ...], names: tuple[str, ...]) -> tuple[float | None, int]:
+def worst(
+    errs: dict[str, dict[str, float | None]], keys: tuple[str, ...], names: tuple[str, ...]
+) -> tuple[float | None, int]:
     values = [errs[k][n] for k in keys for n in names if n in errs[k]]
     present = [abs(v) for v in values if v is not None and np.isfinite(v)]
     return (max(present) if present else None), sum(v is None for v in values)
@@ -127,7 +135,7 @@ def pyrato_values(ir: np.ndarray, fs: int) -> dict[str, Any]:
     padded = pf.Signal(np.concatenate([ir, np.zeros(max(0, int(1.7 * fs) - len(ir)))]), fs)
     try:
         sti = float(np.ravel(pyrato.parameters.speech_transmission_index_indirect(padded))[0])
-    except Exception:  # noqa: BLE001 - a reference that cannot answer is reported as null
+    except Exception:
         sti = None
     bands = {}
     for i, band in enumerate(BANDS):
@@ -139,7 +147,7 @@ def pyrato_values(ir: np.ndarray, fs: int) -> dict[str, Any]:
             values["c50_db"] = _finite(_call(pyrato.parameters.clarity, edc, 50))
             values["c80_db"] = _finite(_call(pyrato.parameters.clarity, edc, 80))
             values["d50"] = _finite(_call(pyrato.parameters.definition, edc, 50))
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
         bands[band] = values
     return {"broadband": {"sti": sti}, "bands": bands}
@@ -147,6 +155,7 @@ def pyrato_values(ir: np.ndarray, fs: int) -> dict[str, Any]:
 
 def clean_as_truth(clean: dict[str, Any]) -> dict[str, Any]:
     """The metric code's values on the clean IR as a truth dict (nulls become NaN, so they count as no error)."""
+
     def fill(values: dict[str, Any]) -> dict[str, Any]:
         return {k: (float("nan") if v is None else v) for k, v in values.items()}
 
@@ -156,7 +165,7 @@ def clean_as_truth(clean: dict[str, Any]) -> dict[str, Any]:
 def _call(func: Any, *args: Any, **kwargs: Any) -> float:
     try:
         return float(np.ravel(func(*args, **kwargs))[0])
-    except Exception:  # noqa: BLE001
+    except Exception:
         return float("nan")
 
 
@@ -187,8 +196,10 @@ def main() -> int:
     reference = Reference(samples=signal, timing=timing_dict)
 
     cases = grid(args.quick)
-    print(f"{len(cases)} cases; signal {params.signal_id}: 48 kHz, sweep {params.duration_s:g} s "
-          f"{params.f_start_hz:g}-{params.f_end_hz:g} Hz, total {timing.total_duration_s:g} s; recordings 44.1 kHz 16-bit\n")
+    print(
+        f"{len(cases)} cases; signal {params.signal_id}: 48 kHz, sweep {params.duration_s:g} s "
+        f"{params.f_start_hz:g}-{params.f_end_hz:g} Hz, total {timing.total_duration_s:g} s; recordings 44.1 kHz 16-bit\n"
+    )
     header = f"{'case':34} " + " ".join(f"{c:>10}" for c in COLUMNS) + f" {'drift ppm':>10}"
     print("1. worst |error| per case (mid = 250 Hz-4 kHz, edge = 125 Hz and 8 kHz; (Nn) = N nulls)")
     print(header)
@@ -244,8 +255,17 @@ def main() -> int:
                 nulls = sum(r[k][1] for r in rows)
                 cells.append(fmt(max(present) if present else None, nulls))
             print(f"{f'{pnr:g} dB peak-to-noise, {who}':34} " + " ".join(cells))
-    targets = [TARGETS["mid_time_pct"], TARGETS["edge_time_pct"], TARGETS["mid_level_db"], TARGETS["edge_level_db"],
-               TARGETS["mid_level_db"], None, TARGETS["edge_level_db"], None, TARGETS["sti"]]
+    targets = [
+        TARGETS["mid_time_pct"],
+        TARGETS["edge_time_pct"],
+        TARGETS["mid_level_db"],
+        TARGETS["edge_level_db"],
+        TARGETS["mid_level_db"],
+        None,
+        TARGETS["edge_level_db"],
+        None,
+        TARGETS["sti"],
+    ]
     print(f"{'targets (40 dB and up; 20 dB: 10 %)':34} " + " ".join(fmt(t) for t in targets))
 
     print("\n2b. what the measurement path adds: worst |measured - metric code on the clean designed IR|")
@@ -265,7 +285,12 @@ def main() -> int:
             print(f"    {key:>9}: {cells}")
 
     print("\n4. time per recording (one core)")
-    ten_s = simulate_recording(signal, 48000, design_room(ReferenceCase("t")), replace(ReferenceCase("t"), recording_rate_hz=48000, delay_s=0.0))
+    ten_s = simulate_recording(
+        signal,
+        48000,
+        design_room(ReferenceCase("t")),
+        replace(ReferenceCase("t"), recording_rate_hz=48000, delay_s=0.0),
+    )
     ten_s = ten_s[: 10 * 48000]
     path = workdir / "ten.wav"
     sf.write(path, ten_s, 48000, subtype="PCM_16")
@@ -281,17 +306,27 @@ def main() -> int:
         t0 = time.perf_counter()
         measured = measure_impulse_response(ten_s, 48000, reference)
         t1 = time.perf_counter()
-        room_parameters(measured.ir.samples, 48000, direct_index=measured.direct.onset_index,
-                        band_limits_hz=(params.f_start_hz, params.f_end_hz))
+        room_parameters(
+            measured.ir.samples,
+            48000,
+            direct_index=measured.direct.onset_index,
+            band_limits_hz=(params.f_start_hz, params.f_end_hz),
+        )
         t2 = time.perf_counter()
         stage_runs.append((t1 - t0, t2 - t1))
     align_s, metrics_s = min(stage_runs)
-    print(f"  10 s 48 kHz recording, whole analysis (read WAV -> results): median {np.median(runs)*1000:.0f} ms, "
-          f"best {min(runs)*1000:.0f} ms (target < 300 ms)")
-    print(f"    chirps + drift + resampling + deconvolution + direct sound: {align_s*1000:.0f} ms; "
-          f"room_parameters: {metrics_s*1000:.0f} ms")
-    print(f"  44.1 kHz grid recordings (~12.7 s each, first one cold): median {np.median(times_s)*1000:.0f} ms, "
-          f"max {max(times_s)*1000:.0f} ms")
+    print(
+        f"  10 s 48 kHz recording, whole analysis (read WAV -> results): median {np.median(runs) * 1000:.0f} ms, "
+        f"best {min(runs) * 1000:.0f} ms (target < 300 ms)"
+    )
+    print(
+        f"    chirps + drift + resampling + deconvolution + direct sound: {align_s * 1000:.0f} ms; "
+        f"room_parameters: {metrics_s * 1000:.0f} ms"
+    )
+    print(
+        f"  44.1 kHz grid recordings (~12.7 s each, first one cold): median {np.median(times_s) * 1000:.0f} ms, "
+        f"max {max(times_s) * 1000:.0f} ms"
+    )
     return 0
 
 

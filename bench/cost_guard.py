@@ -114,8 +114,10 @@ def main() -> None:
         flag = "" if 0.5 <= ratio <= 2.0 else "  <-- outside 0.5-2"
         print(f"{head}{cpu_s:>9.2f}{wall_s:>9.2f}{ratio:>7.2f}  {planned.cost.largest()}{flag}", flush=True)
     inside = sum(0.5 <= r <= 2.0 for r in ratios)
-    print(f"\n{inside} of {len(ratios)} cases within 2x; worst under-estimate x{max(ratios):.2f}, "
-          f"worst over-estimate x{1 / min(ratios):.2f}")
+    print(
+        f"\n{inside} of {len(ratios)} cases within 2x; worst under-estimate x{max(ratios):.2f}, "
+        f"worst over-estimate x{1 / min(ratios):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ async def measure(ws_url: str, n_sessions: int, n_speakers: int, n_microphones: 
         await client.connect()
     try:
         lobby = await host.request("lobby.create", {})
-        for i, phone in enumerate(phones):
+        for phone in phones:
             await phone.request("lobby.join", {"code": lobby["code"]})
         line_up_speakers = [{"device_id": p.device_id, "slot_id": f"speaker-{i + 1}", "slot_label": f"S{i + 1}"}
                             for i, p in enumerate(phones[:n_speakers])]  # fmt: skip
@@ -62,7 +62,9 @@ def main() -> None:
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="sonalyze-bench-"))
     config = SuiteConfig.on_free_ports(
-        data_dir=base / "data", state_dir=base / "state", services=("measurement", "lobby", "gateway"),
+        data_dir=base / "data",
+        state_dir=base / "state",
+        services=("measurement", "lobby", "gateway"),
         log_level="INFO" if args.log_dir else "WARNING",
         # one host socket sends three events per session: lift the per-socket rate limit for the loop
         extra_env={"gateway": {"RATE_LIMIT_RPS": "1000", "RATE_LIMIT_BURST": "1000"}},

@@ -31,7 +31,12 @@ def percentile(values: list[float], q: float) -> float:
 
 async def one_session(gateway_url: str, seed: int, latencies_s: list[float]) -> tuple[DemoResult, float]:
     options = DemoOptions(
-        gateway_url=gateway_url, n_speakers=1, n_microphones=3, seed=seed, session_timeout_s=600, latencies_s=latencies_s
+        gateway_url=gateway_url,
+        n_speakers=1,
+        n_microphones=3,
+        seed=seed,
+        session_timeout_s=600,
+        latencies_s=latencies_s,
     )
     started = time.perf_counter()
     result = await run_demo(options, Progress(io.StringIO()))
@@ -68,7 +73,9 @@ def main() -> int:
     if args.gateway:
         return asyncio.run(run(args.gateway, args.lobbies))
     with tempfile.TemporaryDirectory() as tmp:
-        config = SuiteConfig.on_free_ports(data_dir=Path(tmp) / "data", state_dir=Path(tmp) / "state", log_level="WARNING")
+        config = SuiteConfig.on_free_ports(
+            data_dir=Path(tmp) / "data", state_dir=Path(tmp) / "state", log_level="WARNING"
+        )
         suite = Suite(config, log_dir=Path(tmp) / "logs")
         suite.start(timeout_s=120)
         try:

@@ -24,6 +24,7 @@ from pathlib import Path
 import aiohttp
 import httpx
 import orjson
+
 from sonalyze_suite.launcher import free_port
 
 BODY = orjson.dumps({"event": "lobby.get", "request_id": "r1", "device_id": "d1", "data": {"lobby_id": "x"}})

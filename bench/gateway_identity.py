@@ -21,10 +21,11 @@ import uuid
 from pathlib import Path
 
 import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
 from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
 from sonalyze_suite.launcher import Suite, SuiteConfig
-from websockets.asyncio.client import ClientConnection, connect
 
 
 def per_call_us(function: object, number: int) -> float:

@@ -55,9 +55,10 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
+from websockets.asyncio.client import connect
+
 from sonalyze_suite.launcher import Suite, SuiteConfig, free_port
 from sonalyze_suite.services import SERVICE_BY_NAME
-from websockets.asyncio.client import connect
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
@@ -298,7 +299,9 @@ async def one_round(
     figures |= {f"broadcast_1000_{k}": v for k, v in broadcast.items()}
     load_end_s = time.time() + 0.3 + args.overload_duration
     health = asyncio.create_task(slowest_health_ms(target.health_urls, load_end_s + HEALTH_AFTER_S))
-    overload = await run_load(workers, target, "routed", 3.0, args.overload_duration, load_end_s - args.overload_duration)
+    overload = await run_load(
+        workers, target, "routed", 3.0, args.overload_duration, load_end_s - args.overload_duration
+    )
     figures |= {
         "overload_3000_within_1s_pct": overload["within_1s_pct"],
         "overload_3000_max_ms": overload["max_ms"],
@@ -377,7 +380,7 @@ async def postgres_databases(admin_url: str) -> tuple[str, str] | None:
 
     try:
         return await create_database(admin_url, "bench_lobby"), await create_database(admin_url, "bench_storage")
-    except Exception as exc:  # noqa: BLE001 - no server: that target is skipped, said so
+    except Exception as exc:
         print(f"postgres target skipped: {type(exc).__name__}: {exc}", flush=True)
         return None
 
@@ -453,7 +456,9 @@ async def run_targets(
                      "--log-level", "warning"], work_dir / "bare.log"))  # fmt: skip
                 await wait_healthy(f"http://127.0.0.1:{port}/healthz")
                 base = f"127.0.0.1:{port}"
-                targets["bare"] = Target("bare", f"ws://{base}/ws", f"http://{base}/broadcast", [f"http://{base}/healthz"])
+                targets["bare"] = Target(
+                    "bare", f"ws://{base}/ws", f"http://{base}/broadcast", [f"http://{base}/healthz"]
+                )
             if "stub" in names:
                 stub_port = free_port()
                 processes.append(start_process([sys.executable, str(BENCH_DIR / "gateway_stub.py"), str(stub_port)],

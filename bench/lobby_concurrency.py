@@ -17,13 +17,13 @@ import uuid
 from pathlib import Path
 
 import httpx
-from sonalyze_protocol.broadcast import BroadcastClient
 
 from sonalyze_lobby import migrations, service
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.db import make_engine, make_sessionmaker
 from sonalyze_lobby.settings import Settings
+from sonalyze_protocol.broadcast import BroadcastClient
 
 N_JOINS = 50
 N_CREATES = 200
@@ -72,9 +72,7 @@ async def main(admin_url: str | None) -> None:
         report(f"{N_JOINS} joins, one lobby", time.perf_counter() - started, joins)
 
         started = time.perf_counter()
-        creates = await asyncio.gather(
-            *(timed(act(f"{prefix}-c{i}", service.create_lobby)) for i in range(N_CREATES))
-        )
+        creates = await asyncio.gather(*(timed(act(f"{prefix}-c{i}", service.create_lobby)) for i in range(N_CREATES)))
         report(f"{N_CREATES} creates", time.perf_counter() - started, creates)
     await engine.dispose()
     if admin_url:

@@ -21,15 +21,15 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
+import numpy as np
+import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from analysis import MID_BANDS  # noqa: E402
+from analysis import MID_BANDS
 
-from sonalyze_measurement.analysis.audio_generator import render, resolve_params  # noqa: E402
-from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording  # noqa: E402
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording  # noqa: E402
+from sonalyze_measurement.analysis.audio_generator import render, resolve_params
+from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
+from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 
 METRICS = {"t20_s": ("T20", 0.10), "t30_s": ("T30", 0.10), "edt_s": ("EDT", 0.10), "c80_db": ("C80", 1.0)}
 
@@ -46,8 +46,11 @@ def main() -> int:
     sf.write(reference_path, pcm16, 48000, subtype="PCM_16")
     drifts = (0.0,) if args.quick else (0.0, 50.0, -200.0)
     print(f"signal {params.signal_id}: sweep {params.duration_s:g} s; bands {', '.join(MID_BANDS)} Hz")
-    print(f"{'PNR dB':>6} {'T s':>5} " + " ".join(f"{label + ' rep (ok)':>16}" for label, _ in METRICS.values())
-          + f" {'null w/o named reason':>22}")
+    print(
+        f"{'PNR dB':>6} {'T s':>5} "
+        + " ".join(f"{label + ' rep (ok)':>16}" for label, _ in METRICS.values())
+        + f" {'null w/o named reason':>22}"
+    )
     seed = 1000
     for pnr in (40.0, 20.0, 15.0):
         for t60 in (0.35, 1.0, 2.4):
@@ -61,8 +64,9 @@ def main() -> int:
                     recording = simulate_recording(signal, 48000, design, case)
                     path = workdir / "recording.wav"
                     sf.write(path, recording, case.recording_rate_hz, subtype="PCM_16")
-                    task = AnalysisTask("bench", "recording.wav", str(path), str(reference_path),
-                                        timing.as_dict(), params.signal_id)
+                    task = AnalysisTask(
+                        "bench", "recording.wav", str(path), str(reference_path), timing.as_dict(), params.signal_id
+                    )
                     result = analyze_recording(task)
                     if result["status"] != "ok":
                         print(f"  {case.name} failed: {result['error']}")

@@ -90,8 +90,10 @@ async def main(repeat: int, sample_rate_hz: int) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://bench", timeout=300) as client:
             # the first request starts the worker and imports the engine: not counted
             await client.post("/simulate", json=request_body("ism", 2, sample_rate_hz))
-            print(f"room {ROOM_M} m, absorption {ABSORPTION}, scattering {SCATTERING}, {sample_rate_hz} Hz, "
-                  f"air absorption on, one pair; medians of {repeat} runs\n")
+            print(
+                f"room {ROOM_M} m, absorption {ABSORPTION}, scattering {SCATTERING}, {sample_rate_hz} Hz, "
+                f"air absorption on, one pair; medians of {repeat} runs\n"
+            )
             header = f"{'method':<12}{'order':>6}{'rays':>7}{'request_s':>11}{'simulate_s':>12}{'metrics_s':>11}"
             print(header + f"{'pra_s':>9}{'ratio':>7}{'est_s':>8}{'ir_s':>7}{'rt60_s':>8}")
             for method, order in CASES:

@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from sonalyze_simulation import validation as v  # noqa: E402
+from sonalyze_simulation import validation as v
 
 ABSORPTIONS = (0.05, 0.15, 0.3, 0.5)
 SCATTERINGS = (0.0, 0.3, 0.6)
@@ -64,7 +64,12 @@ def main() -> int:
                         mark(cell.c50_vs_ism_db, 1.0 if early else None),
                         mark(cell.c80_vs_ism_db, 1.0 if early else None),
                     ]
-                    prow = [mark(poly.t30_pct, 2.0), mark(poly.edt_pct, 2.0), mark(poly.c50_db, 0.5), mark(poly.c80_db, 0.5)]
+                    prow = [
+                        mark(poly.t30_pct, 2.0),
+                        mark(poly.edt_pct, 2.0),
+                        mark(poly.c50_db, 0.5),
+                        mark(poly.c80_db, 0.5),
+                    ]
                     counts["cells"] += 1
                     counts["hits"] += sum("*" not in x for x in row + prow)
                     eyr = (eyring[2] + eyring[3] + eyring[4]) / 3
@@ -80,7 +85,10 @@ def main() -> int:
             p = v.compare_polygon(ism_poly, ism_box)
             print(
                 f"{room.name:8} {alpha:5.2f} {'-':>4} {'ism (10)':11} {'':8} {'':>9} {'':>9} {'':>8} {'':>8} | "
-                + " ".join(f"{x:>8}" for x in (mark(p.t30_pct, 2.0), mark(p.edt_pct, 2.0), mark(p.c50_db, 0.5), mark(p.c80_db, 0.5)))
+                + " ".join(
+                    f"{x:>8}"
+                    for x in (mark(p.t30_pct, 2.0), mark(p.edt_pct, 2.0), mark(p.c50_db, 0.5), mark(p.c80_db, 0.5))
+                )
             )
     print(f"\n{counts['cells']} cells, {time.perf_counter() - started:.0f} s")
     return 0

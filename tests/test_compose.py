@@ -68,7 +68,14 @@ def test_no_dockerfile_declares_a_volume(name: str) -> None:
 
 def test_dockerignore_keeps_local_files_out_of_the_build_context() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
-    assert {".git", ".venv", "**/__pycache__", "**/*.egg-info", "measurement/debug_audio", "measurement_data"} <= ignored
+    assert {
+        ".git",
+        ".venv",
+        "**/__pycache__",
+        "**/*.egg-info",
+        "measurement/debug_audio",
+        "measurement_data",
+    } <= ignored
 
 
 @pytest.mark.parametrize(("name", "names"), sorted(SPEC_ENV.items()))

@@ -18,8 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECTS = sorted(p for p in ROOT.glob("**/pyproject.toml") if not {".venv", ".git", "node_modules"} & set(p.parts))
 PACKAGE_DIRS = [p.parent for p in PYPROJECTS]
 IMAGES = ("gateway", "lobby", "measurement", "simulation", "storage")
-TEST_OR_BENCH_ONLY = {"pytest", "pytest-asyncio", "pytest-timeout", "hypothesis", "schemathesis", "asgi-lifespan",
-                      "pyfar", "pyrato", "matplotlib"}
+TEST_OR_BENCH_ONLY = {
+    "pytest",
+    "pytest-asyncio",
+    "pytest-timeout",
+    "hypothesis",
+    "schemathesis",
+    "asgi-lifespan",
+    "pyfar",
+    "pyrato",
+    "matplotlib",
+}
 SPDX_LICENSES = {"MIT", "Apache-2.0", "BSD-3-Clause"}  # the ones this project may use
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 
@@ -118,8 +127,10 @@ def test_image_lock_is_current_and_covers_what_the_image_installs(image: str) ->
         assert lock.get(name) == version, f"locks/{image}.txt has {name} {lock.get(name)}, wanted {version}: make lock"
     for package_dir in dockerfile_packages(image):
         missing = {n for n in declared(package_dir) if not n.startswith("sonalyze-")} - set(lock)
-        missing -= {requirement_name(s) for s in pyproject(package_dir)["project"].get("optional-dependencies",
-                                                                                         {}).get("testing", [])}
+        missing -= {
+            requirement_name(s)
+            for s in pyproject(package_dir)["project"].get("optional-dependencies", {}).get("testing", [])
+        }
         assert not missing, f"{image} installs {package_dir.name}, whose {missing} are not in locks/{image}.txt"
 
 
@@ -133,7 +144,9 @@ def test_image_lock_is_hash_checked_and_consistent_with_the_constraints(image: s
         if PIN.match(block):
             assert "--hash=sha256:" in block, f"locks/{image}.txt: no hash for {block.splitlines()[0]}"
     for name, version in lock.items():
-        assert constraints.get(name) == version, f"{name}: locks/{image}.txt {version}, constraints {constraints.get(name)}"
+        assert constraints.get(name) == version, (
+            f"{name}: locks/{image}.txt {version}, constraints {constraints.get(name)}"
+        )
 
 
 @pytest.mark.parametrize("top_level", ["requirements.txt", "requirements-dev.txt", "requirements-bench.txt"])

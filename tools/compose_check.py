@@ -62,13 +62,17 @@ class Steps:
         try:
             result = action()
         except Exception as exc:
-            print(f"[{time.monotonic() - self.start_s:7.1f} s] {name}: FAILED after "
-                  f"{time.monotonic() - t0:.1f} s: {exc}", flush=True)
+            print(
+                f"[{time.monotonic() - self.start_s:7.1f} s] {name}: FAILED after {time.monotonic() - t0:.1f} s: {exc}",
+                flush=True,
+            )
             raise
         self.durations_s[name] = time.monotonic() - t0
         detail = f" ({result})" if isinstance(result, str) and result and "\n" not in result else ""
-        print(f"[{time.monotonic() - self.start_s:7.1f} s] {name}: ok in {self.durations_s[name]:.1f} s{detail}",
-              flush=True)
+        print(
+            f"[{time.monotonic() - self.start_s:7.1f} s] {name}: ok in {self.durations_s[name]:.1f} s{detail}",
+            flush=True,
+        )
         return result
 
 
@@ -79,8 +83,9 @@ def check(condition: bool, message: str) -> None:
 
 def sh(*args: str, env: dict[str, str] | None = None, quiet: bool = False, timeout_s: float = 1800) -> str:
     """Run a command; its output is shown unless ``quiet`` (then it is only shown when it fails)."""
-    proc = subprocess.run(args, env=env, cwd=ROOT, text=True, timeout=timeout_s,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.run(
+        args, env=env, cwd=ROOT, text=True, timeout=timeout_s, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     if proc.returncode != 0:
         raise CheckFailed(f"{' '.join(args[:4])} ... exited {proc.returncode}:\n{proc.stdout[-4000:]}")
     if not quiet and proc.stdout.strip():
@@ -130,8 +135,10 @@ class Docker:
             self.make_base_images(only_if_missing=True)
             return "already running"
         if self.scripts is None or shutil.which("bash") is None:
-            raise CheckFailed("docker does not answer and no machine set-up scripts were found "
-                              "(set SONALYZE_DOCKER_TOOLS to the folder of setup_docker.sh)")
+            raise CheckFailed(
+                "docker does not answer and no machine set-up scripts were found "
+                "(set SONALYZE_DOCKER_TOOLS to the folder of setup_docker.sh)"
+            )
         sh("bash", str(self.scripts / "setup_docker.sh"), env={**self.env, "WORK": str(WORK)}, quiet=True)
         self.env["DOCKER_CONFIG"] = str(WORK / "dockercfg")
         self.started = True
@@ -140,9 +147,11 @@ class Docker:
         return f"started with {self.scripts}/setup_docker.sh"
 
     def make_base_images(self, only_if_missing: bool) -> None:
-        missing = [image for image in BASE_IMAGES
-                   if subprocess.run(["docker", "image", "inspect", image], env=self.env,
-                                     capture_output=True).returncode != 0]
+        missing = [
+            image
+            for image in BASE_IMAGES
+            if subprocess.run(["docker", "image", "inspect", image], env=self.env, capture_output=True).returncode != 0
+        ]
         if missing and self.scripts is not None:
             print(f"  base images missing ({', '.join(missing)}): make_base_images.sh", flush=True)
             sh("bash", str(self.scripts / "make_base_images.sh"), env={**self.env, "WORK": str(WORK)}, quiet=True)
@@ -150,8 +159,12 @@ class Docker:
     def stop_if_started(self) -> str:
         if not self.started or self.scripts is None:
             return "left running (it was not started here)"
-        sh("bash", str(self.scripts / "teardown.sh"), env={**self.env, "WORK": str(WORK), "CLONE": "/nonexistent"},
-           quiet=True)
+        sh(
+            "bash",
+            str(self.scripts / "teardown.sh"),
+            env={**self.env, "WORK": str(WORK), "CLONE": "/nonexistent"},
+            quiet=True,
+        )
         return "stopped"
 
 
@@ -171,8 +184,9 @@ class Compose:
         }
 
     def __call__(self, *args: str, quiet: bool = True, timeout_s: float = 1800) -> str:
-        return sh("docker", "compose", "--project-directory", str(ROOT), *args, env=self.env, quiet=quiet,
-                  timeout_s=timeout_s)
+        return sh(
+            "docker", "compose", "--project-directory", str(ROOT), *args, env=self.env, quiet=quiet, timeout_s=timeout_s
+        )
 
     def build(self) -> str:
         self("build", timeout_s=3600)
@@ -195,8 +209,11 @@ class Compose:
     def leftovers(self) -> dict[str, list[str]]:
         label = f"label=com.docker.compose.project={PROJECT}"
         found = {}
-        for kind, cmd in (("containers", ["ps", "--all"]), ("networks", ["network", "ls"]),
-                          ("volumes", ["volume", "ls"])):
+        for kind, cmd in (
+            ("containers", ["ps", "--all"]),
+            ("networks", ["network", "ls"]),
+            ("volumes", ["volume", "ls"]),
+        ):
             out = sh("docker", *cmd, "--quiet", "--filter", label, env=self.env, quiet=True)
             found[kind] = out.split()
         return found
@@ -254,8 +271,9 @@ async def get_lobby(ws_url: str, device_id: str, lobby_id: str) -> dict[str, Any
 
 def devices_dialects() -> list[str | None]:
     """The dialects the virtual phones speak (``--dialect`` once they have it)."""
-    help_text = subprocess.run([sys.executable, "-m", "sonalyze_devices", "--help"], capture_output=True,
-                               text=True, cwd=ROOT).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "sonalyze_devices", "--help"], capture_output=True, text=True, cwd=ROOT
+    ).stdout
     if "--dialect" not in help_text:
         return [None]
     match = re.search(r"--dialect \{([^}]*)\}", help_text)
@@ -342,9 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_docker:
             steps.run("docker", docker.stop_if_started)
     total = time.monotonic() - steps.start_s
-    print(f"\ncompose-test passed in {total:.0f} s: " + ", ".join(
-        f"{name} {seconds:.1f} s" for name, seconds in steps.durations_s.items()
-        if name in ("build", "up until healthy", "up again until healthy")), flush=True)
+    print(
+        f"\ncompose-test passed in {total:.0f} s: "
+        + ", ".join(
+            f"{name} {seconds:.1f} s"
+            for name, seconds in steps.durations_s.items()
+            if name in ("build", "up until healthy", "up again until healthy")
+        ),
+        flush=True,
+    )
     return 0
 
 

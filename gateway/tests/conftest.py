@@ -15,8 +15,9 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 import pytest
-from sonalyze_suite.launcher import Suite, SuiteConfig, free_port
 from websockets.asyncio.client import ClientConnection, connect
+
+from sonalyze_suite.launcher import Suite, SuiteConfig, free_port
 
 STUB_SCRIPT = Path(__file__).with_name("stub_backend.py")
 TEST_TOKEN = "gateway-test-token"
@@ -127,9 +128,7 @@ def backend_env(stubs: StubBackends) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def gateway(stubs: StubBackends, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningGateway]:
     """The gateway in front of the stubs: a 1 s backend timeout, the default limits."""
-    running = start_gateway(
-        tmp_path_factory.mktemp("gateway"), {**backend_env(stubs), "HTTP_TIMEOUT_SECONDS": "1.0"}
-    )
+    running = start_gateway(tmp_path_factory.mktemp("gateway"), {**backend_env(stubs), "HTTP_TIMEOUT_SECONDS": "1.0"})
     try:
         yield running
     finally:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+
 from sonalyze_gateway.config import DeviceAuth, Settings
 
 KEY = "k" * 43

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+
 from sonalyze_gateway.connection_manager import CLOSE_SLOW_CONSUMER, Connection, ConnectionManager
 
 

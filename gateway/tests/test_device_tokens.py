@@ -7,6 +7,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+
 from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, InvalidDeviceToken, generate_key, key_fingerprint
 

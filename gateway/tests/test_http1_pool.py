@@ -6,10 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+
 from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
 from sonalyze_suite.launcher import free_port
 
-OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"data\":{}}"
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"data":{}}'
 
 
 class ScriptedServer:
@@ -26,7 +27,9 @@ class ScriptedServer:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
-                    int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
                 )
                 self.requests.append(head + await reader.readexactly(length))
                 answer = self.reply(len(self.requests))
@@ -71,7 +74,9 @@ class TestHttp1Pool:
         assert b"X-Internal-Token: t\r\n" in script.requests[0] and script.requests[0].endswith(b'{"n":1}')
 
     async def test_chunked_response_is_joined(self, serve) -> None:  # type: ignore[no-untyped-def]
-        chunked = b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        chunked = (
+            b"HTTP/1.1 503 Service Unavailable\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+        )
         pool = Http1Pool(await serve(ScriptedServer(lambda n: chunked)))
         assert await pool.post(request_for(pool), 2.0) == (503, b"abcde")
         pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sonalyze_gateway.http_client import _reply_data, header_safe
 from sonalyze_gateway.router import Target
 from sonalyze_protocol.errors import AppError
@@ -29,7 +30,8 @@ class TestReplyData:
         assert info.value.code == "internal_error"
 
     @pytest.mark.parametrize(
-        ("status", "code"), [(401, "unauthorized"), (404, "not_found"), (500, "internal_error"), (503, "service_unavailable")]
+        ("status", "code"),
+        [(401, "unauthorized"), (404, "not_found"), (500, "internal_error"), (503, "service_unavailable")],
     )
     def test_transport_statuses_map_to_codes(self, status: int, code: str) -> None:
         with pytest.raises(AppError) as info:

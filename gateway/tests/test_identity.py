@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sonalyze_gateway.device_tokens import DeviceTokens, generate_key
 from websockets.exceptions import ConnectionClosed
+
+from sonalyze_gateway.device_tokens import DeviceTokens, generate_key
 
 pytestmark = pytest.mark.e2e
 

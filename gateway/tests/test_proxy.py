@@ -139,7 +139,6 @@ class TestStreaming:
         assert gateway.peak_rss_bytes() - peak_before < PEAK_RSS_GROWTH_LIMIT_BYTES
 
 
-
 async def _read_request(reader: asyncio.StreamReader) -> bool:
     """Read one HTTP/1.1 request (head and Content-Length body); False when the peer closed."""
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sonalyze_gateway.rate_limit import TokenBucket
 
 

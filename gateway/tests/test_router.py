@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sonalyze_gateway.router import ROUTES, Target, proxy_route_for, route_for
 
 LOBBY_SESSION_EVENTS = [
@@ -45,7 +46,16 @@ class TestRouteFor:
 
     @pytest.mark.parametrize(
         "event",
-        ["measurement.upload", "measurement", "lobby", "storage.get", "identify.x", "x.lobby.create", "", "device.connected"],
+        [
+            "measurement.upload",
+            "measurement",
+            "lobby",
+            "storage.get",
+            "identify.x",
+            "x.lobby.create",
+            "",
+            "device.connected",
+        ],
     )
     def test_anything_else_has_no_route(self, event: str) -> None:
         assert route_for(event) is None

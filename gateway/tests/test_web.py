@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+
 from sonalyze_gateway.config import Settings
 from sonalyze_gateway.main import create_app
 from sonalyze_gateway.web import DEFAULT_WEB_DIR

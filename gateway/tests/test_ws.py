@@ -105,9 +105,7 @@ class TestBadInputKeepsTheSocketOpen:
         assert "65536" in frame["error"]["message"]
         assert after["type"] == "response"
 
-    async def test_a_frame_far_over_the_limit_is_refused_before_it_is_buffered(
-        self, gateway: Any, kit: Any
-    ) -> None:
+    async def test_a_frame_far_over_the_limit_is_refused_before_it_is_buffered(self, gateway: Any, kit: Any) -> None:
         """uvicorn's own limit is 4 x MAX_MESSAGE_BYTES: up to it an error frame, beyond it close 1009 at
         once; ten 15 MB frames no longer grow the gateway by their size (issue 14, defect 5)."""
         gateway.reset_peak_rss()
@@ -259,9 +257,7 @@ class TestLogs:
         assert f"device_id={device}" in routed[0] and "event=lobby.get" in routed[0] and "outcome=ok" in routed[0]
         assert "outcome=unknown_event" in local[0]
 
-    def test_a_set_token_gives_no_warning_and_a_missing_one_a_loud_one(
-        self, gateway: Any, down_gateway: Any
-    ) -> None:
+    def test_a_set_token_gives_no_warning_and_a_missing_one_a_loud_one(self, gateway: Any, down_gateway: Any) -> None:
         assert "INTERNAL_AUTH_TOKEN is not set" not in gateway.log()
         warning = [ln for ln in down_gateway.log().splitlines() if "INTERNAL_AUTH_TOKEN is not set" in ln]
         assert len(warning) == 1 and " WARNING " in warning[0]

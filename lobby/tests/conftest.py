@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import pytest
-from sonalyze_protocol.broadcast import BroadcastClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sonalyze_lobby import migrations
@@ -20,6 +19,7 @@ from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.db import make_engine, make_sessionmaker
 from sonalyze_lobby.settings import Settings
+from sonalyze_protocol.broadcast import BroadcastClient
 
 TOKEN = "test-internal-token"
 GATEWAY_URL = "http://gateway.test"
@@ -97,8 +97,6 @@ def gateway() -> FakeGateway:
 async def broadcaster(gateway: FakeGateway, settings: Settings) -> AsyncIterator[Broadcaster]:
     async with httpx.AsyncClient(transport=httpx.MockTransport(gateway.handler)) as client:
         yield Broadcaster(BroadcastClient(GATEWAY_URL, settings.internal_auth_token, client))
-
-
 
 
 @pytest.fixture

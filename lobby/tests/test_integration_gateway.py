@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite.launcher import Suite, SuiteConfig
 
@@ -113,10 +114,19 @@ async def test_three_phones_create_join_assign_share_and_leave(phone, suite) -> 
         ("participant_left", "e2e-mic"),
     ]
     expected = {
-        admin: [("participant_joined", "e2e-speaker"), ("participant_joined", "e2e-mic"), *common,
-                ("participant_left", "e2e-speaker"), ("lobby_closed", "e2e-admin")],  # fmt: skip
-        speaker: [("participant_joined", "e2e-speaker"), ("participant_joined", "e2e-mic"), *common,
-                  ("participant_left", "e2e-speaker")],  # fmt: skip
+        admin: [
+            ("participant_joined", "e2e-speaker"),
+            ("participant_joined", "e2e-mic"),
+            *common,
+            ("participant_left", "e2e-speaker"),
+            ("lobby_closed", "e2e-admin"),
+        ],
+        speaker: [
+            ("participant_joined", "e2e-speaker"),
+            ("participant_joined", "e2e-mic"),
+            *common,
+            ("participant_left", "e2e-speaker"),
+        ],
         mic: [("participant_joined", "e2e-mic"), *common],
     }
     snapshots = {admin: 1, speaker: 0, mic: 1}

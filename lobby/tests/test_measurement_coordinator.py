@@ -6,14 +6,13 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from sonalyze_protocol.errors import AppError, ErrorCode
 
 from sonalyze_lobby.measurement_coordinator import (
     PHASE_UPDATE,
     STEP_TIMER,
-    Analyze,
     AnalysisFailed,
     AnalysisFinished,
+    Analyze,
     CancelSession,
     CancelTimer,
     ConnectionChanged,
@@ -33,8 +32,8 @@ from sonalyze_lobby.measurement_coordinator import (
     StartSpeaker,
     StartTimer,
     Step,
-    TimerFired,
     Timeouts,
+    TimerFired,
     UploadVerified,
     VerifyUpload,
     advance,
@@ -43,6 +42,7 @@ from sonalyze_lobby.measurement_coordinator import (
     status,
     upload_name_for,
 )
+from sonalyze_protocol.errors import AppError, ErrorCode
 
 ADMIN = "admin"
 SPK1, SPK2 = "spk-a", "spk-b"
@@ -106,8 +106,14 @@ def state_at(step: Step) -> SessionState:
         Step.AWAITING_READY: [],
         Step.AWAITING_AUDIO: [Ready(SPK1), Ready(MIC1), Ready(MIC2)],
         Step.AWAITING_RECORDING: [Ready(SPK1), Ready(MIC1), Ready(MIC2), SpeakerAudioReady(SPK1)],
-        Step.AWAITING_PLAYBACK: [Ready(SPK1), Ready(MIC1), Ready(MIC2), SpeakerAudioReady(SPK1),
-                                 RecordingStarted(MIC1), RecordingStarted(MIC2)],  # fmt: skip
+        Step.AWAITING_PLAYBACK: [
+            Ready(SPK1),
+            Ready(MIC1),
+            Ready(MIC2),
+            SpeakerAudioReady(SPK1),
+            RecordingStarted(MIC1),
+            RecordingStarted(MIC2),
+        ],
         Step.FAILED: [TimerFired(STEP_TIMER, state.timers[STEP_TIMER])],
     }
     if step in path:

@@ -418,7 +418,9 @@ class TestAppDialect:
         complete = gateway.to(lobby.mics[0], "measurement.session_complete")[-1]
         assert complete["completed_speakers"] == ["speaker-1", "speaker-2"]
         phases = [p["phase"] for p in gateway.to(lobby.mics[0], "measurement.phase_update")]
-        assert {"waiting_for_ready", "audio_requested", "recording", "playing", "uploading", "processing"} <= set(phases)
+        assert {"waiting_for_ready", "audio_requested", "recording", "playing", "uploading", "processing"} <= set(
+            phases
+        )
         assert gateway.to(lobby.admin, "measurement.phase_update"), "the admin follows the phases too"
 
         results = {"rt": {"rt60_s": 0.61}, "display_metrics": []}

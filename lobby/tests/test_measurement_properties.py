@@ -10,7 +10,6 @@ from __future__ import annotations
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
-from sonalyze_protocol.errors import AppError
 
 from sonalyze_lobby.measurement_coordinator import (
     CYCLE_STEPS,
@@ -44,6 +43,7 @@ from sonalyze_lobby.measurement_coordinator import (
     new_session,
     upload_name_for,
 )
+from sonalyze_protocol.errors import AppError
 
 ADMIN = "admin"
 SPEAKERS = (Slot("spk-a", "speaker_1"), Slot("spk-b", "speaker_2"))

@@ -143,10 +143,18 @@ class TestGatewayHandle:
             ("lobby.join", {"code": "ZZZZZZ"}, "not_found", "ZZZZZZ"),
             ("lobby.leave", {"lobby_id": "nope"}, "bad_request", "data.lobby_id"),
             ("lobby.get", {}, "bad_request", "exactly one"),
-            ("lobby.room_snapshot", {"lobby_id": str(uuid.uuid4()), "room": {"height_m": 2}}, "bad_request",
-             "data.room.sonalyze.vertices"),  # fmt: skip
-            ("role.assign", {"lobby_id": str(uuid.uuid4()), "target_device_id": "x", "role": "speaker"}, "not_found",
-             "does not exist"),  # fmt: skip
+            (
+                "lobby.room_snapshot",
+                {"lobby_id": str(uuid.uuid4()), "room": {"height_m": 2}},
+                "bad_request",
+                "data.room.sonalyze.vertices",
+            ),
+            (
+                "role.assign",
+                {"lobby_id": str(uuid.uuid4()), "target_device_id": "x", "role": "speaker"},
+                "not_found",
+                "does not exist",
+            ),
         ],
     )
     async def test_errors(self, handle, devices, event, data, code, in_message) -> None:

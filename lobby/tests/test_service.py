@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sonalyze_protocol.errors import AppError, BadRequest, Conflict, Forbidden, InvalidState, NotFound
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
@@ -15,14 +14,13 @@ from sonalyze_lobby import service
 from sonalyze_lobby.codes import CODE_ALPHABET, CODE_LENGTH
 from sonalyze_lobby.models import Lobby, LobbyEvent, LobbyState, Participant, ParticipantStatus, Role
 from sonalyze_lobby.schemas import LobbyGet, ProfileUpdate, RoleAssign, Room, RoomSnapshotShare, StepUpdate
+from sonalyze_protocol.errors import AppError, BadRequest, Conflict, Forbidden, InvalidState, NotFound
 
 ROOM = {"vertices": [[0, 0], [5, 0], [5, 4], [0, 4]], "height_m": 2.5}
 
 
 def role(lobby_id: Any, target: str, role_: str, slot: str | None = None, label: str | None = None) -> RoleAssign:
-    return RoleAssign(
-        lobby_id=lobby_id, target_device_id=target, role=role_, role_slot_id=slot, role_slot_label=label
-    )
+    return RoleAssign(lobby_id=lobby_id, target_device_id=target, role=role_, role_slot_id=slot, role_slot_label=label)
 
 
 def snapshot(lobby_id: Any, room: dict[str, Any] | None = None) -> RoomSnapshotShare:

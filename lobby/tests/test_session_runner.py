@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from sonalyze_protocol.errors import AppError, ErrorCode, ServiceUnavailable
 
 from sonalyze_lobby.measurement_coordinator import (
     CancelSession,
@@ -23,6 +22,7 @@ from sonalyze_lobby.measurement_coordinator import (
     Step,
 )
 from sonalyze_lobby.session_runner import Coordinator, NewSession, ProtocolSettings
+from sonalyze_protocol.errors import AppError, ErrorCode, ServiceUnavailable
 
 ADMIN, SPK, MIC1, MIC2 = "admin", "spk", "mic-1", "mic-2"
 SIGNAL = SignalInfo("sig-1", "/v1/measurement/audio?sample_rate=48000", duration_s=4.0)
@@ -159,9 +159,15 @@ class Rig:
 
     async def open(self, lobby_id: str = "l1", disconnected: frozenset[str] = frozenset()) -> str:
         state = await self.coordinator.open_session(
-            NewSession(lobby_id=lobby_id, job_id="j1", admin_device_id=ADMIN, speakers=(Slot(SPK, "speaker_1"),),
-                       microphones=(Slot(MIC1, "mic_1"), Slot(MIC2, "mic_2")), signal=SIGNAL,
-                       disconnected=disconnected)  # fmt: skip
+            NewSession(
+                lobby_id=lobby_id,
+                job_id="j1",
+                admin_device_id=ADMIN,
+                speakers=(Slot(SPK, "speaker_1"),),
+                microphones=(Slot(MIC1, "mic_1"), Slot(MIC2, "mic_2")),
+                signal=SIGNAL,
+                disconnected=disconnected,
+            )
         )
         return state.session_id
 
@@ -237,7 +243,10 @@ class TestWholeSession:
         await settle(rig.coordinator)
         assert rig.measurement.announced["speaker_1__mic_2.wav"]["mic_slot_id"] == "mic_2"
         _, complete = rig.pusher.last("measurement.session_complete")
-        assert [r["upload_name"] for r in complete["recordings"]] == ["recording_mic-1_speaker_1.wav", "speaker_1__mic_2.wav"]
+        assert [r["upload_name"] for r in complete["recordings"]] == [
+            "recording_mic-1_speaker_1.wav",
+            "speaker_1__mic_2.wav",
+        ]
         assert rig.pusher.phases()[-2:] == ["processing", "completed"]
 
     async def test_upload_the_service_does_not_have_is_refused_and_not_counted(self, rig: Rig) -> None:

@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+
 from sonalyze_acoustics.parameters import room_parameters
 from sonalyze_measurement.analysis.audio_generator import render, resolve_params
 from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
@@ -56,13 +57,21 @@ def measured(live_service) -> dict[str, SimpleNamespace]:
             design = design_room(case)
             designs[case.name] = design
             buffer = io.BytesIO()
-            sf.write(buffer, simulate_recording(signal, 48000, design, case), case.recording_rate_hz, subtype="PCM_16",
-                     format="WAV")
+            sf.write(
+                buffer,
+                simulate_recording(signal, 48000, design, case),
+                case.recording_rate_hz,
+                subtype="PCM_16",
+                format="WAV",
+            )
             name = f"case{index}.wav"
-            client.put(f"/v1/jobs/{job_id}/recordings/{name}",
-                       json={"speaker_slot_id": f"s{index}", "mic_slot_id": "m1", "signal_id": signal_id})
-            response = client.post(f"/v1/jobs/{job_id}/uploads/{name}", content=buffer.getvalue(),
-                                   headers={"content-type": "audio/wav"})
+            client.put(
+                f"/v1/jobs/{job_id}/recordings/{name}",
+                json={"speaker_slot_id": f"s{index}", "mic_slot_id": "m1", "signal_id": signal_id},
+            )
+            response = client.post(
+                f"/v1/jobs/{job_id}/uploads/{name}", content=buffer.getvalue(), headers={"content-type": "audio/wav"}
+            )
             assert response.status_code == 200, response.text
         results = client.post(f"/v1/jobs/{job_id}/analyze").json()["results"]
     by_name = {item["upload_name"]: item for item in results}
@@ -114,9 +123,7 @@ def _unexplained(m: SimpleNamespace, errors: dict[str, float | None], limit: flo
     """Errors beyond ``limit``, and nulls that come without a reason."""
     reasons = m.item["quality"]["null_reasons"]
     return {
-        key: value
-        for key, value in _over(errors, limit).items()
-        if value is not None or f"bands.{key}" not in reasons
+        key: value for key, value in _over(errors, limit).items() if value is not None or f"bands.{key}" not in reasons
     }
 
 
@@ -178,9 +185,9 @@ def test_at_20_db_values_are_within_10_percent_or_null_with_a_reason(measured, c
             if value is None:
                 if key not in reasons:
                     wrong[key] = "null without a reason"
-            elif name in TIMES and abs(value - truth) > 0.10 * truth:
-                wrong[key] = value - truth
-            elif name not in TIMES and name != "d50" and abs(value - truth) > 1.5:
+            elif (name in TIMES and abs(value - truth) > 0.10 * truth) or (
+                name not in TIMES and name != "d50" and abs(value - truth) > 1.5
+            ):
                 wrong[key] = value - truth
     assert wrong == {}
 
@@ -233,8 +240,9 @@ def reference_signal(tmp_path_factory) -> SimpleNamespace:
     pcm16, timing = render(params)
     path = tmp_path_factory.mktemp("reference") / "reference.wav"
     sf.write(path, pcm16, 48000, subtype="PCM_16")
-    return SimpleNamespace(samples=pcm16.astype(np.float64) / 32768.0, path=path, timing=timing.as_dict(),
-                           signal_id=params.signal_id)
+    return SimpleNamespace(
+        samples=pcm16.astype(np.float64) / 32768.0, path=path, timing=timing.as_dict(), signal_id=params.signal_id
+    )
 
 
 def _violations_of_the_20_db_rule(item: dict, truth: dict) -> dict[str, object]:
@@ -265,10 +273,20 @@ def grid_at_20_db(reference_signal, tmp_path_factory) -> dict[str, SimpleNamespa
     for index, case in enumerate(GRID_AT_20_DB):
         design = design_room(case)
         path = folder / f"case{index}.wav"
-        sf.write(path, simulate_recording(reference_signal.samples, 48000, design, case), case.recording_rate_hz,
-                 subtype="PCM_16")
-        task = AnalysisTask("accuracy", path.name, str(path), str(reference_signal.path), reference_signal.timing,
-                            reference_signal.signal_id)
+        sf.write(
+            path,
+            simulate_recording(reference_signal.samples, 48000, design, case),
+            case.recording_rate_hz,
+            subtype="PCM_16",
+        )
+        task = AnalysisTask(
+            "accuracy",
+            path.name,
+            str(path),
+            str(reference_signal.path),
+            reference_signal.timing,
+            reference_signal.signal_id,
+        )
         out[case.name] = SimpleNamespace(item=analyze_recording(task), truth=design.truth)
     return out
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import math
 
+import httpx
 import numpy as np
 import pytest
-import httpx
 import soundfile as sf
 from asgi_lifespan import LifespanManager
+
 from sonalyze_measurement.analysis.reference_cases import ReferenceCase
 from sonalyze_measurement.main import create_app
 
@@ -35,11 +36,14 @@ class TestAnalysis:
         _, signal_id = signal_48k
         job_id = await tools.new_job(app.client)
         noise = np.random.default_rng(3).normal(0, 0.1, 10 * 44100)
-        await app.client.put(f"/v1/jobs/{job_id}/recordings/good.wav",
-                             json={"speaker_slot_id": "spk1", "mic_slot_id": "mic1", "signal_id": signal_id})
+        await app.client.put(
+            f"/v1/jobs/{job_id}/recordings/good.wav",
+            json={"speaker_slot_id": "spk1", "mic_slot_id": "mic1", "signal_id": signal_id},
+        )
         assert (await app.client.post(f"/v1/jobs/{job_id}/uploads/good.wav", content=good_recording)).status_code == 200
-        assert (await app.client.post(f"/v1/jobs/{job_id}/uploads/noise.wav",
-                                      content=tools.wav_bytes(noise, 44100))).status_code == 200
+        assert (
+            await app.client.post(f"/v1/jobs/{job_id}/uploads/noise.wav", content=tools.wav_bytes(noise, 44100))
+        ).status_code == 200
         response = await app.client.post(f"/v1/jobs/{job_id}/analyze")
         assert response.status_code == 200
         body = _strict_json(response.text)
@@ -213,4 +217,7 @@ class TestDeadlineAfterTheAnalysisProper:
         result = analysis_pool._analyze_within(task, 0.05)
         assert result["status"] == "failed"
         assert result["upload_name"] == "late.wav" and result["mic_slot_id"] == "m1"
-        assert result["error"] == {"code": "analysis_failed", "message": "the analysis took too long and was stopped after 0.05 s"}
+        assert result["error"] == {
+            "code": "analysis_failed",
+            "message": "the analysis took too long and was stopped after 0.05 s",
+        }

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from scipy import signal as sp_signal
+
 from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room
 
 APP_RESULT_FIELDS = ("samplerate_hz", "rt", "clarity", "drr", "quality", "frequency_response", "sti", "display_metrics")
@@ -158,7 +159,8 @@ class TestSessions:
         headers = {"X-Internal-Token": tools.TOKEN}
         job_id = await tools.new_job(app.client)
         unknown_signal = await app.client.put(
-            "/v1/measurement/sessions/s2", json={"job_id": job_id, "signal_id": "sig_000000000000000000000000"},
+            "/v1/measurement/sessions/s2",
+            json={"job_id": job_id, "signal_id": "sig_000000000000000000000000"},
             headers=headers,
         )
         assert unknown_signal.status_code == 400 and "signal_id" in unknown_signal.json()["error"]["message"]
@@ -194,8 +196,12 @@ class TestUploadAndResults:
         assert upload.status_code == 200, upload.text
         assert isinstance(upload.json(), dict) and upload.json()["name"] == name
         audio_hash = _sha((await app.client.get("/v1/measurement/audio", params={"sample_rate": 48000})).content)
-        data = {"job_id": job_id, "source": "sweep_deconvolution_generated", "recording_upload": name,
-                "audio_hash": audio_hash}
+        data = {
+            "job_id": job_id,
+            "source": "sweep_deconvolution_generated",
+            "recording_upload": name,
+            "audio_hash": audio_hash,
+        }
         reply = await _handle(app, tools, "analysis.run", data)
         results = reply["data"]["results"]
         assert_app_results(results)
@@ -215,8 +221,9 @@ class TestUploadAndResults:
     async def test_wrong_audio_hash_is_a_clear_error(self, app, tools, app_recording) -> None:
         job_id = await tools.new_job(app.client)
         await app.client.post(f"/v1/jobs/{job_id}/uploads/r.wav", content=app_recording)
-        reply = await _handle(app, tools, "analysis.run", {"job_id": job_id, "recording_upload": "r.wav",
-                                                           "audio_hash": "ab" * 32})
+        reply = await _handle(
+            app, tools, "analysis.run", {"job_id": job_id, "recording_upload": "r.wav", "audio_hash": "ab" * 32}
+        )
         assert reply["error"]["code"] == "bad_request" and "audio_hash" in reply["error"]["message"]
 
     async def test_failed_recording_is_an_object_without_metrics(self, app, tools) -> None:
@@ -240,8 +247,12 @@ class TestUploadAndResults:
         await app.client.post(f"/v1/jobs/{job_id}/uploads/hi.wav", content=tools.wav_bytes(recording, 44100))
         response = await app.client.post(
             "/gateway/handle",
-            json={"event": "analysis.run", "request_id": "r", "device_id": "d",
-                  "data": {"job_id": job_id, "recording_upload": "hi.wav"}},
+            json={
+                "event": "analysis.run",
+                "request_id": "r",
+                "device_id": "d",
+                "data": {"job_id": job_id, "recording_upload": "hi.wav"},
+            },
             headers={"X-Internal-Token": tools.TOKEN},
         )
         results = _strict_json(response.text)["data"]["results"]
@@ -270,8 +281,9 @@ class TestOtherSources:
         ir = 0.5 * design.ir / np.max(np.abs(design.ir)) + noise
         job_id = await tools.new_job(app.client)
         await app.client.post(f"/v1/jobs/{job_id}/uploads/ir.wav", content=tools.wav_bytes(ir, 48000, "PCM_24"))
-        reply = await _handle(app, tools, "analysis.run",
-                              {"job_id": job_id, "recording_upload": "ir.wav", "source": "impulse_response"})
+        reply = await _handle(
+            app, tools, "analysis.run", {"job_id": job_id, "recording_upload": "ir.wav", "source": "impulse_response"}
+        )
         results = reply["data"]["results"]
         assert_app_results(results)
         assert results["source"] == "impulse_response" and results["quality"]["signal_id"] is None
@@ -292,8 +304,13 @@ class TestOtherSources:
         sweep_wav = tools.wav_bytes(sweep, 48000)
         await app.client.post(f"/v1/jobs/{job_id}/uploads/my_sweep.wav", content=sweep_wav)
         await app.client.post(f"/v1/jobs/{job_id}/uploads/rec.wav", content=tools.wav_bytes(recording, 48000, "PCM_24"))
-        data = {"job_id": job_id, "recording_upload": "rec.wav", "source": "sweep_deconvolution",
-                "sweep_upload": "my_sweep.wav", "audio_hash": _sha(sweep_wav)}
+        data = {
+            "job_id": job_id,
+            "recording_upload": "rec.wav",
+            "source": "sweep_deconvolution",
+            "sweep_upload": "my_sweep.wav",
+            "audio_hash": _sha(sweep_wav),
+        }
         results = (await _handle(app, tools, "analysis.run", data))["data"]["results"]
         assert_app_results(results)
         assert results["quality"]["sweep_f_start_hz"] == pytest.approx(50, abs=15)

@@ -60,7 +60,10 @@ class TestRecordings:
         await app.client.post(f"/v1/jobs/{job_id}/uploads/s1-m2.wav", content=_tone_wav(tools))
         info = (await app.client.get(f"/v1/jobs/{job_id}/uploads/s1-m2.wav")).json()
         assert (info["speaker_slot_id"], info["mic_slot_id"], info["device_id"], info["signal_id"]) == (
-            "speaker_1", "mic_2", "phone-7", signal_id
+            "speaker_1",
+            "mic_2",
+            "phone-7",
+            signal_id,
         )
         job = (await app.client.get(f"/v1/jobs/{job_id}")).json()
         assert [r["upload_name"] for r in job["recordings"]] == ["s1-m2.wav"]
@@ -75,7 +78,9 @@ class TestRecordings:
 
     async def test_unknown_job_bad_name_unknown_signal(self, app, tools) -> None:
         job_id = await tools.new_job(app.client)
-        assert (await app.client.put("/v1/jobs/0123456789abcdef0123456789abcdef/recordings/r.wav", json={})).status_code == 404
+        assert (
+            await app.client.put("/v1/jobs/0123456789abcdef0123456789abcdef/recordings/r.wav", json={})
+        ).status_code == 404
         assert (await app.client.put(f"/v1/jobs/{job_id}/recordings/a%20b", json={})).status_code == 400
         response = await app.client.put(f"/v1/jobs/{job_id}/recordings/r.wav", json={"signal_id": "../../x"})
         assert response.status_code == 400

@@ -9,10 +9,10 @@ import time
 from urllib.parse import urlparse
 
 import httpx
-import soundfile as sf
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
-
 import pytest
+import soundfile as sf
+
+from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 
 pytestmark = pytest.mark.e2e
 

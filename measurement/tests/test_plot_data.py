@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from sonalyze_measurement.analysis.reference_cases import ReferenceCase
 
 BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")
@@ -17,7 +18,9 @@ async def analysed(app, tools, signal_48k) -> dict:
     recording, _ = tools.recording_of(signal, ReferenceCase("plots", pnr_db=50.0, drift_ppm=40.0))
     job_id = await tools.new_job(app.client)
     await app.client.put(f"/v1/jobs/{job_id}/recordings/r.wav", json={"signal_id": signal_id})
-    assert (await app.client.post(f"/v1/jobs/{job_id}/uploads/r.wav", content=tools.wav_bytes(recording, 44100))).status_code == 200
+    assert (
+        await app.client.post(f"/v1/jobs/{job_id}/uploads/r.wav", content=tools.wav_bytes(recording, 44100))
+    ).status_code == 200
     response = await app.client.post(f"/v1/jobs/{job_id}/analyze")
     assert response.status_code == 200
     return response.json()["results"][0]

@@ -25,7 +25,7 @@ def _hash_concurrently(store: ReferenceStore, signal_id: str, audio_format: str)
         barrier.wait()
         try:
             outcomes[index] = store.audio_hash(stored, audio_format)
-        except Exception as error:  # noqa: BLE001 - the test reports what a reader hit
+        except Exception as error:
             outcomes[index] = error
 
     threads = [threading.Thread(target=read, args=(index,)) for index in range(N_READERS)]

@@ -60,8 +60,17 @@ class TestSignalDescription:
         assert described["f_start_hz"] == 50.0
         assert described["f_end_hz"] == 20000.0
         timing = described["timing"]
-        for part in ("lead_silence_s", "chirp1_start_s", "chirp_duration_s", "sweep_start_s", "sweep_duration_s",
-                     "decay_s", "chirp2_start_s", "tail_silence_s", "total_duration_s"):
+        for part in (
+            "lead_silence_s",
+            "chirp1_start_s",
+            "chirp_duration_s",
+            "sweep_start_s",
+            "sweep_duration_s",
+            "decay_s",
+            "chirp2_start_s",
+            "tail_silence_s",
+            "total_duration_s",
+        ):
             assert part in timing
 
     async def test_low_sample_rate_lowers_the_default_end_frequency(self, app) -> None:

@@ -22,8 +22,9 @@ class TestFormats:
     async def test_wav_subtypes_are_stored(self, app, tools, subtype: str) -> None:
         job_id = await tools.new_job(app.client)
         body = tools.wav_bytes(_tone(), 48000, subtype=subtype)
-        response = await app.client.post(f"/v1/jobs/{job_id}/uploads/rec.wav", content=body,
-                                         headers={"content-type": "audio/wav"})
+        response = await app.client.post(
+            f"/v1/jobs/{job_id}/uploads/rec.wav", content=body, headers={"content-type": "audio/wav"}
+        )
         assert response.status_code == 200, response.text
         info = response.json()
         assert (info["subtype"], info["sample_rate_hz"], info["n_channels"]) == (subtype, 48000, 1)
@@ -34,8 +35,9 @@ class TestFormats:
     async def test_flac_24_bit_stereo(self, app, tools) -> None:
         job_id = await tools.new_job(app.client)
         body = tools.wav_bytes(_tone(44100, channels=2), 44100, subtype="PCM_24", format="FLAC")
-        response = await app.client.post(f"/v1/jobs/{job_id}/uploads/rec.flac", content=body,
-                                         headers={"content-type": "application/octet-stream"})
+        response = await app.client.post(
+            f"/v1/jobs/{job_id}/uploads/rec.flac", content=body, headers={"content-type": "application/octet-stream"}
+        )
         assert response.status_code == 200, response.text
         assert (response.json()["format"], response.json()["n_channels"]) == ("FLAC", 2)
 
@@ -106,7 +108,17 @@ class TestRejects:
             (lambda tools: tools.wav_bytes(np.zeros(0), 48000), "no audio frames"),
             (lambda tools: tools.wav_bytes(_tone(), 48000, format="AIFF"), "unsupported audio format"),
         ],
-        ids=["zero-length", "text", "truncated", "silent", "nearly-silent", "4 kHz", "header-only", "no-frames", "aiff"],
+        ids=[
+            "zero-length",
+            "text",
+            "truncated",
+            "silent",
+            "nearly-silent",
+            "4 kHz",
+            "header-only",
+            "no-frames",
+            "aiff",
+        ],
     )
     async def test_reject_with_reason_and_store_nothing(self, app, tools, make_body, reason: str) -> None:
         job_id = await tools.new_job(app.client)
@@ -117,8 +129,9 @@ class TestRejects:
         assert (await app.client.get(f"/v1/jobs/{job_id}/uploads/bad.wav")).status_code == 404
 
     async def test_unknown_job_is_404(self, app, tools) -> None:
-        response = await app.client.post("/v1/jobs/0123456789abcdef0123456789abcdef/uploads/a.wav",
-                                         content=tools.wav_bytes(_tone(), 48000))
+        response = await app.client.post(
+            "/v1/jobs/0123456789abcdef0123456789abcdef/uploads/a.wav", content=tools.wav_bytes(_tone(), 48000)
+        )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "not_found"
 

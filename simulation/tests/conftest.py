@@ -98,9 +98,7 @@ def shoebox_body() -> Callable[..., dict[str, Any]]:
         body: dict[str, Any] = {
             "room": {"type": "shoebox", "dimensions_m": list(dimensions_m), "default_material": material},
             "sources": [{"id": i, "position_m": list(p)} for i, p in (sources or [("s1", (2.5, 0.7, 1.2))])],
-            "microphones": [
-                {"id": i, "position_m": list(p)} for i, p in (microphones or [("m1", (2.0, 3.2, 1.4))])
-            ],
+            "microphones": [{"id": i, "position_m": list(p)} for i, p in (microphones or [("m1", (2.0, 3.2, 1.4))])],
             "sample_rate_hz": 16000,
             "air_absorption": False,
         }

@@ -9,6 +9,7 @@ Image sources alone depart in another way, tested below: their response stops at
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -64,7 +65,9 @@ class TestEyring:
 
 
 class TestTrends:
-    async def test_rt60_grows_with_volume(self, client: httpx.AsyncClient, shoebox_body: Body, mid_rt60: MidRt60) -> None:
+    async def test_rt60_grows_with_volume(
+        self, client: httpx.AsyncClient, shoebox_body: Body, mid_rt60: MidRt60
+    ) -> None:
         rt60s = []
         for scale in (1.0, 1.5, 2.2):
             body = shoebox_body(
@@ -84,7 +87,7 @@ class TestTrends:
         for absorption in (0.08, 0.16, 0.32, 0.64):
             body = await simulate(client, shoebox_body(absorption=absorption, scattering=0.6))
             rt60s.append(mid_rt60(body["results"][0]))
-        assert all(a > b for a, b in zip(rt60s, rt60s[1:], strict=False)), rt60s
+        assert all(a > b for a, b in itertools.pairwise(rt60s)), rt60s
 
     async def test_drr_falls_with_distance(self, client: httpx.AsyncClient, shoebox_body: Body) -> None:
         # source and microphones high in a tall room: the first reflection comes well after the direct sound
@@ -101,7 +104,7 @@ class TestTrends:
         )
         drr_db = [r["broadband"]["drr_db"] for r in body["results"]]
         assert None not in drr_db, [r["null_reasons"] for r in body["results"]]
-        assert all(a > b for a, b in zip(drr_db, drr_db[1:], strict=False)), drr_db
+        assert all(a > b for a, b in itertools.pairwise(drr_db)), drr_db
         # beyond the critical distance the direct part falls 6 dB per doubling; 1 m -> 8 m is ~18 dB
         assert 12.0 < drr_db[0] - drr_db[-1] < 24.0, drr_db
 

@@ -43,7 +43,9 @@ class TestEyring:
 
     def test_approaches_sabine_for_small_absorption(self) -> None:
         alpha = np.full((6, 1), 0.01)
-        assert eyring_rt60_s(50.0, AREAS_M2, alpha)[0] == pytest.approx(sabine_rt60_s(50.0, AREAS_M2, alpha)[0], rel=0.01)
+        assert eyring_rt60_s(50.0, AREAS_M2, alpha)[0] == pytest.approx(
+            sabine_rt60_s(50.0, AREAS_M2, alpha)[0], rel=0.01
+        )
 
     def test_is_shorter_than_sabine(self) -> None:
         alpha = np.full((6, 1), 0.5)
@@ -74,7 +76,9 @@ class TestInputs:
             (50.0, [-1.0, *AREAS_M2[1:]], np.full((6, 1), 0.2), "areas_m2"),
         ],
     )
-    def test_bad_inputs_name_the_parameter(self, volume_m3: float, areas: list[float], alpha: np.ndarray, message: str) -> None:
+    def test_bad_inputs_name_the_parameter(
+        self, volume_m3: float, areas: list[float], alpha: np.ndarray, message: str
+    ) -> None:
         with pytest.raises(ValueError, match=message):
             sabine_rt60_s(volume_m3, areas, alpha)
 

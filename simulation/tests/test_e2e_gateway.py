@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 import soundfile as sf
-from sonalyze_suite.launcher import Suite, SuiteConfig
 from websockets.asyncio.client import connect
+
+from sonalyze_suite.launcher import Suite, SuiteConfig
 
 pytestmark = pytest.mark.e2e
 

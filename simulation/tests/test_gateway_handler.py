@@ -50,7 +50,9 @@ class TestSimulationRun:
 
 
 class TestCatalogueEvents:
-    @pytest.mark.parametrize(("event", "key"), [("simulation.materials", "materials"), ("simulation.reference_profiles", "profiles")])
+    @pytest.mark.parametrize(
+        ("event", "key"), [("simulation.materials", "materials"), ("simulation.reference_profiles", "profiles")]
+    )
     async def test_lists(self, client: httpx.AsyncClient, event: str, key: str) -> None:
         data = (await handle(client, event, {})).json()["data"]
         assert data["count"] == len(data[key]) >= 5

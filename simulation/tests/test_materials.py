@@ -19,7 +19,9 @@ class TestDatabase:
         assert list(record["scattering_bands"]) == list(BAND_KEYS)
         # the tables give 125 Hz to 4 kHz at least; only 8 kHz may be missing
         assert all(record["absorption_bands"][k] is not None for k in BAND_KEYS[:-1])
-        values = [v for v in [*record["absorption_bands"].values(), *record["scattering_bands"].values()] if v is not None]
+        values = [
+            v for v in [*record["absorption_bands"].values(), *record["scattering_bands"].values()] if v is not None
+        ]
         assert all(0.0 <= v <= 1.0 for v in values)
         assert record["absorption_source"] and record["scattering_source"] and record["category"]
 

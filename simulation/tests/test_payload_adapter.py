@@ -29,9 +29,9 @@ class TestAdaptRequest:
         assert room["vertices"] == APP_ROOM["vertices"]
 
     def test_vertex_objects_and_aliases(self) -> None:
-        room = adapt_request({"room": {"vertices": [{"x": 0, "y": 0}, {"x": 3, "y": 0}, {"x": 0, "y": 3}], "height": 3}})[
-            "room"
-        ]
+        room = adapt_request(
+            {"room": {"vertices": [{"x": 0, "y": 0}, {"x": 3, "y": 0}, {"x": 0, "y": 3}], "height": 3}}
+        )["room"]
         assert room == {"type": "polygon", "vertices": [[0, 0], [3, 0], [0, 3]], "height_m": 3}
 
     def test_shorthand_materials(self) -> None:

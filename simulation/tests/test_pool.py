@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sonalyze_protocol.errors import InternalError
 
+from sonalyze_protocol.errors import InternalError
 from sonalyze_simulation.pool import SimulationPool
 
 Body = Callable[..., dict[str, Any]]

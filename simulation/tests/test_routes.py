@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+
 from sonalyze_acoustics.parameters import room_parameters
 
 BAND_KEYS = ["125", "250", "500", "1000", "2000", "4000", "8000"]
@@ -124,8 +125,14 @@ class TestMaterialsEndpoint:
         body = (await client.get("/materials")).json()
         assert body["count"] == len(body["materials"]) >= 30
         first = body["materials"][0]
-        assert set(first) >= {"name", "category", "absorption_bands", "scattering_bands", "absorption_source",
-                              "scattering_source"}
+        assert set(first) >= {
+            "name",
+            "category",
+            "absorption_bands",
+            "scattering_bands",
+            "absorption_source",
+            "scattering_source",
+        }
         assert list(first["absorption_bands"]) == BAND_KEYS
 
     async def test_app_picker_fields(self, client: httpx.AsyncClient) -> None:
@@ -173,14 +180,18 @@ class TestReferenceProfilesEndpoint:
             assert set(metric) == {"key", "label", "value", "unit", "min_value", "max_value"}
             assert metric["key"] == "rt60" and metric["unit"] == "s"
             assert (metric["min_value"], metric["max_value"]) == (
-                profile["target_rt60_s"]["min"], profile["target_rt60_s"]["max"])
+                profile["target_rt60_s"]["min"],
+                profile["target_rt60_s"]["max"],
+            )
             assert metric["min_value"] < metric["value"] < metric["max_value"]
 
     async def test_one_profile_by_id_and_unknown_is_404(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/reference-profiles/office")).json()["id"] == "office"
         assert (await client.get("/reference-profiles/igloo")).status_code == 404
 
-    @pytest.mark.parametrize("profile_id", ["classroom", "office", "living_room", "lecture_hall", "concert_hall", "control_room"])
+    @pytest.mark.parametrize(
+        "profile_id", ["classroom", "office", "living_room", "lecture_hall", "concert_hall", "control_room"]
+    )
     async def test_profile_request_runs_as_is_and_lands_near_its_target(
         self, client: httpx.AsyncClient, profile_id: str
     ) -> None:

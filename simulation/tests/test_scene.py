@@ -27,10 +27,20 @@ APP_SCENE: dict[str, Any] = {
                 "ceiling": {"id": "app_ceiling", "absorption": 0.1, "scattering": 0.1},
             },
             "furniture": [
-                {"id": "f1", "type": "sofa", "position": {"x": 0.0, "y": 0.0, "z": 1.4}, "rotation": 0,
-                 "dimensions": {"width": 2.0, "depth": 0.9, "height": 0.8}},
-                {"id": "f2", "type": "table", "position": {"x": 0.0, "y": 0.0, "z": 0.0}, "rotation": 0,
-                 "dimensions": {"width": 1.2, "depth": 0.8, "height": 0.75}},
+                {
+                    "id": "f1",
+                    "type": "sofa",
+                    "position": {"x": 0.0, "y": 0.0, "z": 1.4},
+                    "rotation": 0,
+                    "dimensions": {"width": 2.0, "depth": 0.9, "height": 0.8},
+                },
+                {
+                    "id": "f2",
+                    "type": "table",
+                    "position": {"x": 0.0, "y": 0.0, "z": 0.0},
+                    "rotation": 0,
+                    "dimensions": {"width": 1.2, "depth": 0.8, "height": 0.75},
+                },
             ],
         }
     ],
@@ -69,8 +79,10 @@ class TestConversion:
     async def test_scene_sources_and_microphones_are_used(self, client: httpx.AsyncClient) -> None:
         scene = _with(
             loudspeakers=[{"id": "spk", "position": {"x": -1.5, "y": 1.0, "z": 0.0}}],
-            mics=[{"id": "m1", "position": {"x": 1.5, "y": 1.2, "z": 1.0}},
-                  {"id": "m2", "position": {"x": 1.0, "y": 1.2, "z": -1.0}}],
+            mics=[
+                {"id": "m1", "position": {"x": 1.5, "y": 1.2, "z": 1.0}},
+                {"id": "m2", "position": {"x": 1.0, "y": 1.2, "z": -1.0}},
+            ],
         )
         body = (await client.post("/simulate", json={"room_model": scene, "method": "ism", "max_order": 3})).json()
         pairs = {(r["source_id"], r["microphone_id"]): r for r in body["results"]}
@@ -92,10 +104,20 @@ class TestConversion:
         [
             ({"rooms": []}, "at least one room"),
             ({"rooms": [{"walls": [{"start": {"x": 0, "z": 0}, "end": {"x": 3, "z": 0}}]}]}, "at least 3 walls"),
-            ({"rooms": [{"walls": [
-                {"start": {"x": 0, "z": 0}, "end": {"x": 3, "z": 0}},
-                {"start": {"x": 3, "z": 0}, "end": {"x": 3, "z": 3}},
-                {"start": {"x": 5, "z": 5}, "end": {"x": 6, "z": 6}}]}]}, "do not close"),
+            (
+                {
+                    "rooms": [
+                        {
+                            "walls": [
+                                {"start": {"x": 0, "z": 0}, "end": {"x": 3, "z": 0}},
+                                {"start": {"x": 3, "z": 0}, "end": {"x": 3, "z": 3}},
+                                {"start": {"x": 5, "z": 5}, "end": {"x": 6, "z": 6}},
+                            ]
+                        }
+                    ]
+                },
+                "do not close",
+            ),
             ({"rooms": [{"materials": {}}]}, "makes no room"),
             ({"rooms": [{"dimensions": {"width": "big", "depth": 3}}]}, "width"),
             ("a string", "scene object"),

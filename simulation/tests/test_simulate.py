@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ
-
 from sonalyze_simulation.bands import BAND_CENTERS_HZ
 from sonalyze_simulation.simulate import direct_index, trim_tail
 
 
 def test_bands_are_the_shared_librarys() -> None:
-    assert BAND_CENTERS_HZ == tuple(OCTAVE_BANDS_HZ)
+    assert tuple(OCTAVE_BANDS_HZ) == BAND_CENTERS_HZ
 
 
 class TestTrimTail:

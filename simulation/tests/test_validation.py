@@ -22,7 +22,12 @@ async def post_error(client: httpx.AsyncClient, body: Any, status: int) -> dict[
 
 def polygon_body(vertices: list[list[float]], height_m: float = 2.5, **fields: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "room": {"type": "polygon", "vertices": vertices, "height_m": height_m, "default_material": {"absorption": 0.2}},
+        "room": {
+            "type": "polygon",
+            "vertices": vertices,
+            "height_m": height_m,
+            "default_material": {"absorption": 0.2},
+        },
         "sources": [{"id": "s1", "position_m": [1.0, 1.0, 1.2]}],
         "microphones": [{"id": "m1", "position_m": [2.0, 1.5, 1.2]}],
         "sample_rate_hz": 16000,
@@ -200,7 +205,9 @@ class TestCostGuard:
         assert error["estimated_cost_s"] > error["cost_budget_s"] == 20.0
         assert error["cost_breakdown"]["image_sources_s"] > 20.0
 
-    async def test_too_many_rays_in_a_live_hall_are_refused(self, client: httpx.AsyncClient, shoebox_body: Body) -> None:
+    async def test_too_many_rays_in_a_live_hall_are_refused(
+        self, client: httpx.AsyncClient, shoebox_body: Body
+    ) -> None:
         body = shoebox_body(
             dimensions_m=(40.0, 25.0, 15.0),
             absorption=0.03,

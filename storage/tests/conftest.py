@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+
 from sonalyze_storage.main import create_app
 from sonalyze_storage.settings import Settings
 

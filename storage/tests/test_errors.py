@@ -9,10 +9,11 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+
 from sonalyze_storage.http_errors import app_error_for
 from sonalyze_storage.main import create_app
 from sonalyze_storage.settings import Settings
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 
 def unique(prefix: str) -> str:

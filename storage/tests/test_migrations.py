@@ -8,11 +8,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from sonalyze_storage import migrations
 from sonalyze_storage.db import make_engine
 from sonalyze_storage.models import Base
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 ALEMBIC_DIR = Path(migrations.ALEMBIC_INI).parent
 EXPECTED_TABLES = set(Base.metadata.tables)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+
 from sonalyze_suite.launcher import Suite, SuiteConfig
 
 EXAMPLES_PER_OPERATION = 20

@@ -165,7 +165,9 @@ class TestUpsertRules:
         assert (response.status_code, response.json()) == (200, {"created": 1, "updated": 1})
         again = await client.post("/v1/devices/bulk", json=body)  # redelivered: nothing changes
         assert again.json() == {"created": 0, "updated": 2}
-        stored = {d: (await client.get("/v1/devices", params={"device_id": d})).json()["items"][0] for d in (known, new)}
+        stored = {
+            d: (await client.get("/v1/devices", params={"device_id": d})).json()["items"][0] for d in (known, new)
+        }
         assert stored[known]["first_seen_at"].startswith("2026-01-01T00:00:00")
         assert stored[known]["last_seen_at"].startswith("2026-01-02T00:00:00")  # a late write never narrows it
         assert stored[known]["meta"] == {"os": "x"}
@@ -215,9 +217,7 @@ class TestUpsertRules:
             response = await client.post("/v1/analysis-outputs", json=body)
             assert response.status_code == 422, body
 
-    async def test_a_simulation_job_without_an_id_gets_one_and_is_never_merged(
-        self, client: httpx.AsyncClient
-    ) -> None:
+    async def test_a_simulation_job_without_an_id_gets_one_and_is_never_merged(self, client: httpx.AsyncClient) -> None:
         first = await client.post("/v1/simulation-jobs", json={"method": "ism"})
         second = await client.post("/v1/simulation-jobs", json={"method": "ism"})
         assert (first.status_code, second.status_code) == (201, 201)

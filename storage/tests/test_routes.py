@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import uuid
 
 import httpx
 import pytest
@@ -168,9 +167,7 @@ WITH_REQUIRED = [case for case in CASES if case.required]  # a simulation job ha
 
 @pytest.mark.parametrize("case", WITH_REQUIRED, ids=[c.path.removeprefix("/v1/") for c in WITH_REQUIRED])
 class TestMissingFields:
-    async def test_a_missing_required_field_is_422(
-        self, case: Case, make: Builders, client: httpx.AsyncClient
-    ) -> None:
+    async def test_a_missing_required_field_is_422(self, case: Case, make: Builders, client: httpx.AsyncClient) -> None:
         created = await getattr(make, case.build)()
         body = {k: v for k, v in created.items() if k in case.natural_key and k != case.required}
         body.pop("measurement_id", None)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite, SuiteConfig
 from sonalyze_suite.testing import running_suite

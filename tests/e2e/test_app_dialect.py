@@ -14,12 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from sonalyze_devices.app_contract import PUSHES, RESPONSES, check_fields
 from sonalyze_devices.app_phones import app_client
+from sonalyze_devices.app_scenario import run_app_demo
 from sonalyze_devices.client import DeviceClient
 from sonalyze_devices.display import Progress
 from sonalyze_devices.scenario import DemoOptions, DemoResult, run_demo
-from sonalyze_devices.app_scenario import run_app_demo
 from sonalyze_suite import Suite
 
 pytestmark = pytest.mark.e2e
@@ -80,7 +81,9 @@ class TestAppDialectSession:
         assert result.violations == {}, result.violations
         assert result.session_complete, (result.errors, result.phone_errors)
         assert result.ok, (result.errors, result.phone_errors, result.results_by_phone)
-        assert set(result.measured) == {(s, m) for s in ("speaker-1", "speaker-2") for m in ("microphone-1", "microphone-2")}
+        assert set(result.measured) == {
+            (s, m) for s in ("speaker-1", "speaker-2") for m in ("microphone-1", "microphone-2")
+        }
         for pair, measured in result.measured.items():
             assert measured["rt60_s"] is not None and 0.1 < measured["rt60_s"] < 3.0, (pair, measured)
         # every phone but the host got the host's relays (4 recordings), the suite's own pushes on top
@@ -135,7 +138,9 @@ class TestSpecTablesAreCovered:
                 continue
             assert any(d.get(field.name) is not None for d in pushes), f"{event} never carried {field.name}"
 
-    async def test_device_error_names_the_device_and_its_code(self, error_and_cancel: dict[str, dict[str, Any]]) -> None:
+    async def test_device_error_names_the_device_and_its_code(
+        self, error_and_cancel: dict[str, dict[str, Any]]
+    ) -> None:
         error = error_and_cancel["measurement.error"]
         assert error["error_device_id"] == error_and_cancel["device"]["mic"]
         assert (error["error_code"], error["error_message"]) == ("permission", "microphone permission denied")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile
 from scipy.signal import fftconvolve
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite
 
@@ -39,10 +40,20 @@ APP_SCENE: dict[str, Any] = {
                 "ceiling": {"material_id": "hard_surface", "absorption": 0.02, "scattering": 0.1},
             },
             "furniture": [
-                {"id": "sofa-1", "type": "sofa", "position": {"x": 0.0, "y": 0.0, "z": 1.3}, "rotation": 0,
-                 "dimensions": {"width": 2.0, "depth": 0.9, "height": 0.8}},
-                {"id": "fridge-1", "type": "fridge", "position": {"x": 2.5, "y": 0.0, "z": -1.5}, "rotation": 1.57,
-                 "dimensions": {"width": 0.6, "depth": 0.6, "height": 1.8}},
+                {
+                    "id": "sofa-1",
+                    "type": "sofa",
+                    "position": {"x": 0.0, "y": 0.0, "z": 1.3},
+                    "rotation": 0,
+                    "dimensions": {"width": 2.0, "depth": 0.9, "height": 0.8},
+                },
+                {
+                    "id": "fridge-1",
+                    "type": "fridge",
+                    "position": {"x": 2.5, "y": 0.0, "z": -1.5},
+                    "rotation": 1.57,
+                    "dimensions": {"width": 0.6, "depth": 0.6, "height": 1.8},
+                },
             ],
         }
     ],
@@ -62,7 +73,8 @@ async def test_app_room_model_snapshot_job_and_simulation(full_suite: Suite) -> 
         assert shared["room_snapshot"] == APP_SCENE
 
         job = await host.request(
-            "measurement.create_job", {"map": APP_SCENE, "meta": {"lobby_id": lobby["lobby_id"], "lobby_code": lobby["code"]}}
+            "measurement.create_job",
+            {"map": APP_SCENE, "meta": {"lobby_id": lobby["lobby_id"], "lobby_code": lobby["code"]}},
         )
         stored = await host.request("measurement.get_job", {"job_id": job["job_id"]})
         assert stored["map"] == APP_SCENE
@@ -99,13 +111,16 @@ async def test_app_http_calls_through_the_gateway(full_suite: Suite) -> None:
         assert audio_hash == hashlib.sha256(audio.content).hexdigest()
         info = (await http.get("/v1/measurement/audio/info", params={"sample_rate": 48000})).json()
         assert info["audio_hash"] == audio_hash and info["timing"]["sweep_start_s"] > 0
-        flac = await http.get("/v1/measurement/audio", params={"sample_rate": 48000, "format": "flac",
-                                                               "sweep_f_start": 50, "sweep_f_end": 20000})
+        flac = await http.get(
+            "/v1/measurement/audio",
+            params={"sample_rate": 48000, "format": "flac", "sweep_f_start": 50, "sweep_f_end": 20000},
+        )
         assert flac.headers["x-audio-hash"] == hashlib.sha256(flac.content).hexdigest()
 
         materials = (await http.get("/v1/simulation/materials")).json()["materials"]
-        assert all(isinstance(m["id"], str) and m["display_name"] and isinstance(m["absorption"], float)
-                   for m in materials)
+        assert all(
+            isinstance(m["id"], str) and m["display_name"] and isinstance(m["absorption"], float) for m in materials
+        )
         profiles = (await http.get("/v1/simulation/reference-profiles")).json()["profiles"]
         assert all(p["display_name"] and p["metrics"] for p in profiles)
 
@@ -126,15 +141,20 @@ async def test_app_http_calls_through_the_gateway(full_suite: Suite) -> None:
         try:
             job = await host.request("measurement.create_job", {"map": {}, "meta": {}})
             name = f"recording_{host.device_id}_speaker-1.wav"
-            upload = await http.post(f"/v1/jobs/{job['job_id']}/uploads/{name}",
-                                     files={"file": (name, buffer.getvalue(), "audio/wav")})
+            upload = await http.post(
+                f"/v1/jobs/{job['job_id']}/uploads/{name}", files={"file": (name, buffer.getvalue(), "audio/wav")}
+            )
             assert upload.status_code == 200 and isinstance(upload.json(), dict)
             timing = await host.request("measurement.get_audio_info", {"sample_rate": 48000})
             assert timing["audio_hash"] == audio_hash
             ran = await host.request(
                 "analysis.run",
-                {"job_id": job["job_id"], "source": "sweep_deconvolution_generated", "recording_upload": name,
-                 "audio_hash": audio_hash},
+                {
+                    "job_id": job["job_id"],
+                    "source": "sweep_deconvolution_generated",
+                    "recording_upload": name,
+                    "audio_hash": audio_hash,
+                },
                 timeout_s=120,
             )
         finally:

@@ -18,6 +18,7 @@ import httpx
 import orjson
 import pytest
 import websockets
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite, SuiteConfig
 
@@ -173,8 +174,12 @@ class TestClaimModeAttacks:
             )
             lobby_default = await client.post(
                 claim_suite.config.url("lobby") + "/gateway/handle",
-                json={"event": "lobby.leave", "request_id": "x", "device_id": guest.device_id,
-                      "data": {"lobby_id": lobby["lobby_id"]}},  # fmt: skip
+                json={
+                    "event": "lobby.leave",
+                    "request_id": "x",
+                    "device_id": guest.device_id,
+                    "data": {"lobby_id": lobby["lobby_id"]},
+                },
                 headers={"X-Internal-Token": "sonalyze_internal_token"},
             )
         assert public.status_code == 404

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import soundfile
 from scipy.signal import fftconvolve
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite import Suite
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sonalyze_devices.client import Push
 from sonalyze_devices.display import Progress
 from sonalyze_devices.scenario import DemoOptions, DemoResult, run_demo
@@ -85,7 +86,9 @@ class TestFaults:
         assert state == {"killed": True, "restarted": True}
         assert result.errors and result.errors[0]["code"] == "step_timeout", result.errors
         # the phones that could not upload were told why, in the suite's own words
-        assert any("service_unavailable" in e for errors in result.phone_errors.values() for e in errors), result.phone_errors
+        assert any("service_unavailable" in e for errors in result.phone_errors.values() for e in errors), (
+            result.phone_errors
+        )
         assert result.ok, (result.errors, result.phone_errors)
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
 from sonalyze_suite import Suite, SuiteConfig
 from sonalyze_suite.testing import running_suite
 
@@ -45,7 +46,9 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if FUZZ_COUNTS:
         terminalreporter.write_line("fuzzing (target: cases, 5xx, internal_error):")
         for name, c in sorted(FUZZ_COUNTS.items()):
-            terminalreporter.write_line(f"  {name}: {c['cases']} cases, {c['5xx']} 5xx, {c['internal_error']} internal_error")
+            terminalreporter.write_line(
+                f"  {name}: {c['cases']} cases, {c['5xx']} 5xx, {c['internal_error']} internal_error"
+            )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+
 from sonalyze_suite import Suite
 
 pytestmark = pytest.mark.e2e
@@ -130,7 +131,7 @@ class TestWebSocketFaults:
     async def test_deeply_nested_data_is_a_bad_request_not_an_internal_error(self, hard_suite: Suite) -> None:
         identify = '{"event": "identify", "request_id": "i", "data": {"device_id": "deep-1"}}'
         deep = [
-            '{"event": "lobby.create", "request_id": "d%d", "data": {"x": %s%s}}' % (n, "[" * n, "]" * n)
+            '{"event": "lobby.create", "request_id": "d%d", "data": {"x": %s%s}}' % (n, "[" * n, "]" * n)  # noqa: UP031 (JSON braces)
             for n in (40, 254, 255, 600, 1023)
         ]
         replies = await ws_exchange(hard_suite, [identify, *deep], 1 + len(deep))
@@ -142,7 +143,7 @@ class TestWebSocketFaults:
     async def test_an_unknown_event_name_is_echoed_only_as_a_short_prefix(self, hard_suite: Suite) -> None:
         identify = '{"event": "identify", "request_id": "i", "data": {"device_id": "echo-1"}}'
         long_name = "x" * 60_000
-        replies = await ws_exchange(hard_suite, [identify, '{"event": "%s", "request_id": 1}' % long_name], 2)
+        replies = await ws_exchange(hard_suite, [identify, f'{{"event": "{long_name}", "request_id": 1}}'], 2)
         error = replies[1]
         assert error["type"] == "error" and error["error"]["code"] == "bad_request"
         assert len(str(error)) < 400, str(error)[:400]

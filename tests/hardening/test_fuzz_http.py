@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+
 from sonalyze_suite import Suite
 
 pytestmark = pytest.mark.e2e

@@ -13,11 +13,12 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from websockets.sync.client import ClientConnection, connect
+
 from sonalyze_lobby.gateway_handler import HANDLERS as LOBBY_HANDLERS
 from sonalyze_measurement.gateway_handler import HANDLERS as MEASUREMENT_HANDLERS
 from sonalyze_simulation.gateway_handler import HANDLERS as SIMULATION_HANDLERS
 from sonalyze_suite import Suite
-from websockets.sync.client import ClientConnection, connect
 
 pytestmark = pytest.mark.e2e
 

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 import websockets
+
 from sonalyze_suite import Suite
 
 pytestmark = pytest.mark.e2e

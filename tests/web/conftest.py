@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
 from sonalyze_suite import Suite, SuiteConfig
 from sonalyze_suite.testing import running_suite
 
@@ -23,7 +24,9 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-ARTIFACTS_DIR = Path(os.environ.get("WEB_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / ".run" / "web-artifacts"))
+ARTIFACTS_DIR = Path(
+    os.environ.get("WEB_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / ".run" / "web-artifacts")
+)
 
 # short waits, so a silent device fails a step in seconds
 PROTOCOL_ENV = {
@@ -55,7 +58,9 @@ async def playwright() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 
     if not Path(CHROMIUM_PATH).is_file():
-        pytest.fail(f"no Chromium at {CHROMIUM_PATH}: `apt-get install -y chromium` (.ci/run does it) or set CHROMIUM_PATH")
+        pytest.fail(
+            f"no Chromium at {CHROMIUM_PATH}: `apt-get install -y chromium` (.ci/run does it) or set CHROMIUM_PATH"
+        )
     async with async_playwright() as running:
         yield running
 

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from playwright.async_api import expect
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_devices.phones import MicrophonePhone, SharedWorld, SpeakerPhone
 from sonalyze_devices.room import RoomLayout, default_layout
@@ -30,7 +31,11 @@ from sonalyze_devices.synth import PhoneFlaws, synthesize_recording
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 
 SIGNAL_URL = "/v1/measurement/audio?sample_rate=48000"
-MEDIA_FLAGS = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--autoplay-policy=no-user-gesture-required"]
+MEDIA_FLAGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 async def _fake_capture_wav(http: httpx.AsyncClient, room: SimulatedRoom, path, rng) -> None:
@@ -55,18 +60,30 @@ async def _phone_page(browser, gateway: str, code: str, problems: list[str]) -> 
     await expect(page.locator("#lobby-code")).to_have_text(code)
     await page.click("#phone-enable")
     await expect(page.locator("#phone-log")).to_contain_text("phone ready")
-    await expect(page.locator("#phone-log")).to_contain_text("echo cancellation off, noise suppression off, auto gain off")
+    await expect(page.locator("#phone-log")).to_contain_text(
+        "echo cancellation off, noise suppression off, auto gain off"
+    )
     return page, await page.locator("#device-id").inner_text()
 
 
-async def _run_session(admin: DeviceClient, lobby_id: str, layout: RoomLayout, speakers, mics, page) -> tuple[str, dict]:
+async def _run_session(
+    admin: DeviceClient, lobby_id: str, layout: RoomLayout, speakers, mics, page
+) -> tuple[str, dict]:
     """The admin's part: roles, room, job, session, start; returns the job id and the analysis push."""
     for device_id, slot in speakers:
-        await admin.request("role.assign", {"lobby_id": lobby_id, "target_device_id": device_id, "role": "speaker", "role_slot_id": slot})
+        await admin.request(
+            "role.assign",
+            {"lobby_id": lobby_id, "target_device_id": device_id, "role": "speaker", "role_slot_id": slot},
+        )
     for device_id, slot in mics:
-        await admin.request("role.assign", {"lobby_id": lobby_id, "target_device_id": device_id, "role": "microphone", "role_slot_id": slot})
+        await admin.request(
+            "role.assign",
+            {"lobby_id": lobby_id, "target_device_id": device_id, "role": "microphone", "role_slot_id": slot},
+        )
     await admin.request("lobby.room_snapshot", {"lobby_id": lobby_id, "room": layout.snapshot()})
-    job = await admin.request("measurement.create_job", {"map": {"room": layout.snapshot()}, "meta": {"test": "browser phone"}})
+    job = await admin.request(
+        "measurement.create_job", {"map": {"room": layout.snapshot()}, "meta": {"test": "browser phone"}}
+    )
     session = await admin.request(
         "measurement.create_session",
         {
@@ -79,7 +96,10 @@ async def _run_session(admin: DeviceClient, lobby_id: str, layout: RoomLayout, s
     await admin.request("measurement.start_speaker", {"session_id": session["session_id"]})
     while True:
         push = await admin.next_push(timeout_s=240)
-        assert push.event not in ("measurement.error", "measurement.session_cancelled"), (push, await page.locator("#phone-log").inner_text())
+        assert push.event not in ("measurement.error", "measurement.session_cancelled"), (
+            push,
+            await page.locator("#phone-log").inner_text(),
+        )
         if push.event == "measurement.analysis_complete":
             return job["job_id"], push.data
 
@@ -114,7 +134,12 @@ async def test_browser_records_as_a_microphone(suite, launch_chromium, tmp_path,
                 phone.start()
             page, browser_device = await _phone_page(browser, gateway, lobby["code"], problems)
             job_id, analysis = await _run_session(
-                admin, lobby["lobby_id"], layout, [(speaker.device_id, "speaker_1")], [(mic.device_id, "mic_1"), (browser_device, "mic_2")], page
+                admin,
+                lobby["lobby_id"],
+                layout,
+                [(speaker.device_id, "speaker_1")],
+                [(mic.device_id, "mic_1"), (browser_device, "mic_2")],
+                page,
             )
             log = await page.locator("#phone-log").inner_text()
             await page.screenshot(path=str(artifacts_dir / "browser-phone.png"), full_page=True)
@@ -152,7 +177,10 @@ async def test_browser_plays_as_the_speaker(suite, launch_chromium) -> None:
         browser = await launch_chromium(MEDIA_FLAGS)
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=lambda *_: None)
         admin = DeviceClient(ws_url, "web3-admin")
-        mics = [MicrophonePhone(DeviceClient(ws_url, f"web3-{slot}"), slot, world, flaws=PhoneFlaws.random(rng), rng=rng) for slot in ("mic_1", "mic_2")]
+        mics = [
+            MicrophonePhone(DeviceClient(ws_url, f"web3-{slot}"), slot, world, flaws=PhoneFlaws.random(rng), rng=rng)
+            for slot in ("mic_1", "mic_2")
+        ]
         try:
             await admin.connect()
             lobby = await admin.request("lobby.create", {})
@@ -164,7 +192,12 @@ async def test_browser_plays_as_the_speaker(suite, launch_chromium) -> None:
             loop = asyncio.get_running_loop()
             started = loop.time()
             _, analysis = await _run_session(
-                admin, lobby["lobby_id"], layout, [(browser_device, "speaker_1")], [(m.device_id, m.slot_id) for m in mics], page
+                admin,
+                lobby["lobby_id"],
+                layout,
+                [(browser_device, "speaker_1")],
+                [(m.device_id, m.slot_id) for m in mics],
+                page,
             )
             elapsed_s = loop.time() - started
             log = await page.locator("#phone-log").inner_text()

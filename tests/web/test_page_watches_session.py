@@ -19,10 +19,11 @@ import httpx
 import numpy as np
 import pytest
 from playwright.async_api import expect
+
 from sonalyze_devices.client import DeviceClient
 from sonalyze_devices.phones import MicrophonePhone, SharedWorld, SpeakerPhone
 from sonalyze_devices.room import default_layout
-from sonalyze_devices.scenario import SIMULATION_RATE_HZ, SimulatedRoom
+from sonalyze_devices.scenario import SimulatedRoom
 from sonalyze_devices.synth import PhoneFlaws
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
@@ -30,7 +31,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(420)]
 SPEAKERS = ("speaker_1",)
 MICS = ("mic_1", "mic_2")
 PLOT_CLASSES = ("plot-decay", "plot-ir", "plot-ir-db", "plot-fr", "plot-compare")
-
 
 
 async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artifacts_dir, painted_pixels) -> None:
@@ -63,7 +63,13 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
         room = SimulatedRoom(http, layout, pairs)
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=lambda *_: None)
         phones = [SpeakerPhone(DeviceClient(ws_url, f"web-{slot}"), slot, world) for slot in SPEAKERS] + [
-            MicrophonePhone(DeviceClient(ws_url, f"web-{slot}"), slot, world, flaws=PhoneFlaws.random(rng, max_drift_ppm=80), rng=rng)
+            MicrophonePhone(
+                DeviceClient(ws_url, f"web-{slot}"),
+                slot,
+                world,
+                flaws=PhoneFlaws.random(rng, max_drift_ppm=80),
+                rng=rng,
+            )
             for slot in MICS
         ]
         try:
@@ -72,7 +78,9 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
                 lobby = await phone.client.request("lobby.join", {"code": code.lower()})
                 phone.start()
             # a participant shares the room with the positions of the slots: the page compares with its simulation
-            await phones[0].client.request("lobby.room_snapshot", {"lobby_id": lobby["lobby_id"], "room": layout.snapshot()})
+            await phones[0].client.request(
+                "lobby.room_snapshot", {"lobby_id": lobby["lobby_id"], "room": layout.snapshot()}
+            )
             await expect(page.locator("#participants tbody tr")).to_have_count(1 + len(phones))
             await expect(page.locator("#room-note")).to_contain_text("3 positions")
 
@@ -83,7 +91,9 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
                 await row.locator("select.role-select").select_option(role)
                 await row.locator("input.slot-input").fill(phone.slot_id)
                 await row.locator("button.assign").click()
-                await expect(page.locator(f'#participants tr[data-device="{phone.device_id}"] td.slot')).to_have_text(phone.slot_id)
+                await expect(page.locator(f'#participants tr[data-device="{phone.device_id}"] td.slot')).to_have_text(
+                    phone.slot_id
+                )
 
             await page.click("#session-create")
             await expect(page.locator("#session-start")).to_be_enabled()
@@ -91,8 +101,12 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
             await page.keyboard.press("Enter")
 
             # the timeline follows the protocol live
-            await expect(page.locator('#timeline li[data-event="measurement.speaker_complete"]')).to_have_count(1, timeout=120_000)
-            await expect(page.locator('#timeline li[data-event="measurement.session_complete"]')).to_have_count(1, timeout=60_000)
+            await expect(page.locator('#timeline li[data-event="measurement.speaker_complete"]')).to_have_count(
+                1, timeout=120_000
+            )
+            await expect(page.locator('#timeline li[data-event="measurement.session_complete"]')).to_have_count(
+                1, timeout=60_000
+            )
             # phase by phase, with the coordinator's counters (measurement.phase_update)
             phases = page.locator('#timeline li[data-event="measurement.phase_update"]')
             assert await phases.count() >= 5
@@ -133,8 +147,12 @@ async def test_page_runs_and_shows_a_virtual_phone_session(suite, browser, artif
     await expect(page.locator("#results p[role=status]")).to_contain_text("Copied")
     rows = list(csv.DictReader(io.StringIO(await page.evaluate("navigator.clipboard.readText()"))))
     assert len(rows) == len(pairs) * 8
-    first = next(r for r in rows if (r["speaker_slot_id"], r["mic_slot_id"], r["metric"]) == ("speaker_1", "mic_1", "t30_s"))
-    shown = await page.locator('#results section.pair[data-pair="speaker_1|mic_1"] td[data-metric="t30_s"][data-band="1000"]').inner_text()
+    first = next(
+        r for r in rows if (r["speaker_slot_id"], r["mic_slot_id"], r["metric"]) == ("speaker_1", "mic_1", "t30_s")
+    )
+    shown = await page.locator(
+        '#results section.pair[data-pair="speaker_1|mic_1"] td[data-metric="t30_s"][data-band="1000"]'
+    ).inner_text()
     assert float(first["1000_hz"]) == pytest.approx(float(shown), abs=0.006)
 
     foreign = [url for url in requested if urlparse(url).netloc != origin and not url.startswith(("data:", "blob:"))]

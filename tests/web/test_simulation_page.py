@@ -8,7 +8,6 @@ from playwright.async_api import expect
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
-
 async def test_simulation_page(suite, browser, artifacts_dir, painted_pixels) -> None:
     gateway = suite.config.url("gateway")
     page = await browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -22,9 +21,13 @@ async def test_simulation_page(suite, browser, artifacts_dir, painted_pixels) ->
     await expect(default.locator("optgroup")).not_to_have_count(0)
     assert await default.locator("option").count() > 20
     await expect(page.locator("#sim-materials select")).to_have_count(2 + 1 + 4)  # default, floor, ceiling, 4 walls
-    floor_choice = await page.locator("#mat-floor optgroup[label='floor coverings'] option").first.get_attribute("value")
+    floor_choice = await page.locator("#mat-floor optgroup[label='floor coverings'] option").first.get_attribute(
+        "value"
+    )
     await page.select_option("#mat-floor", floor_choice)
-    ceiling_choice = await page.locator("#mat-ceiling optgroup[label='ceiling absorbers'] option").first.get_attribute("value")
+    ceiling_choice = await page.locator("#mat-ceiling optgroup[label='ceiling absorbers'] option").first.get_attribute(
+        "value"
+    )
     await page.select_option("#mat-ceiling", ceiling_choice)
 
     # the top view shows the room and the positions as typed

@@ -22,7 +22,7 @@ MIN_ADMITTED: Final = 2
 class ServiceGate:
     """A counter of forwards in flight to one service, and how long its answers have been taking."""
 
-    __slots__ = ("limit", "retry_after_floor_ms", "max_wait_ms", "in_flight", "refused", "_latency_ms")
+    __slots__ = ("_latency_ms", "in_flight", "limit", "max_wait_ms", "refused", "retry_after_floor_ms")
 
     def __init__(self, limit: int, retry_after_floor_ms: int, max_wait_ms: float | None = None) -> None:
         if limit < 1:

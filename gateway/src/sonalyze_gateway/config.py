@@ -8,8 +8,8 @@ from typing import Annotated, Any, Final
 
 from pydantic import field_validator, model_validator
 from pydantic_settings import NoDecode
-from sonalyze_protocol.settings import ServiceSettings, strip_url
 
+from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 # an HS256 key shorter than the hash's 32 bytes weakens it (RFC 7518 section 3.2)
 DEVICE_TOKEN_KEY_MIN_CHARS: Final = 32

@@ -34,7 +34,15 @@ class Connection:
     """One WebSocket: its device (once identified) and the queue of frames waiting to be sent."""
 
     __slots__ = (
-        "connection_id", "device_id", "closed", "_send", "_close", "_queue", "_sender", "_closer", "_prober"
+        "_close",
+        "_closer",
+        "_prober",
+        "_queue",
+        "_send",
+        "_sender",
+        "closed",
+        "connection_id",
+        "device_id"
     )  # fmt: skip
 
     def __init__(

@@ -102,4 +102,3 @@ class GcTuning:
         self._reclaimed_at_s = time.monotonic()
         self._closed_at_reclaim = self._closed_sockets()
         logger.info("gc reclaim collected=%d pause_ms=%.1f", collected, (time.perf_counter() - started_s) * 1000)
-

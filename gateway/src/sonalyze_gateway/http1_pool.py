@@ -37,17 +37,17 @@ class _Http1Connection(asyncio.Protocol):
     """One connection, one request at a time."""
 
     __slots__ = (
-        "_pool",
-        "transport",
-        "_parser",
-        "_waiter",
-        "_status",
         "_body",
-        "_size",
         "_keep_alive",
+        "_parser",
+        "_pool",
+        "_size",
+        "_status",
         "_timer",
-        "idle_since_s",
+        "_waiter",
         "closed",
+        "idle_since_s",
+        "transport",
     )
 
     def __init__(self, pool: Http1Pool) -> None:

@@ -19,11 +19,6 @@ from typing import Any, Final
 
 import aiohttp
 import orjson
-from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
-from sonalyze_protocol.envelope import RequestId
-from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
-from sonalyze_protocol.http_errors import error_response
-from sonalyze_protocol.logs import bind_context, request_id_var
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from yarl import URL
@@ -31,6 +26,11 @@ from yarl import URL
 from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
 from sonalyze_gateway.router import Target
 from sonalyze_gateway.seen_devices import SeenDevices
+from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
+from sonalyze_protocol.envelope import RequestId
+from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
+from sonalyze_protocol.http_errors import error_response
+from sonalyze_protocol.logs import bind_context, request_id_var
 
 logger = logging.getLogger("sonalyze.gateway.http")
 

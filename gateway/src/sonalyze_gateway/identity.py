@@ -21,13 +21,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
 
-from sonalyze_protocol.errors import AppError, DeviceInUse, Unauthorized
-from sonalyze_protocol.logs import bind_context
-
 from sonalyze_gateway.config import DeviceAuth
 from sonalyze_gateway.connection_manager import Connection, ConnectionManager
 from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, InvalidDeviceToken
+from sonalyze_protocol.errors import AppError, DeviceInUse, Unauthorized
+from sonalyze_protocol.logs import bind_context
 
 logger = logging.getLogger("sonalyze.gateway.identity")
 

@@ -20,15 +20,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
+
+from sonalyze_gateway.config import Settings
+from sonalyze_gateway.models import BroadcastBody, BroadcastResult, DeviceId, Health, RevokeResult
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, tokens_match
 from sonalyze_protocol.envelope import dumps, event_frame
 from sonalyze_protocol.errors import Unauthorized
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware
-
-from sonalyze_gateway.config import Settings
-from sonalyze_gateway.models import BroadcastBody, BroadcastResult, DeviceId, Health, RevokeResult
 
 if TYPE_CHECKING:
     from sonalyze_gateway.main import Gateway
@@ -107,7 +107,9 @@ class InternalListener:
             self._socket.bind((host, port))
         except OSError as exc:
             self._socket.close()
-            raise RuntimeError(f"internal listener cannot bind {host}:{port} (INTERNAL_HOST/INTERNAL_PORT): {exc}")
+            raise RuntimeError(
+                f"internal listener cannot bind {host}:{port} (INTERNAL_HOST/INTERNAL_PORT): {exc}"
+            ) from exc
         self._socket.listen(128)
         self._socket.setblocking(False)
         self.host = host

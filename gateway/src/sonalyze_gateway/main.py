@@ -26,6 +26,22 @@ from fastapi import FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from pydantic import ValidationError
+
+from sonalyze_gateway.backpressure import ServiceGate
+from sonalyze_gateway.config import Settings
+from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
+from sonalyze_gateway.device_registry import DeviceRegistry
+from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
+from sonalyze_gateway.gc_tuning import GcTuning
+from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
+from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
+from sonalyze_gateway.internal import InternalListener, create_internal_app
+from sonalyze_gateway.liveness import prober_for
+from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyReply
+from sonalyze_gateway.rate_limit import TokenBucket
+from sonalyze_gateway.router import Target, proxy_route_for, route_for
+from sonalyze_gateway.seen_devices import SeenDevices
+from sonalyze_gateway.web import mount_web
 from sonalyze_protocol.envelope import (
     ClientMessage,
     MessageError,
@@ -53,22 +69,6 @@ from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
-
-from sonalyze_gateway.backpressure import ServiceGate
-from sonalyze_gateway.config import Settings
-from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
-from sonalyze_gateway.device_registry import DeviceRegistry
-from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
-from sonalyze_gateway.gc_tuning import GcTuning
-from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
-from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
-from sonalyze_gateway.internal import InternalListener, create_internal_app
-from sonalyze_gateway.liveness import prober_for
-from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyReply
-from sonalyze_gateway.rate_limit import TokenBucket
-from sonalyze_gateway.router import Target, proxy_route_for, route_for
-from sonalyze_gateway.seen_devices import SeenDevices
-from sonalyze_gateway.web import mount_web
 
 logger = logging.getLogger("sonalyze.gateway")
 
@@ -300,7 +300,14 @@ class _SocketSession:
     """The per-socket state machine: unidentified, deciding its claim to a device id, then routing events."""
 
     __slots__ = (
-        "gateway", "connection", "bucket", "max_message_bytes", "n_messages", "pending", "backlog", "device_token"
+        "backlog",
+        "bucket",
+        "connection",
+        "device_token",
+        "gateway",
+        "max_message_bytes",
+        "n_messages",
+        "pending"
     )  # fmt: skip
 
     def __init__(self, gateway: Gateway, connection: Connection) -> None:

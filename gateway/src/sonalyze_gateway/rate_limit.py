@@ -12,7 +12,7 @@ TOKEN_EPSILON: Final = 1e-9
 class TokenBucket:
     """Pure: the caller passes the clock, so tests need no sleeping."""
 
-    __slots__ = ("burst", "rate_per_s", "_tokens", "_updated_s")
+    __slots__ = ("_tokens", "_updated_s", "burst", "rate_per_s")
 
     def __init__(self, rate_per_s: float, burst: int, now_s: float) -> None:
         if rate_per_s <= 0:

@@ -31,8 +31,12 @@ def make_ir() -> MakeIr:
     ) -> SyntheticIr:
         t60_s, drr_db = ROOMS[room]
         return synthetic_ir(
-            t60_s, drr_db, overrides.pop("sample_rate_hz", SAMPLE_RATE_HZ), np.random.default_rng(seed),
-            inr_db=inr_db, **overrides,
+            t60_s,
+            drr_db,
+            overrides.pop("sample_rate_hz", SAMPLE_RATE_HZ),
+            np.random.default_rng(seed),
+            inr_db=inr_db,
+            **overrides,
         )
 
     return factory

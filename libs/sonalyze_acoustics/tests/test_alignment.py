@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import fft as sp_fft
 from scipy import signal as sp_signal
+
 from sonalyze_acoustics.alignment import SyncNotFound, align_recording, find_sync_chirps, resample
 from sonalyze_acoustics.signals import MeasurementSignal, measurement_signal, sync_chirp
 

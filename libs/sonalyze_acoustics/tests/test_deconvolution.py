@@ -7,6 +7,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 from scipy import signal as sp_signal
+
 from sonalyze_acoustics.deconvolution import (
     band_mask,
     deconvolve_sweep,
@@ -123,8 +124,12 @@ class TestFarinaInverseFilter:
 class TestArguments:
     def test_band_must_be_inside_nyquist(self) -> None:
         with pytest.raises(ValueError, match="f_end_hz"):
-            deconvolve_sweep(np.zeros(1000), np.ones(100), FS, sweep_start_index=0, f_start_hz=50, f_end_hz=30000, ir_duration_s=0.1)
+            deconvolve_sweep(
+                np.zeros(1000), np.ones(100), FS, sweep_start_index=0, f_start_hz=50, f_end_hz=30000, ir_duration_s=0.1
+            )
 
     def test_duration_must_be_positive(self) -> None:
         with pytest.raises(ValueError, match="ir_duration_s"):
-            deconvolve_sweep(np.zeros(1000), np.ones(100), FS, sweep_start_index=0, f_start_hz=50, f_end_hz=20000, ir_duration_s=0)
+            deconvolve_sweep(
+                np.zeros(1000), np.ones(100), FS, sweep_start_index=0, f_start_hz=50, f_end_hz=20000, ir_duration_s=0
+            )

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from scipy import signal as sp_signal
+
 from sonalyze_acoustics.signals import (
     AMPLITUDE,
     CHIRP_DURATION_S,

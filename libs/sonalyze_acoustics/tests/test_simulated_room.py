@@ -16,8 +16,7 @@ import pytest
 from scipy import signal as sp_signal
 
 from sonalyze_acoustics.deconvolution import deconvolve_sweep
-from sonalyze_acoustics.parameters import find_direct_sound
-from sonalyze_acoustics.parameters import room_parameters
+from sonalyze_acoustics.parameters import find_direct_sound, room_parameters
 from sonalyze_acoustics.signals import measurement_signal
 
 FIXTURE = Path(__file__).parent / "fixtures" / "simulated_room_irs.npz"

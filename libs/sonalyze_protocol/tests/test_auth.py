@@ -1,4 +1,5 @@
 import pytest
+
 from sonalyze_protocol.auth import tokens_match
 
 
@@ -31,6 +32,7 @@ class TestSettingsToken:
     def test_published_example_tokens_are_refused(self) -> None:
         import pytest
         from pydantic import ValidationError
+
         from sonalyze_protocol.settings import ServiceSettings
 
         for value in ("sonalyze_internal_token", "change-me-to-a-long-random-token"):

@@ -1,6 +1,7 @@
 import json
 
 import httpx
+
 from sonalyze_protocol.broadcast import BroadcastClient
 
 

@@ -1,4 +1,5 @@
 import pytest
+
 from sonalyze_protocol.envelope import (
     MessageError,
     dumps,

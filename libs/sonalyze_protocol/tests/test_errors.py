@@ -1,4 +1,5 @@
 import pytest
+
 from sonalyze_protocol.errors import (
     HTTP_STATUS_BY_CODE,
     AppError,
@@ -32,7 +33,13 @@ class TestAppError:
 
 @pytest.mark.parametrize(
     ("status", "code"),
-    [(404, "not_found"), (413, "message_too_large"), (418, "bad_request"), (502, "internal_error"), (503, "service_unavailable")],
+    [
+        (404, "not_found"),
+        (413, "message_too_large"),
+        (418, "bad_request"),
+        (502, "internal_error"),
+        (503, "service_unavailable"),
+    ],
 )
 def test_code_for_status(status: int, code: str) -> None:
     assert code_for_status(status) == code

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
+
 from sonalyze_protocol.errors import NotFound
 from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext, gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
@@ -44,7 +45,9 @@ def envelope(event: str, data: Any) -> dict[str, Any]:
 
 class TestGatewayHandle:
     async def test_success_returns_data(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/gateway/handle", json=envelope("lobby.join", {"code": "A"}), headers={"X-Internal-Token": TOKEN})
+        r = await client.post(
+            "/gateway/handle", json=envelope("lobby.join", {"code": "A"}), headers={"X-Internal-Token": TOKEN}
+        )
         assert r.status_code == 200
         assert r.json() == {"data": {"code": "A", "device_id": "dev-1"}}
 
@@ -65,12 +68,16 @@ class TestGatewayHandle:
         assert "data.code" in error["message"]
 
     async def test_domain_error_is_a_200_reply_with_error(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/gateway/handle", json=envelope("lobby.join", {"code": "NOPE"}), headers={"X-Internal-Token": TOKEN})
+        r = await client.post(
+            "/gateway/handle", json=envelope("lobby.join", {"code": "NOPE"}), headers={"X-Internal-Token": TOKEN}
+        )
         assert r.status_code == 200
         assert r.json()["error"] == {"code": "not_found", "message": "no lobby with code NOPE"}
 
     async def test_unexpected_exception_becomes_internal_error(self, client: httpx.AsyncClient) -> None:
-        r = await client.post("/gateway/handle", json=envelope("lobby.join", {"code": "BOOM"}), headers={"X-Internal-Token": TOKEN})
+        r = await client.post(
+            "/gateway/handle", json=envelope("lobby.join", {"code": "BOOM"}), headers={"X-Internal-Token": TOKEN}
+        )
         assert r.json()["error"]["code"] == "internal_error"
 
     async def test_malformed_envelope_is_422_bad_request(self, client: httpx.AsyncClient) -> None:

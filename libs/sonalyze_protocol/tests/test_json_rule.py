@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI, Request
+
 from sonalyze_protocol.envelope import MessageError, parse_client_message
 from sonalyze_protocol.errors import BadRequest, client_text
 from sonalyze_protocol.http_errors import install_error_handlers

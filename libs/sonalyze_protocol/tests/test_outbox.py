@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+
 from sonalyze_protocol.logs import bind_context
 from sonalyze_protocol.outbox import Backoff, Delivery, DeliveryOutcome, Outbox, OutboxEntry
 
@@ -138,9 +139,7 @@ class TestRetries:
         assert [call.key for call in target.calls] == ["first"] * 6 + ["second"]
         assert target.delivered == [{"n": 1}, {"n": 2}]
 
-    async def test_the_attempt_count_is_kept_on_the_entry(
-        self, open_outbox: Callable[..., Awaitable[Outbox]]
-    ) -> None:
+    async def test_the_attempt_count_is_kept_on_the_entry(self, open_outbox: Callable[..., Awaitable[Outbox]]) -> None:
         target = Target(DeliveryOutcome.RETRY, DeliveryOutcome.RETRY)
         outbox = await open_outbox(target, backoff=NO_JITTER, sleep=Sleeps())
         await outbox.put("thing", "k", {})
@@ -201,9 +200,7 @@ class TestDeadEntries:
         assert len(target.calls) == 3 and len(sleeps.delays_s) == 2
         assert await outbox.counts() == (0, 1)
 
-    async def test_requeued_dead_entries_are_delivered(
-        self, open_outbox: Callable[..., Awaitable[Outbox]]
-    ) -> None:
+    async def test_requeued_dead_entries_are_delivered(self, open_outbox: Callable[..., Awaitable[Outbox]]) -> None:
         target = Target(DeliveryOutcome.REJECTED)
         outbox = await open_outbox(target, sleep=Sleeps())
         await outbox.put("thing", "k", {"n": 1})

@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sonalyze_protocol.logs import bind_context
 from sonalyze_protocol.outbox import Backoff, Delivery, DeliveryOutcome, Outbox, OutboxEntry
 from sonalyze_protocol.storage_client import (

@@ -6,10 +6,9 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Final
 
-from sonalyze_protocol.broadcast import BroadcastClient, BroadcastResult
-
 from sonalyze_lobby.models import Lobby
 from sonalyze_lobby.schemas import LobbyView
+from sonalyze_protocol.broadcast import BroadcastClient, BroadcastResult
 
 LOBBY_UPDATED: Final = "lobby.updated"
 LOBBY_ROOM_SNAPSHOT: Final = "lobby.room_snapshot"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sonalyze_protocol.envelope import RequestId
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from sonalyze_protocol.envelope import RequestId
 
 if TYPE_CHECKING:
     from sonalyze_lobby.broadcast import Broadcaster

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from fastapi import Request
-from sonalyze_protocol.errors import ServiceUnavailable
 from sqlalchemy import event, exc, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from sonalyze_lobby import sqlite_inline
+from sonalyze_protocol.errors import ServiceUnavailable
 
 # the writer waits this long for SQLite's write lock, which only another process (a migration run by
 # hand) can hold: in this process writers take turns on one connection before they ask for it

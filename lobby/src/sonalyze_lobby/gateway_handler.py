@@ -7,8 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import Request
-from sonalyze_protocol.errors import BadRequest
-from sonalyze_protocol.handlers import EmptyData, GatewayRequest, Handler, HandlerTable
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
@@ -27,7 +25,8 @@ from sonalyze_lobby.schemas import (
     RoomSnapshotShare,
     StepUpdate,
 )
-
+from sonalyze_protocol.errors import BadRequest
+from sonalyze_protocol.handlers import EmptyData, GatewayRequest, Handler, HandlerTable
 
 # events that never write: their session comes from the read engine (on SQLite: never behind a writer)
 READ_ONLY_EVENTS: Final = frozenset({"lobby.get", "measurement.session_status"})

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sonalyze_protocol.storage_client import StorageRecorder
-
 from sonalyze_lobby.models import Lobby
+from sonalyze_protocol.storage_client import StorageRecorder
 
 
 async def _write(recorder: StorageRecorder, lobby_fields: dict[str, Any], participants: list[dict[str, Any]]) -> bool:

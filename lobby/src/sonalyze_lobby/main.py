@@ -13,12 +13,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sonalyze_protocol.broadcast import BroadcastClient
-from sonalyze_protocol.handlers import gateway_handle_router
-from sonalyze_protocol.http_errors import install_error_handlers
-from sonalyze_protocol.json_rule import install_json_body_rule
-from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
@@ -34,6 +28,12 @@ from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
 from sonalyze_lobby.restart import release_lost_sessions
 from sonalyze_lobby.routes import router as lobby_router
 from sonalyze_lobby.settings import Settings
+from sonalyze_protocol.broadcast import BroadcastClient
+from sonalyze_protocol.handlers import gateway_handle_router
+from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
+from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 logger = logging.getLogger("sonalyze.lobby")
 

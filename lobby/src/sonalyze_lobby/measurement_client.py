@@ -7,17 +7,18 @@ Every failure becomes an `AppError`: an unknown job or upload -> ``not_found``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import struct
 from typing import Any, Final
 from urllib.parse import urlencode
 
 import httpx
+
+from sonalyze_lobby.measurement_coordinator import SignalInfo
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
 from sonalyze_protocol.errors import AppError, BadRequest, ErrorCode, NotFound, ServiceUnavailable, Timeout
 from sonalyze_protocol.logs import REQUEST_ID_HEADER, request_id_var
-
-from sonalyze_lobby.measurement_coordinator import SignalInfo
 
 AUDIO_PATH: Final = "/v1/measurement/audio"
 
@@ -169,10 +170,8 @@ def _reason(response: httpx.Response) -> str:
 def _raise_for_client_error(response: httpx.Response, what: str) -> None:
     if response.status_code >= 400:
         error: dict[str, Any] = {}
-        try:
+        with contextlib.suppress(ValueError, AttributeError):
             error = response.json().get("error") or {}
-        except (ValueError, AttributeError):
-            pass
         code = error.get("code")
         known = isinstance(code, str) and code in ErrorCode._value2member_map_
         message = f"the measurement service refused {what}: {_reason(response)}"

@@ -586,7 +586,9 @@ def _verify_upload(state: SessionState, mic_device_id: str, upload_name: str) ->
             for name in (upload_name_for(s.slot_id, m.slot_id), app_upload_name_for(m.device_id, s.slot_id))
         }
         if upload_name in others:
-            raise BadRequest(f"data.upload_name: {upload_name} belongs to another pair; expected {wanted} from device {mic_device_id}")
+            raise BadRequest(
+                f"data.upload_name: {upload_name} belongs to another pair; expected {wanted} from device {mic_device_id}"
+            )
     return VerifyUpload(
         mic_device_id,
         upload_name,
@@ -1072,4 +1074,3 @@ def status(state: SessionState) -> dict[str, Any]:
         "analysis_error": state.analysis_error,
         "cancel_reason": state.cancel_reason,
     }
-

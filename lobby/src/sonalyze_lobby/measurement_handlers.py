@@ -10,8 +10,6 @@ import uuid
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
-from sonalyze_protocol.handlers import Handler
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
@@ -33,6 +31,8 @@ from sonalyze_lobby.measurement_coordinator import (
 )
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS, Lobby, LobbyState
 from sonalyze_lobby.session_runner import Coordinator, NewSession
+from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
+from sonalyze_protocol.handlers import Handler
 
 # both slot ids go into an upload name (``<speaker>__<mic>.wav``), which the measurement service caps at 100
 SLOT_ID_MAX_CHARS: Final = 47

@@ -7,8 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
-from sonalyze_protocol.auth import require_internal_token, settings_token
-from sonalyze_protocol.logs import request_id_var
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
@@ -24,6 +22,8 @@ from sonalyze_lobby.schemas import (
     RoomSnapshotBody,
     RoomSnapshotShare,
 )
+from sonalyze_protocol.auth import require_internal_token, settings_token
+from sonalyze_protocol.logs import request_id_var
 
 DeviceIdHeader = Annotated[
     str,

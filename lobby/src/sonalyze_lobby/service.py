@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import orjson
-from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,6 +44,7 @@ from sonalyze_lobby.schemas import (
     RoomSnapshotShare,
     StepUpdate,
 )
+from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound
 
 logger = logging.getLogger("sonalyze.lobby.service")
 
@@ -75,11 +75,7 @@ def _with_participants(query: Select[tuple[Lobby]], for_update: bool) -> Select[
     second one (PostgreSQL cannot lock the outer join's side), the row locked until commit."""
     if not for_update:
         return query.options(joinedload(Lobby.participants))
-    return (
-        query.options(selectinload(Lobby.participants))
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return query.options(selectinload(Lobby.participants)).with_for_update().execution_options(populate_existing=True)
 
 
 async def get_lobby(session: AsyncSession, lobby_id: uuid.UUID, *, for_update: bool = False) -> Lobby:
@@ -357,7 +353,9 @@ async def share_room_snapshot(ctx: LobbyContext, body: RoomSnapshotShare) -> Lob
 
 async def update_step(ctx: LobbyContext, body: StepUpdate) -> LobbyView:
     """Admin only: the step the host's measurement page shows, kept and pushed to the others."""
-    return await _host_view_update(ctx, body.lobby_id, "step_index", body.step_index, Change.STEP_UPDATE, LOBBY_STEP_UPDATE)
+    return await _host_view_update(
+        ctx, body.lobby_id, "step_index", body.step_index, Change.STEP_UPDATE, LOBBY_STEP_UPDATE
+    )
 
 
 async def update_profile(ctx: LobbyContext, body: ProfileUpdate) -> LobbyView:

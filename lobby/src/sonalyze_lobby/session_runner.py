@@ -18,15 +18,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pydantic import Field
-from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound
-from sonalyze_protocol.logs import bind_context
-from sonalyze_protocol.settings import ServiceSettings
 
 from sonalyze_lobby.measurement_client import MeasurementClient
 from sonalyze_lobby.measurement_coordinator import (
-    Analyze,
     AnalysisFailed,
     AnalysisFinished,
+    Analyze,
     CancelSession,
     CancelTimer,
     ConnectionChanged,
@@ -38,14 +35,17 @@ from sonalyze_lobby.measurement_coordinator import (
     SignalInfo,
     Slot,
     StartTimer,
-    TimerFired,
     Timeouts,
+    TimerFired,
     UploadVerified,
     VerifyUpload,
     advance,
     new_session,
     status,
 )
+from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound
+from sonalyze_protocol.logs import bind_context
+from sonalyze_protocol.settings import ServiceSettings
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
 WARM_UP_ATTEMPTS = 180
@@ -363,7 +363,10 @@ class Coordinator:
             results = body.get("results", body) if isinstance(body, dict) else body
             if isinstance(results, list):
                 # the web page's plot data (~75 kB per recording) stays with the job (GET /v1/jobs/{id}): pushes stay small
-                results = [{k: v for k, v in item.items() if k != "plots"} if isinstance(item, dict) else item for item in results]
+                results = [
+                    {k: v for k, v in item.items() if k != "plots"} if isinstance(item, dict) else item
+                    for item in results
+                ]
             summary = body.get("summary") if isinstance(body, dict) else None
             await self._send_quietly(session_id, AnalysisFinished(results, summary))
 
@@ -443,4 +446,3 @@ def create_coordinator(app_state: Any) -> Coordinator:
     )
     coordinator.warm_up()
     return coordinator
-

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pydantic import Field, field_validator
-from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 from sonalyze_lobby.db import PoolSettings
+from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
 class Settings(ServiceSettings):

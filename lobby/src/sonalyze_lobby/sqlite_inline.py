@@ -91,7 +91,7 @@ class _InlineQueue:
         future, function = item
         try:
             future.set_result(function())
-        except Exception as exc:  # noqa: BLE001 - handed to the awaiting caller, as aiosqlite does
+        except Exception as exc:
             future.set_exception(exc)
 
 

@@ -15,9 +15,8 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from sonalyze_protocol.deadline import DeadlineExceeded, deadline
-
 from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, json_safe, stopped_result
+from sonalyze_protocol.deadline import DeadlineExceeded, deadline
 
 logger = logging.getLogger("sonalyze.measurement.pool")
 

@@ -34,20 +34,62 @@ class MetricSpec:
 
 
 DISPLAY_METRICS: Final = (
-    MetricSpec("rt60", "rt60_s", "RT60", "s", 2, "Reverberation time: how long sound takes to fall by 60 dB "
-               "(from T30, else T20).", "timer", "reverberation"),
-    MetricSpec("edt", "edt_s", "EDT", "s", 2, "Early decay time: the reverberation the ear perceives, "
-               "from the first 10 dB of decay.", "speed", "reverberation"),
-    MetricSpec("sti", "sti", "STI", "", 2, "Speech transmission index, 0 (bad) to 1 (excellent) "
-               "(IEC 60268-16, male speech at 60 dB(A)).", "record_voice_over", "intelligibility"),
-    MetricSpec("c50", "c50_db", "C50", "dB", 1, "Speech clarity: early (0-50 ms) to late energy.",
-               "hearing", "clarity"),
-    MetricSpec("c80", "c80_db", "C80", "dB", 1, "Music clarity: early (0-80 ms) to late energy.",
-               "music_note", "clarity"),
-    MetricSpec("d50", "d50", "D50", "", 2, "Definition: share of the energy arriving in the first 50 ms (0-1).",
-               "graphic_eq", "intelligibility"),
-    MetricSpec("drr", "drr_db", "DRR", "dB", 1, "Direct-to-reverberant ratio: direct sound to the room's "
-               "reflections.", "surround_sound", "direct_sound"),
+    MetricSpec(
+        "rt60",
+        "rt60_s",
+        "RT60",
+        "s",
+        2,
+        "Reverberation time: how long sound takes to fall by 60 dB (from T30, else T20).",
+        "timer",
+        "reverberation",
+    ),
+    MetricSpec(
+        "edt",
+        "edt_s",
+        "EDT",
+        "s",
+        2,
+        "Early decay time: the reverberation the ear perceives, from the first 10 dB of decay.",
+        "speed",
+        "reverberation",
+    ),
+    MetricSpec(
+        "sti",
+        "sti",
+        "STI",
+        "",
+        2,
+        "Speech transmission index, 0 (bad) to 1 (excellent) (IEC 60268-16, male speech at 60 dB(A)).",
+        "record_voice_over",
+        "intelligibility",
+    ),
+    MetricSpec(
+        "c50", "c50_db", "C50", "dB", 1, "Speech clarity: early (0-50 ms) to late energy.", "hearing", "clarity"
+    ),
+    MetricSpec(
+        "c80", "c80_db", "C80", "dB", 1, "Music clarity: early (0-80 ms) to late energy.", "music_note", "clarity"
+    ),
+    MetricSpec(
+        "d50",
+        "d50",
+        "D50",
+        "",
+        2,
+        "Definition: share of the energy arriving in the first 50 ms (0-1).",
+        "graphic_eq",
+        "intelligibility",
+    ),
+    MetricSpec(
+        "drr",
+        "drr_db",
+        "DRR",
+        "dB",
+        1,
+        "Direct-to-reverberant ratio: direct sound to the room's reflections.",
+        "surround_sound",
+        "direct_sound",
+    ),
 )
 
 

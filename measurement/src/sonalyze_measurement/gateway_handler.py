@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
-
 from sonalyze_measurement import service
 from sonalyze_measurement.models import AnalysisRun, JobCreate, JobRef, SignalQuery
+from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
 
 
 async def create_job(context: RequestContext, body: JobCreate) -> dict[str, str]:

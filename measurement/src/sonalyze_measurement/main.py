@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from sonalyze_protocol.handlers import gateway_handle_router, plain_context
-from sonalyze_protocol.http_errors import install_error_handlers
-from sonalyze_protocol.json_rule import install_json_body_rule
-from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 from sonalyze_measurement.analysis_pool import AnalysisPool
 from sonalyze_measurement.api.routes import router
@@ -21,6 +16,11 @@ from sonalyze_measurement.service import Services
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore
+from sonalyze_protocol.handlers import gateway_handle_router, plain_context
+from sonalyze_protocol.http_errors import install_error_handlers
+from sonalyze_protocol.json_rule import install_json_body_rule
+from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool.start()
         recorder = await StorageRecorder.from_settings("measurement", settings)
         app.state.services = Services(
-            settings=settings, jobs=JobStore(data_dir), references=ReferenceStore(data_dir),
+            settings=settings,
+            jobs=JobStore(data_dir),
+            references=ReferenceStore(data_dir),
             pool=pool,
             sessions=SessionStore(data_dir),
             recorder=recorder,

@@ -158,4 +158,3 @@ class ReferenceStore:
         # the JSON last: a signal counts as stored once both files exist
         write_json(self.directory / f"{signal_id}.json", meta)
         return StoredSignal(signal_id, params, meta["timing"], wav_path)
-

@@ -10,10 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sonalyze_protocol.errors import BadRequest, NotFound
-from sonalyze_protocol.logs import device_id_var
-from sonalyze_protocol.storage_client import StorageRecorder
-
 from sonalyze_measurement.analysis.audio_generator import DEFAULT_SAMPLE_RATE_HZ, resolve_params
 from sonalyze_measurement.analysis.io import MAX_SAMPLE_RATE_HZ
 from sonalyze_measurement.analysis.metrics import GENERATED_SOURCE, METRIC_FIELDS, AnalysisTask, json_safe
@@ -30,6 +26,9 @@ from sonalyze_measurement.reference_store import ReferenceStore, StoredSignal
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore, check_upload_name, now_iso
+from sonalyze_protocol.errors import BadRequest, NotFound
+from sonalyze_protocol.logs import device_id_var
+from sonalyze_protocol.storage_client import StorageRecorder
 
 logger = logging.getLogger("sonalyze.measurement.service")
 
@@ -114,9 +113,7 @@ def get_upload(services: Services, job_id: str, name: str) -> dict[str, Any]:
     return info
 
 
-async def announce_recording(
-    services: Services, job_id: str, name: str, body: RecordingAnnouncement
-) -> dict[str, Any]:
+async def announce_recording(services: Services, job_id: str, name: str, body: RecordingAnnouncement) -> dict[str, Any]:
     check_upload_name(name)
     if body.signal_id is not None and services.references.get(body.signal_id) is None:
         raise BadRequest(f"unknown signal_id {body.signal_id!r}")
@@ -161,16 +158,19 @@ def _record_analysis(services: Services, job_id: str, analysis_run: str, results
             name = item["upload_name"]
             slots = {"speaker_slot_id": item.get("speaker_slot_id"), "mic_slot_id": item.get("mic_slot_id")}
             ok = await recorder.measurement(job_id, name, **slots) and ok  # the parent exists before its output
-            ok = await recorder.analysis_output(
-                job_id,
-                name,
-                analysis_run,
-                status=item.get("status", "ok"),
-                error=error_text(item.get("error")),
-                metrics={"broadband": item.get("broadband"), "bands": item.get("bands")},
-                quality=item.get("quality"),
-                **slots,
-            ) and ok
+            ok = (
+                await recorder.analysis_output(
+                    job_id,
+                    name,
+                    analysis_run,
+                    status=item.get("status", "ok"),
+                    error=error_text(item.get("error")),
+                    metrics={"broadband": item.get("broadband"), "bands": item.get("bands")},
+                    quality=item.get("quality"),
+                    **slots,
+                )
+                and ok
+            )
         return ok
 
     recorder.in_background(write())
@@ -267,11 +267,18 @@ async def run_analysis(services: Services, body: AnalysisRun) -> dict[str, Any]:
             raise BadRequest(f"source {body.source!r} needs recording_upload: the upload to analyse")
         analysed = await analyze_job(services, body.job_id)
         summary = analysed["summary"]
-        return {"job_id": body.job_id, "results": {"recordings": analysed["results"], "summary": summary},
-                "summary": summary}
+        return {
+            "job_id": body.job_id,
+            "results": {"recordings": analysed["results"], "summary": summary},
+            "summary": summary,
+        }
     item = await analyze_upload(services, body)
-    return {"job_id": body.job_id, "recording_upload": body.recording_upload, "source": body.source,
-            "results": item["app_results"]}
+    return {
+        "job_id": body.job_id,
+        "recording_upload": body.recording_upload,
+        "source": body.source,
+        "results": item["app_results"],
+    }
 
 
 async def analyze_upload(services: Services, body: AnalysisRun) -> dict[str, Any]:
@@ -313,13 +320,17 @@ async def analyze_upload(services: Services, body: AnalysisRun) -> dict[str, Any
 def _sweep_source(services: Services, job_id: str, body: AnalysisRun) -> dict[str, Any]:
     """The sweep upload (and its range, when given) of a ``sweep_deconvolution`` request."""
     if not body.sweep_upload:
-        raise BadRequest("source 'sweep_deconvolution' needs sweep_upload: the name of the uploaded sweep that was played")
+        raise BadRequest(
+            "source 'sweep_deconvolution' needs sweep_upload: the name of the uploaded sweep that was played"
+        )
     sweep_name = check_upload_name(body.sweep_upload)
     if services.jobs.upload_info(job_id, sweep_name) is None:
         raise NotFound(f"sweep upload {sweep_name!r} of job {job_id} is not stored: upload the played sweep first")
     sweep_path = services.jobs.upload_path(job_id, sweep_name)
     if body.audio_hash and hashlib.sha256(sweep_path.read_bytes()).hexdigest() != body.audio_hash.lower():
-        raise BadRequest(f"audio_hash does not match the sweep upload {sweep_name!r}: the played sweep was another file")
+        raise BadRequest(
+            f"audio_hash does not match the sweep upload {sweep_name!r}: the played sweep was another file"
+        )
     if (body.sweep_f_start is None) != (body.sweep_f_end is None):
         raise BadRequest("give both sweep_f_start and sweep_f_end, or neither (then the range is estimated)")
     sweep_range = (body.sweep_f_start, body.sweep_f_end) if body.sweep_f_start is not None else None

@@ -11,9 +11,8 @@ import re
 from pathlib import Path
 from typing import Any, Final
 
-from sonalyze_protocol.errors import BadRequest, NotFound
-
 from sonalyze_measurement.files import read_json, write_json
+from sonalyze_protocol.errors import BadRequest, NotFound
 
 SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Final
 
 from pydantic import Field, field_validator
+
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 DEFAULT_DEBUG_AUDIO_DIR: Final = Path(__file__).resolve().parents[2] / "debug_audio"

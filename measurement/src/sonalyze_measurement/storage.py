@@ -21,10 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-from sonalyze_protocol.errors import BadRequest, NotFound
-
 from sonalyze_measurement.analysis.io import read_info
 from sonalyze_measurement.files import read_json, write_json
+from sonalyze_protocol.errors import BadRequest, NotFound
 
 JOB_ID_PATTERN: Final = re.compile(r"^[0-9a-f]{32}$")
 UPLOAD_NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -37,9 +36,7 @@ def now_iso() -> str:
 def check_upload_name(name: str) -> str:
     """1-100 of ``[A-Za-z0-9._-]``, not only dots; raises `BadRequest`."""
     if not UPLOAD_NAME_PATTERN.fullmatch(name) or set(name) == {"."}:
-        raise BadRequest(
-            "upload name must be 1-100 characters of letters, digits, '.', '_' and '-', and not only dots"
-        )
+        raise BadRequest("upload name must be 1-100 characters of letters, digits, '.', '_' and '-', and not only dots")
     return name
 
 

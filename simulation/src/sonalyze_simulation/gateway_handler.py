@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sonalyze_protocol.handlers import EmptyData, Handler, HandlerTable, RequestContext
-
 from sonalyze_simulation.materials import list_materials
 from sonalyze_simulation.reference_profiles import list_profiles
 from sonalyze_simulation.schemas import SimulationRequest, SimulationResponse

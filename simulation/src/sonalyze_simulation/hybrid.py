@@ -33,7 +33,6 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-
 EARLY_S: Final = 0.08
 """The image sources carry the response up to this long after the direct sound (C80's early part) ..."""
 

@@ -8,12 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+
 from sonalyze_protocol.handlers import gateway_handle_router, plain_context
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
-
 from sonalyze_simulation.gateway_handler import HANDLERS
 from sonalyze_simulation.routes import router
 from sonalyze_simulation.service import SimulationService

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from sonalyze_protocol.errors import BadRequest
 
+from sonalyze_protocol.errors import BadRequest
 from sonalyze_simulation import geometry as geo
 from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics.metrics import (
@@ -317,9 +317,7 @@ def _placements(placements: list[Placement], geometry: GeometryPlan, field: str)
         inside = geo.contains(geometry.vertices, (x, y)) and 0.0 < z < geometry.height_m
         if not inside:
             raise BadRequest(f"{where} is outside the room", field=f"{field}.{i}.position_m")
-        clearance_m = min(
-            geo.distance_to_boundary_m(geometry.vertices, (x, y)), z, geometry.height_m - z
-        )
+        clearance_m = min(geo.distance_to_boundary_m(geometry.vertices, (x, y)), z, geometry.height_m - z)
         if clearance_m < MIN_SURFACE_DISTANCE_M:
             raise BadRequest(
                 f"{where} is {clearance_m:.3f} m from a surface; keep at least {MIN_SURFACE_DISTANCE_M} m",

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 from sonalyze_protocol.deadline import DeadlineExceeded
 from sonalyze_protocol.errors import InternalError, ServiceUnavailable
-
 from sonalyze_simulation import worker
 
 logger = logging.getLogger("sonalyze.simulation.pool")

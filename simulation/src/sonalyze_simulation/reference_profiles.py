@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-
 MODEL_SCATTERING_COEFFICIENT: Final = 0.3
 
 

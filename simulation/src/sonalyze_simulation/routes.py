@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sonalyze_protocol.errors import NotFound
 
+from sonalyze_protocol.errors import NotFound
 from sonalyze_simulation.audio import WavFormat, encode_wav
 from sonalyze_simulation.bands import BAND_CENTERS_HZ
 from sonalyze_simulation.materials import list_materials

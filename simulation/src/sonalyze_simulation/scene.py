@@ -18,7 +18,6 @@ import math
 from typing import Any, Final
 
 from sonalyze_protocol.errors import BadRequest
-
 from sonalyze_simulation.bands import N_BANDS
 from sonalyze_simulation.materials import find_material
 
@@ -124,7 +123,9 @@ def scene_request(scene: Any, options: dict[str, Any]) -> dict[str, Any]:
     if not sources or not microphones:
         source_xy, microphone_xy = default_positions(vertices)
         sources = sources or [{"id": "source_1", "position_m": [*source_xy, DEFAULT_SOURCE_HEIGHT_M]}]
-        microphones = microphones or [{"id": "microphone_1", "position_m": [*microphone_xy, DEFAULT_MICROPHONE_HEIGHT_M]}]
+        microphones = microphones or [
+            {"id": "microphone_1", "position_m": [*microphone_xy, DEFAULT_MICROPHONE_HEIGHT_M]}
+        ]
     request["sources"] = sources
     request["microphones"] = microphones
     request.update({key: options[key] for key in OPTION_KEYS if key in options})
@@ -171,13 +172,17 @@ def _chain_walls(walls: list[dict[str, Any]]) -> list[tuple[float, float]]:
             x = _number(point.get("x"), f"room_model.rooms[0].walls[{index}].{key}.x")
             z = _number(point.get("z"), f"room_model.rooms[0].walls[{index}].{key}.z")
             if x is None or z is None:
-                raise BadRequest(f"room_model.rooms[0].walls[{index}].{key} needs x and z", field="room_model.rooms[0].walls")
+                raise BadRequest(
+                    f"room_model.rooms[0].walls[{index}].{key} needs x and z", field="room_model.rooms[0].walls"
+                )
             ends.append((x, z))
         if math.dist(*ends) >= JOIN_TOLERANCE_M:  # zero-length walls carry no corner
             segments.append((ends[0], ends[1]))
     if len(segments) < 3:
-        raise BadRequest("room_model.rooms[0].walls must be at least 3 walls that close into a floor plan",
-                         field="room_model.rooms[0].walls")
+        raise BadRequest(
+            "room_model.rooms[0].walls must be at least 3 walls that close into a floor plan",
+            field="room_model.rooms[0].walls",
+        )
     ring = [segments[0][0], segments[0][1]]
     remaining = segments[1:]
     while remaining:
@@ -193,8 +198,10 @@ def _chain_walls(walls: list[dict[str, Any]]) -> list[tuple[float, float]]:
                 field="room_model.rooms[0].walls",
             )
     if math.dist(ring[0], ring[-1]) >= JOIN_TOLERANCE_M:
-        raise BadRequest("room_model.rooms[0].walls do not close: the last wall does not end where the first starts",
-                         field="room_model.rooms[0].walls")
+        raise BadRequest(
+            "room_model.rooms[0].walls do not close: the last wall does not end where the first starts",
+            field="room_model.rooms[0].walls",
+        )
     return ring[:-1]
 
 
@@ -270,8 +277,12 @@ def _placements(scene: dict[str, Any], keys: tuple[str, ...], kind: str, ours: A
 
 def _polygon_area_m2(vertices: list[list[float]]) -> float:
     n = len(vertices)
-    return abs(sum(vertices[i][0] * vertices[(i + 1) % n][1] - vertices[(i + 1) % n][0] * vertices[i][1]
-                   for i in range(n))) / 2
+    return (
+        abs(
+            sum(vertices[i][0] * vertices[(i + 1) % n][1] - vertices[(i + 1) % n][0] * vertices[i][1] for i in range(n))
+        )
+        / 2
+    )
 
 
 def _inside(x: float, y: float, vertices: list[list[float]]) -> bool:

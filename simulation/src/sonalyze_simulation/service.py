@@ -13,7 +13,6 @@ from sonalyze_protocol.deadline import DeadlineExceeded
 from sonalyze_protocol.errors import AppError, BadRequest, InternalError, NotFound, Timeout
 from sonalyze_protocol.logs import device_id_var
 from sonalyze_protocol.storage_client import StorageRecorder
-
 from sonalyze_simulation.bands import BAND_KEYS
 from sonalyze_simulation.ir_store import IrStore, StoredIr
 from sonalyze_simulation.planning import Limits, PlannedSimulation, make_plan
@@ -57,7 +56,9 @@ class SimulationService:
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_pairs=self.settings.simulation_max_pairs, cost_budget_s=self.settings.simulation_cost_budget_s)
+        return Limits(
+            max_pairs=self.settings.simulation_max_pairs, cost_budget_s=self.settings.simulation_cost_budget_s
+        )
 
     async def run(self, request: SimulationRequest, *, ir_url_prefix: str = "/simulate") -> SimulationResponse:
         """Plan (may refuse), run in the pool, keep the responses for the IR endpoint, build the answer."""
@@ -102,7 +103,9 @@ class SimulationService:
         self._record_results(request, response)
         return response
 
-    def _record_job(self, simulation_id: str, request: SimulationRequest, *, status: str, error: str | None = None) -> None:
+    def _record_job(
+        self, simulation_id: str, request: SimulationRequest, *, status: str, error: str | None = None
+    ) -> None:
         """Queue the job's state for the storage service (best effort, never delays the answer)."""
         if self.recorder is None:
             return
@@ -128,17 +131,23 @@ class SimulationService:
                 status="done",
                 method=request.method,
                 completed_at=datetime.now(UTC),
-                summary={"room": response.room.model_dump(mode="json", exclude={"surfaces"}), "elapsed_s": response.elapsed_s},
+                summary={
+                    "room": response.room.model_dump(mode="json", exclude={"surfaces"}),
+                    "elapsed_s": response.elapsed_s,
+                },
             )
             for index, pair in enumerate(response.results):
-                ok = await recorder.simulation_result(
-                    f"{response.simulation_id}:{index}",
-                    response.simulation_id,
-                    source_id=pair.source_id,
-                    microphone_id=pair.microphone_id,
-                    metrics={"broadband": pair.broadband, "bands": pair.bands},
-                    payload={"distance_m": pair.distance_m, "null_reasons": pair.null_reasons},
-                ) and ok
+                ok = (
+                    await recorder.simulation_result(
+                        f"{response.simulation_id}:{index}",
+                        response.simulation_id,
+                        source_id=pair.source_id,
+                        microphone_id=pair.microphone_id,
+                        metrics={"broadband": pair.broadband, "bands": pair.bands},
+                        payload={"distance_m": pair.distance_m, "null_reasons": pair.null_reasons},
+                    )
+                    and ok
+                )
             return ok
 
         recorder.in_background(write())

@@ -16,9 +16,9 @@ from typing import Any, Final
 
 import numpy as np
 from numpy.typing import NDArray
+
 from sonalyze_acoustics.parameters import room_parameters
 from sonalyze_acoustics.plots import plot_data
-
 from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics import pyroom
 from sonalyze_simulation.acoustics.metrics import SPEED_OF_SOUND_M_S
@@ -147,7 +147,9 @@ def simulate(plan: SimulationPlan) -> SimulationOutput:
             index = direct_index(distance_m, plan.sample_rate_hz)
             room_values = room_parameters(ir, float(plan.sample_rate_hz), direct_index=index)
             parameters = room_values.as_dict()
-            parameters["plots"] = plot_data(ir, plan.sample_rate_hz, room_values.direct_index, room_values.decay_curves())
+            parameters["plots"] = plot_data(
+                ir, plan.sample_rate_hz, room_values.direct_index, room_values.decay_curves()
+            )
             pairs.append(
                 PairOutput(
                     source_id=source.id,

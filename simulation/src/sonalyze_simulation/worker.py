@@ -20,4 +20,3 @@ def run_plan(plan: SimulationPlan) -> SimulationOutput:
     from sonalyze_simulation.simulate import simulate
 
     return simulate(plan)
-

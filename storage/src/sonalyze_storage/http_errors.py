@@ -16,9 +16,10 @@ from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sonalyze_protocol.errors import AppError, BadRequest, Conflict, ServiceUnavailable
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+from sonalyze_protocol.errors import AppError, BadRequest, Conflict, ServiceUnavailable
 
 logger = logging.getLogger("sonalyze.storage.errors")
 

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
-
 from sonalyze_storage import migrations
 from sonalyze_storage.db import database_status, make_engine, make_sessionmaker
 from sonalyze_storage.http_errors import install_database_error_handlers

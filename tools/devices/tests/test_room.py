@@ -36,7 +36,9 @@ class TestLayouts:
         assert snapshot["height_m"] == 3.0
 
     def test_simulation_request_names_sources_and_microphones_by_slot(self) -> None:
-        request = default_layout(1, 2).simulation_request([("speaker_1", "mic_1"), ("speaker_1", "mic_2")], sample_rate_hz=48000)
+        request = default_layout(1, 2).simulation_request(
+            [("speaker_1", "mic_1"), ("speaker_1", "mic_2")], sample_rate_hz=48000
+        )
         assert [s["id"] for s in request["sources"]] == ["speaker_1"]
         assert [m["id"] for m in request["microphones"]] == ["mic_1", "mic_2"]
         assert request["room"]["type"] == "polygon"

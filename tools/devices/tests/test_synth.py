@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from sonalyze_devices.synth import PhoneFlaws, synthesize_recording
 
 

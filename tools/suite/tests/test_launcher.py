@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig, free_port
 from sonalyze_suite.services import SERVICES
 

@@ -388,7 +388,7 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
 
     n_iterations = 0
     last_good: tuple[float, float, float, float] | None = None
-    for n_iterations in range(1, LUNDEBY_MAX_ITERATIONS + 1):
+    for n_iterations in range(1, LUNDEBY_MAX_ITERATIONS + 1):  # noqa: B007 (reported after the loop)
         samples_per_10_db = 10.0 / -slope_db_per_sample
         n_block = int(np.clip(round(samples_per_10_db / LUNDEBY_INTERVALS_PER_10_DB), 1, n_total // 8))
         levels_db, centres = _block_levels_db(decay, n_block)

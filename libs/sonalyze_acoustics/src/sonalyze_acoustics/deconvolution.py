@@ -97,7 +97,9 @@ def deconvolve_sweep(
     mask = band_mask(freqs_hz, f_start_hz, f_end_hz)
     transfer = spectrum_y * np.conj(spectrum_x) / (power_x + eps) * mask
     response = sp_fft.irfft(transfer, n_fft)
-    return ImpulseResponse(samples=response[: n_pre + n_ir].copy(), sample_rate_hz=float(sample_rate_hz), zero_index=n_pre)
+    return ImpulseResponse(
+        samples=response[: n_pre + n_ir].copy(), sample_rate_hz=float(sample_rate_hz), zero_index=n_pre
+    )
 
 
 def band_mask(freqs_hz: np.ndarray, f_start_hz: float, f_end_hz: float) -> np.ndarray:

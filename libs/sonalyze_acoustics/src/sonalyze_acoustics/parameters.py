@@ -838,9 +838,7 @@ def _room_parameters(
             signals[row], band, sample_rate_hz, onset, direct_signal, direct_bands.start, gains[row], wings[row]
         )
     direct_signal = direct_bands.signals[-1]
-    broadband = _band(
-        signals[-1], None, sample_rate_hz, onset, direct_signal, direct_bands.start, gains[-1], wings[-1]
-    )
+    broadband = _band(signals[-1], None, sample_rate_hz, onset, direct_signal, direct_bands.start, gains[-1], wings[-1])
 
     band_parameters: dict[int, BandParameters] = {}
     for band in OCTAVE_BANDS_HZ:

@@ -23,9 +23,7 @@ FR_RANGE_HZ: Final = (20.0, 20000.0)
 FLOOR_DB: Final = -200.0
 
 
-def plot_data(
-    ir: np.ndarray, sample_rate_hz: int, onset_index: int, decay_curves: dict[str, Any]
-) -> dict[str, Any]:
+def plot_data(ir: np.ndarray, sample_rate_hz: int, onset_index: int, decay_curves: dict[str, Any]) -> dict[str, Any]:
     """``{impulse_response, frequency_response, decay_curves}`` for one recording (times relative to the onset)."""
     return {
         "impulse_response": impulse_response_envelope(ir, sample_rate_hz, onset_index),

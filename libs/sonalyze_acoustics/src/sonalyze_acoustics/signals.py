@@ -161,9 +161,7 @@ def default_f_end_hz(sample_rate_hz: float) -> float:
     return min(DEFAULT_F_END_HZ, MAX_F_END_FRACTION * sample_rate_hz)
 
 
-def check_signal_parameters(
-    sample_rate_hz: int, sweep_duration_s: float, f_start_hz: float, f_end_hz: float
-) -> None:
+def check_signal_parameters(sample_rate_hz: int, sweep_duration_s: float, f_start_hz: float, f_end_hz: float) -> None:
     """Raise ``ValueError`` naming the first parameter out of its bounds."""
     if not MIN_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_SAMPLE_RATE_HZ:
         raise ValueError(
@@ -183,9 +181,7 @@ def check_signal_parameters(
         )
 
 
-def exponential_sweep(
-    sample_rate_hz: float, duration_s: float, f_start_hz: float, f_end_hz: float
-) -> np.ndarray:
+def exponential_sweep(sample_rate_hz: float, duration_s: float, f_start_hz: float, f_end_hz: float) -> np.ndarray:
     """Farina's exponential sine sweep, unit amplitude, no fades.
 
     ``x(t) = sin(2 pi f1 L (exp(t / L) - 1))`` with ``L = T / ln(f2 / f1)``: the instantaneous

@@ -40,7 +40,6 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, ErrorCode.BAD_REQUEST, message, details=details)
 
 
-
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     message = client_text(exc.detail) if isinstance(exc.detail, str) else "request failed"

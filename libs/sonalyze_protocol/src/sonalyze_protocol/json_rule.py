@@ -49,9 +49,7 @@ def loads_strict(raw: bytes | str, what: str = "body") -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         reason = str(exc).split(":", 1)[0]  # orjson's reason, without the position
-        raise BadRequest(
-            f"{what} is not valid JSON ({reason}); numbers must be finite and text valid UTF-8"
-        ) from None
+        raise BadRequest(f"{what} is not valid JSON ({reason}); numbers must be finite and text valid UTF-8") from None
 
 
 def check_depth(value: Any, max_depth: int = DEFAULT_MAX_JSON_DEPTH, what: str = "body") -> None:

@@ -22,6 +22,7 @@ service picks such entries up within `IDLE_POLL_S`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -166,9 +167,7 @@ class OutboxStore:
         return self._db.execute("UPDATE outbox SET dead_at_s = NULL, attempts = 0 WHERE dead_at_s IS NOT NULL").rowcount
 
     def counts(self) -> tuple[int, int]:
-        row = self._db.execute(
-            "SELECT COUNT(*) - COUNT(dead_at_s), COUNT(dead_at_s) FROM outbox"
-        ).fetchone()
+        row = self._db.execute("SELECT COUNT(*) - COUNT(dead_at_s), COUNT(dead_at_s) FROM outbox").fetchone()
         return int(row[0]), int(row[1])
 
     def close(self) -> None:
@@ -284,10 +283,8 @@ class Outbox:
         self._wake.set()
         if self._task is not None:
             self._task.cancel()  # an interrupted delivery stays queued; redelivery is an idempotent upsert
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         self._closed = True
         if self._store is not None:
             pending, dead = await self._call(self._store.counts)
@@ -300,10 +297,8 @@ class Outbox:
         if self._sleep is not None:
             await self._sleep(delay_s)
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), delay_s)
-        except TimeoutError:
-            pass
 
     async def _attempt(self, entry: OutboxEntry) -> Delivery:
         try:
@@ -322,10 +317,8 @@ class Outbox:
                 batch = await self._call(store.head, BATCH_SIZE)
                 if not batch:
                     self._idle.set()
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_POLL_S)
-                    except TimeoutError:
-                        pass
                     continue
                 for entry in batch:
                     if not await self._handle(store, entry):

@@ -37,7 +37,9 @@ def replay(outbox_dir: Path, *, list_only: bool = False, out: object = sys.stdou
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sonalyze_protocol.outbox_replay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m sonalyze_protocol.outbox_replay", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("outbox_dir", nargs="?", default=os.environ.get("OUTBOX_DIR") or ".run/outbox")
     parser.add_argument("--list", action="store_true", help="only list the dead entries")
     args = parser.parse_args(argv)

@@ -31,6 +31,8 @@ from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
 from sonalyze_protocol.logs import DEVICE_ID_HEADER, REQUEST_ID_HEADER
 from sonalyze_protocol.outbox import Backoff, Delivery, DeliveryOutcome, Outbox, OutboxEntry
 
+DEFAULT_BACKOFF = Backoff()
+
 logger = logging.getLogger("sonalyze.storage_client")
 
 PATH_BY_KIND: Final[dict[str, str]] = {
@@ -160,7 +162,7 @@ class StorageRecorder:
         outbox_dir: str | Path,
         token: str | None = None,
         timeout_s: float = 10.0,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = DEFAULT_BACKOFF,
         client: httpx.AsyncClient | None = None,
     ) -> StorageRecorder:
         """Open ``<outbox_dir>/<service>.outbox.sqlite3`` and start delivering to ``storage_url``."""

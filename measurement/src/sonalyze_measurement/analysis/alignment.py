@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from sonalyze_acoustics.alignment import AlignedRecording, align_recording, find_sync_chirps
 from sonalyze_acoustics.deconvolution import ImpulseResponse, deconvolve_sweep
 from sonalyze_acoustics.parameters import DirectSound, find_direct_sound

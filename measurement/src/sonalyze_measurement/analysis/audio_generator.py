@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Final
 
 import numpy as np
+
 from sonalyze_acoustics.signals import (
     DEFAULT_F_START_HZ,
     DEFAULT_SWEEP_DURATION_S,
@@ -38,10 +39,7 @@ class SignalParams:
 
     @property
     def signal_id(self) -> str:
-        key = (
-            f"v{SIGNAL_VERSION}:pcm16:{self.sample_rate_hz}:{self.duration_s!r}:"
-            f"{self.f_start_hz!r}:{self.f_end_hz!r}"
-        )
+        key = f"v{SIGNAL_VERSION}:pcm16:{self.sample_rate_hz}:{self.duration_s!r}:{self.f_start_hz!r}:{self.f_end_hz!r}"
         return "sig_" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
     def as_dict(self) -> dict[str, float | int]:

@@ -83,9 +83,7 @@ def read_recording(path: Path) -> Recording:
     if info.format not in ACCEPTED_FORMATS:
         raise AudioRejected(f"unsupported audio format {info.format}; send WAV or FLAC")
     if not MIN_SAMPLE_RATE_HZ <= info.samplerate <= MAX_SAMPLE_RATE_HZ:
-        raise AudioRejected(
-            f"sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz"
-        )
+        raise AudioRejected(f"sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE_HZ}-{MAX_SAMPLE_RATE_HZ} Hz")
     if info.format in {"WAV", "WAVEX"}:
         _check_wav_length(path, size_bytes)
     if info.frames <= 0:

@@ -12,10 +12,10 @@ from typing import Any, Final
 
 import numpy as np
 from scipy import fft as sp_fft
+
 from sonalyze_acoustics.alignment import resample
 from sonalyze_acoustics.deconvolution import REGULARISATION, band_mask
 from sonalyze_acoustics.parameters import find_direct_sound
-
 from sonalyze_measurement.analysis.metrics import AnalysisTask, fill_parameters, read_described
 
 PRE_WINDOW_S: Final = 0.05

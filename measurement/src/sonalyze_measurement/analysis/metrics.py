@@ -17,13 +17,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+
 from sonalyze_acoustics.alignment import SyncNotFound
 from sonalyze_acoustics.bands import band_edges_hz
 from sonalyze_acoustics.parameters import OCTAVE_BANDS_HZ, room_parameters
 from sonalyze_acoustics.plots import plot_data
-from sonalyze_protocol.deadline import DeadlineExceeded
-from sonalyze_protocol.errors import client_text
-
 from sonalyze_measurement.analysis.alignment import Measured, Reference, measure_impulse_response
 from sonalyze_measurement.analysis.frequency_response import frequency_response
 from sonalyze_measurement.analysis.io import (
@@ -34,6 +32,8 @@ from sonalyze_measurement.analysis.io import (
     read_wav,
     write_wav,
 )
+from sonalyze_protocol.deadline import DeadlineExceeded
+from sonalyze_protocol.errors import client_text
 
 logger = logging.getLogger("sonalyze.measurement.analysis")
 
@@ -164,7 +164,7 @@ def fill_parameters(
         _null_unsupported_bands(bands, parameters["broadband"], null_reasons, recording_rate_hz, coverage)
     result["broadband"] = parameters["broadband"]
     result["bands"] = bands
-    quality.update({k: v for k, v in parameters["quality"].items()})
+    quality.update(dict(parameters["quality"].items()))
     quality["direct_index"] = direct_index
     quality["impulse_response_duration_s"] = round(len(ir) / fs, 6)
     usable_hz = min(high_hz, USABLE_NYQUIST_FRACTION * recording_rate_hz / 2)

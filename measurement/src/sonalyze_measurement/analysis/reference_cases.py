@@ -38,6 +38,7 @@ from typing import Any, Final
 import numpy as np
 from scipy import fft as sp_fft
 from scipy import signal as sp_signal
+
 from sonalyze_acoustics.bands import OCTAVE_BANDS_HZ, band_edges_hz
 
 OCTAVES_HZ: Final = OCTAVE_BANDS_HZ
@@ -167,9 +168,7 @@ def truth_from_model(design: Design) -> dict[str, Any]:
         energies[band] = energy
         bands[str(band)] = _values_from_energy(energy, fs, design.direct_energy[band], design.reverb_energy[band])
     total = np.sum(list(energies.values()), axis=0)
-    broadband = _values_from_energy(
-        total, fs, sum(design.direct_energy.values()), sum(design.reverb_energy.values())
-    )
+    broadband = _values_from_energy(total, fs, sum(design.direct_energy.values()), sum(design.reverb_energy.values()))
     mtf = np.array([modulation_transfer_function(energies[band], fs) for band in OCTAVES_HZ])
     broadband["sti"] = float(speech_transmission_index(mtf).sti)
     return {"broadband": broadband, "bands": bands}
@@ -202,7 +201,9 @@ def _decay_time(t_s: np.ndarray, edc_db: np.ndarray, upper_db: float, lower_db: 
     return float(-60.0 / slope)
 
 
-def _model_energy(n_samples: int, fs: float, n_gap: int, direct: float, reverb: float, band: int, t60_s: float) -> np.ndarray:
+def _model_energy(
+    n_samples: int, fs: float, n_gap: int, direct: float, reverb: float, band: int, t60_s: float
+) -> np.ndarray:
     """Energy per sample from the direct sound on: the direct energy, then the reverberation's envelope squared."""
     envelope = reverb_envelope(n_samples - n_gap, fs, band, t60_s) ** 2
     energy = np.zeros(n_samples)
@@ -239,5 +240,3 @@ def _decaying_fm_tone(n_samples: int, fs: float, band: int, t60_s: float, rng: n
     inst_hz = centre_hz * 2.0 ** (0.25 * triangle)
     phase = 2 * np.pi * np.cumsum(inst_hz) / fs
     return np.exp(1j * phase) * reverb_envelope(n_samples, fs, band, t60_s)
-
-

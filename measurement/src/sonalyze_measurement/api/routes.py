@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import asyncio
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
-from sonalyze_protocol.auth import require_internal_token, settings_token
 
 from sonalyze_measurement import service
 from sonalyze_measurement.models import (
@@ -27,6 +25,7 @@ from sonalyze_measurement.models import (
 from sonalyze_measurement.reference_store import MEDIA_TYPES
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.uploads import receive_upload
+from sonalyze_protocol.auth import require_internal_token, settings_token
 
 router = APIRouter(prefix="/v1")
 

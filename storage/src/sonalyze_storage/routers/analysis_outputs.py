@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sonalyze_protocol.errors import Conflict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sonalyze_protocol.errors import Conflict
 from sonalyze_storage.crud import Entity, crud_router
 from sonalyze_storage.models import AnalysisOutput, Measurement
 from sonalyze_storage.schemas import (

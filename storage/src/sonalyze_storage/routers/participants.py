@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sonalyze_protocol.errors import Conflict
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sonalyze_protocol.errors import Conflict
 from sonalyze_storage.crud import Entity, crud_router
 from sonalyze_storage.models import Lobby, Participant
 from sonalyze_storage.schemas import ParticipantCreate, ParticipantFilters, ParticipantRead, ParticipantUpdate

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sonalyze_protocol.errors import Conflict
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sonalyze_protocol.errors import Conflict
 from sonalyze_storage.crud import Entity, crud_router
 from sonalyze_storage.models import SimulationJob, SimulationResult
 from sonalyze_storage.schemas import (

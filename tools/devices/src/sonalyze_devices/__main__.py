@@ -13,12 +13,12 @@ import sys
 from urllib.parse import urlparse
 
 import httpx
-from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig
 
 from sonalyze_devices.app_scenario import run_app_demo
 from sonalyze_devices.display import Progress, render_table
 from sonalyze_devices.room import RoomLayout, layout_from_profile
 from sonalyze_devices.scenario import DemoOptions, run_demo
+from sonalyze_suite.launcher import ServiceFailed, Suite, SuiteConfig
 
 
 def _gateway_http_url(url: str) -> str:
@@ -40,10 +40,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speakers", type=int, default=2)
     parser.add_argument("--microphones", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1, help="seed of the phones' delays, noise and clock drift")
-    parser.add_argument("--drop-mic", action="store_true", help="the last microphone goes silent once; the admin retries")
+    parser.add_argument(
+        "--drop-mic", action="store_true", help="the last microphone goes silent once; the admin retries"
+    )
     parser.add_argument("--slow-upload", type=float, nargs="?", const=5.0, default=0.0, metavar="SECONDS",
                         help="the first microphone waits before uploading (default 5 s)")  # fmt: skip
-    parser.add_argument("--disconnect-reconnect", action="store_true", help="a microphone drops its connection and returns")
+    parser.add_argument(
+        "--disconnect-reconnect", action="store_true", help="a microphone drops its connection and returns"
+    )
     parser.add_argument("--room", default=None, metavar="PROFILE",
                         help="measure a reference profile's room (classroom, office, living_room, ...) instead of the default")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
@@ -89,7 +93,10 @@ async def _run(args: argparse.Namespace, http_url: str) -> int:
         print(render_table(result.rows))
         print()
     for error in result.errors:
-        print(f"reported: {error.get('code') or error.get('error_code')}: {error.get('message') or error.get('error_message', '')}", file=sys.stderr)
+        print(
+            f"reported: {error.get('code') or error.get('error_code')}: {error.get('message') or error.get('error_message', '')}",
+            file=sys.stderr,
+        )
     for slot, problems in result.violations.items():
         for problem in problems:
             print(f"HARD CAST FAILED on {slot}: {problem}", file=sys.stderr)

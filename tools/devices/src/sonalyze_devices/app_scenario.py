@@ -100,13 +100,19 @@ async def run_app_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             await host.request("lobby.step_update", {"lobby_id": lobby_id, "step_index": 1})
             await host.request("lobby.profile_update", {"lobby_id": lobby_id, "profile_id": SWEEP_PROFILE})
             progress.report("host", "assigned " + ", ".join(p.slot_id for p in phones) + "; shared the room model")
-            job = await host.request("measurement.create_job", {"map": room_model, "meta": {"lobby_id": lobby_id, "lobby_code": code}})
+            job = await host.request(
+                "measurement.create_job", {"map": room_model, "meta": {"lobby_id": lobby_id, "lobby_code": code}}
+            )
             result.job_id = hard(job, "job_id")
             line_up = {
                 "job_id": result.job_id,
                 "lobby_id": lobby_id,
-                "speakers": [{"device_id": p.device_id, "slot_id": p.slot_id, "slot_label": p.slot_id.title()} for p in speakers],
-                "microphones": [{"device_id": p.device_id, "slot_id": p.slot_id, "slot_label": p.slot_id.title()} for p in mics],
+                "speakers": [
+                    {"device_id": p.device_id, "slot_id": p.slot_id, "slot_label": p.slot_id.title()} for p in speakers
+                ],
+                "microphones": [
+                    {"device_id": p.device_id, "slot_id": p.slot_id, "slot_label": p.slot_id.title()} for p in mics
+                ],
             }
             await _create_and_start(host, line_up, progress, result)
             await _follow_as_host(host, options, progress, result, speaker_slots, mics, host_results)
@@ -129,7 +135,10 @@ async def run_app_demo(options: DemoOptions, progress: Progress) -> DemoResult:
         finally:
             progress.done()
             pushed_to_host = sum(1 for p in host.seen if p.event == "measurement.analysis_results")
-            result.results_by_phone = {"host": len(host_results) + pushed_to_host, **{p.slot_id: len(p.results) for p in phones}}
+            result.results_by_phone = {
+                "host": len(host_results) + pushed_to_host,
+                **{p.slot_id: len(p.results) for p in phones},
+            }
             result.phone_errors = {p.slot_id: p.errors for p in phones if p.errors}
             violations = {p.slot_id: p.client.violations for p in [*phones] if p.client.violations}
             if host.violations:
@@ -141,7 +150,9 @@ async def run_app_demo(options: DemoOptions, progress: Progress) -> DemoResult:
     return result
 
 
-async def _create_and_start(host: DeviceClient, line_up: dict[str, Any], progress: Progress, result: DemoResult) -> None:
+async def _create_and_start(
+    host: DeviceClient, line_up: dict[str, Any], progress: Progress, result: DemoResult
+) -> None:
     """``create_session`` then ``start_speaker`` 500 ms after sending it, as the app's timer does."""
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
@@ -156,7 +167,9 @@ async def _create_and_start(host: DeviceClient, line_up: dict[str, Any], progres
         )
     session = created.result()
     result.session_id = hard(session, "session_id")
-    progress.report("host", f"session {result.session_id[:8]} (answered in {result.create_session_s * 1000:.0f} ms); start_speaker")
+    progress.report(
+        "host", f"session {result.session_id[:8]} (answered in {result.create_session_s * 1000:.0f} ms); start_speaker"
+    )
     await host.request("measurement.start_speaker", {"session_id": result.session_id})
 
 
@@ -187,7 +200,9 @@ async def _follow_as_host(
         elif push.event == "measurement.session_complete":
             hard(push.data, "session_id")
             result.session_complete = True
-            progress.report("session", f"complete: {push.data.get('completed_speakers')}; the host analyses each recording")
+            progress.report(
+                "session", f"complete: {push.data.get('completed_speakers')}; the host analyses each recording"
+            )
             break
     analysed: dict[str, Any] = {}
     for s in speaker_slots:
@@ -212,5 +227,6 @@ async def _wait_for_results(phones: list[AppPhone], per_phone: int) -> None:
     """Until every phone holds ``per_phone`` results (the host's relays; the suite's own pushes count too)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + RESULTS_WAIT_S
-    while loop.time() < deadline and any(len(p.results) < per_phone for p in phones):
+    # results arrive on the phones' own reader tasks; polling keeps them independent
+    while loop.time() < deadline and any(len(p.results) < per_phone for p in phones):  # noqa: ASYNC110
         await asyncio.sleep(0.1)

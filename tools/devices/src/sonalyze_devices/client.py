@@ -174,7 +174,9 @@ class DeviceClient:
         """The data of the next push named ``event`` (earlier pushes are skipped; they stay in ``seen``)."""
         return (await self.next_push(event, timeout_s)).data
 
-    async def refused(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> dict[str, Any]:
+    async def refused(
+        self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         """The error object of a request that must fail (AssertionError if it succeeds)."""
         try:
             answer = await self.request(event, data, timeout_s)

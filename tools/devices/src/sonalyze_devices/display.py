@@ -8,7 +8,14 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Final
 
-METRICS: Final = (("rt60_s", "RT60 s", 2), ("edt_s", "EDT s", 2), ("c50_db", "C50 dB", 1), ("c80_db", "C80 dB", 1), ("drr_db", "DRR dB", 1), ("sti", "STI", 2))
+METRICS: Final = (
+    ("rt60_s", "RT60 s", 2),
+    ("edt_s", "EDT s", 2),
+    ("c50_db", "C50 dB", 1),
+    ("c80_db", "C80 dB", 1),
+    ("drr_db", "DRR dB", 1),
+    ("sti", "STI", 2),
+)
 
 
 class Progress:

@@ -134,7 +134,9 @@ class SpeakerPhone(Phone):
         self.signal_duration_s = samples.size / rate_hz
         self.world.report(self.slot_id, f"downloaded the signal ({self.signal_duration_s:.1f} s)")
         audio_hash = hashlib.sha256(raw).hexdigest()
-        await self.send("measurement.speaker_audio_ready", {"session_id": push.data["session_id"], "audio_hash": audio_hash})
+        await self.send(
+            "measurement.speaker_audio_ready", {"session_id": push.data["session_id"], "audio_hash": audio_hash}
+        )
 
     async def on_start_playback(self, push: Push) -> None:
         self.world.report(self.slot_id, "playing the sweep")
@@ -201,4 +203,6 @@ class MicrophonePhone(Phone):
         if response.status_code >= 400:
             raise DeviceError("upload", str(response.status_code), response.text[:200], {})
         self.world.report(self.slot_id, f"uploaded {upload_name} ({len(wav) // 1024} KiB)")
-        await self.send("measurement.recording_uploaded", {"session_id": data["session_id"], "upload_name": upload_name})
+        await self.send(
+            "measurement.recording_uploaded", {"session_id": data["session_id"], "upload_name": upload_name}
+        )

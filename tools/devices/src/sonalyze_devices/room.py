@@ -42,11 +42,18 @@ class RoomLayout:
         def surface(material: dict[str, Any], name: str) -> dict[str, Any]:
             absorption = material.get("absorption", 0.1)
             mean = sum(absorption[2:4]) / 2 if isinstance(absorption, list) else absorption
-            return {"material_id": name, "absorption": round(float(mean), 3), "scattering": material.get("scattering", 0.1)}
+            return {
+                "material_id": name,
+                "absorption": round(float(mean), 3),
+                "scattering": material.get("scattering", 0.1),
+            }
 
         def placed(prefix: str) -> list[dict[str, Any]]:
             return [
-                {"id": names.get(slot, slot), "position": {"x": pos[0], "y": pos[2] if len(pos) > 2 else 1.2, "z": pos[1]}}
+                {
+                    "id": names.get(slot, slot),
+                    "position": {"x": pos[0], "y": pos[2] if len(pos) > 2 else 1.2, "z": pos[1]},
+                }
                 for slot, pos in self.positions_m.items()
                 if slot.startswith(prefix)
             ]
@@ -85,7 +92,9 @@ class RoomLayout:
         }
 
 
-def place_devices(dimensions_m: tuple[float, float, float], n_speakers: int, n_microphones: int) -> dict[str, list[float]]:
+def place_devices(
+    dimensions_m: tuple[float, float, float], n_speakers: int, n_microphones: int
+) -> dict[str, list[float]]:
     """Speakers along the wall at y = 0, a fifth of the depth in; microphones spread over the far half."""
     x_m, y_m, z_m = dimensions_m
     height_m = min(1.2, 0.5 * z_m)
@@ -94,7 +103,11 @@ def place_devices(dimensions_m: tuple[float, float, float], n_speakers: int, n_m
         positions[f"speaker_{i + 1}"] = [round(x_m * (i + 1) / (n_speakers + 1), 3), round(0.2 * y_m, 3), height_m]
     for j in range(n_microphones):
         depth = 0.55 + 0.2 * (j % 2)
-        positions[f"mic_{j + 1}"] = [round(x_m * (j + 1) / (n_microphones + 1), 3), round(depth * y_m, 3), height_m + 0.1]
+        positions[f"mic_{j + 1}"] = [
+            round(x_m * (j + 1) / (n_microphones + 1), 3),
+            round(depth * y_m, 3),
+            height_m + 0.1,
+        ]
     return positions
 
 

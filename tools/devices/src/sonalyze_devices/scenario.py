@@ -75,7 +75,9 @@ class DemoResult:
     @property
     def ok(self) -> bool:
         expected = len(self.rows)
-        analysed = sum(1 for r in self.rows if r.measured.get("status", "ok") == "ok" and r.measured.get("rt60_s") is not None)
+        analysed = sum(
+            1 for r in self.rows if r.measured.get("status", "ok") == "ok" and r.measured.get("rt60_s") is not None
+        )
         complete = self.session_complete and self.analysis is not None and expected > 0 and analysed == expected
         every_phone_has_results = all(n > 0 for slot, n in self.results_by_phone.items() if slot != "host")
         return complete and not self.violations and every_phone_has_results
@@ -152,7 +154,10 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
         admin = DeviceClient(options.ws_url, f"admin-{run_tag}", latencies_s=options.latencies_s)
         speakers = [
-            SpeakerPhone(DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s), slot, world) for slot in speaker_slots
+            SpeakerPhone(
+                DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s), slot, world
+            )
+            for slot in speaker_slots
         ]
         mics = []
         for j, slot in enumerate(mic_slots):
@@ -183,11 +188,19 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
                 role = "speaker" if isinstance(phone, SpeakerPhone) else "microphone"
                 await admin.request(
                     "role.assign",
-                    {"lobby_id": lobby_id, "target_device_id": phone.device_id, "role": role, "role_slot_id": phone.slot_id},
+                    {
+                        "lobby_id": lobby_id,
+                        "target_device_id": phone.device_id,
+                        "role": role,
+                        "role_slot_id": phone.slot_id,
+                    },
                 )
             progress.report("admin", "assigned roles " + ", ".join(p.slot_id for p in phones))
             await admin.request("lobby.room_snapshot", {"lobby_id": lobby_id, "room": layout.snapshot()})
-            job = await admin.request("measurement.create_job", {"map": {"room": layout.snapshot()}, "meta": {"lobby_id": lobby_id, "demo": True}})
+            job = await admin.request(
+                "measurement.create_job",
+                {"map": {"room": layout.snapshot()}, "meta": {"lobby_id": lobby_id, "demo": True}},
+            )
             result.job_id = job["job_id"]
             session = await admin.request(
                 "measurement.create_session",
@@ -247,7 +260,9 @@ async def _follow_session(admin: DeviceClient, options: DemoOptions, progress: P
         elif push.event == "measurement.error":
             result.errors.append(push.data)
             missing = push.data.get("missing_device_ids")
-            progress.report("session", f"error {push.data.get('code')}: {push.data.get('message', '')} {missing or ''}".rstrip())
+            progress.report(
+                "session", f"error {push.data.get('code')}: {push.data.get('message', '')} {missing or ''}".rstrip()
+            )
             if result.session_complete:
                 return  # the analysis failed
             if retries >= options.max_speaker_retries:

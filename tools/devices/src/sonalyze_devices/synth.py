@@ -23,7 +23,9 @@ class PhoneFlaws:
     recording_rate_hz: int = 48000
 
     @classmethod
-    def random(cls, rng: np.random.Generator, *, max_drift_ppm: float = 100.0, recording_rate_hz: int = 48000) -> PhoneFlaws:
+    def random(
+        cls, rng: np.random.Generator, *, max_drift_ppm: float = 100.0, recording_rate_hz: int = 48000
+    ) -> PhoneFlaws:
         return cls(
             start_delay_s=float(rng.uniform(0.05, 0.6)),
             peak_to_noise_db=float(rng.uniform(45.0, 60.0)),

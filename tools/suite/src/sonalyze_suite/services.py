@@ -38,8 +38,9 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
     ServiceSpec("measurement", "sonalyze_measurement.main:create_app", 8002, "/health"),
     ServiceSpec("simulation", "sonalyze_simulation.main:create_app", 8003, "/health"),
     ServiceSpec("lobby", "sonalyze_lobby.main:create_app", 8001, "/health"),
-    ServiceSpec("gateway", "sonalyze_gateway.main:create_app", 8000, "/healthz", GATEWAY_UVICORN_ARGS,
-                gateway_env_args),
+    ServiceSpec(
+        "gateway", "sonalyze_gateway.main:create_app", 8000, "/healthz", GATEWAY_UVICORN_ARGS, gateway_env_args
+    ),
 )
 
 SERVICE_BY_NAME: Final = {spec.name: spec for spec in SERVICES}
