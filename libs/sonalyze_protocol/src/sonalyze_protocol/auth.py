@@ -34,4 +34,5 @@ def require_internal_token(expected_token: Callable[[Request], str]) -> Callable
 
 def settings_token(request: Request) -> str:
     """The token from ``app.state.settings.internal_auth_token`` (every service's settings have it)."""
-    return request.app.state.settings.internal_auth_token
+    token: str = request.app.state.settings.internal_auth_token
+    return token

@@ -156,8 +156,8 @@ def gateway_handle_router(
                 reply = exc.to_body()
         # already plain JSON: serialised once here, not validated again against GatewayReply (the
         # response_model documents the shape); the hottest route of the suite
-        body = orjson.dumps({k: v for k, v in reply.items() if v is not None}, default=jsonable_encoder)
-        return Response(body, media_type=JSON)
+        content = orjson.dumps({k: v for k, v in reply.items() if v is not None}, default=jsonable_encoder)
+        return Response(content, media_type=JSON)
 
     return router
 

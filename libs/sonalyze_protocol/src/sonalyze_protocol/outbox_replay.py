@@ -13,12 +13,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from sonalyze_protocol.outbox import OutboxStore
 from sonalyze_protocol.storage_client import OUTBOX_FILE_SUFFIX
 
 
-def replay(outbox_dir: Path, *, list_only: bool = False, out: object = sys.stdout) -> int:
+def replay(outbox_dir: Path, *, list_only: bool = False, out: TextIO = sys.stdout) -> int:
     """Requeue (or, with ``list_only``, list) the dead entries of every outbox file; returns how many."""
     total = 0
     for path in sorted(outbox_dir.glob(f"*{OUTBOX_FILE_SUFFIX}")):
