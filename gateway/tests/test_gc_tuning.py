@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from sonalyze_gateway.gc_tuning import GC_THRESHOLDS, GcTuning
+from sonalyze_gateway.gc_tuning import GC_THRESHOLDS, GcTuning, tuning_applies
 
 
 class Node:
@@ -71,3 +71,25 @@ class TestGcTuning:
         finally:
             await tuning.stop()
             gc.unfreeze()
+
+
+class TestVersionGuard:
+    def test_only_the_tested_cpython_minors_are_tuned(self) -> None:
+        assert tuning_applies((3, 11), "CPython")
+        assert not tuning_applies((3, 14), "CPython")  # the incremental collector
+        assert not tuning_applies((3, 11), "PyPy")
+
+    async def test_elsewhere_only_the_start_up_objects_are_frozen_once(self) -> None:
+        before = gc.get_threshold()
+        tuning = GcTuning(closed_sockets=lambda: 0, tuned=False)
+        tuning.start()
+        try:
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == before  # the interpreter's own collector settings stay
+            assert tuning._after_collection not in gc.callbacks
+            tuning.socket_opened()  # no forced collections either
+            assert tuning._new_sockets == 0
+        finally:
+            await tuning.stop()
+            gc.unfreeze()
+        assert gc.get_threshold() == before

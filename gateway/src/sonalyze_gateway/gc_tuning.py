@@ -18,6 +18,12 @@ the upgrade), and so would a cycle from some rarer path (an error's traceback). 
 `RECLAIM_MIN_INTERVAL_S`), and at the latest every `RECLAIM_MAX_INTERVAL_S`, everything is unfrozen,
 collected once (one pause, ~300 ms with 1000 sockets) and frozen again. The trigger counts sockets,
 not frozen objects: `gc.get_freeze_count()` walks the whole frozen list (15 ms with 1000 sockets).
+
+All of this leans on CPython's collector as it is in the minors of :data:`TUNED_PYTHON_MINORS`: three
+generations, collections reported through ``gc.callbacks``, young collections that leave the collected
+generations empty. CPython 3.14's incremental collector changes that, so on any other interpreter only the
+documented idiom runs: collect and freeze once at start-up. To add a minor, run
+``gateway/tests/test_gc_tuning.py`` and ``bench/gateway_load.py`` under it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import asyncio
 import contextlib
 import gc
 import logging
+import platform
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -41,12 +49,21 @@ RECLAIM_AFTER_CLOSED_SOCKETS: Final = 5_000
 RECLAIM_MIN_INTERVAL_S: Final = 300.0
 RECLAIM_MAX_INTERVAL_S: Final = 3600.0
 RECLAIM_CHECK_INTERVAL_S: Final = 10.0
+TUNED_PYTHON_MINORS: Final = frozenset({(3, 11)})
+
+
+def tuning_applies(version: tuple[int, int] | None = None, implementation: str | None = None) -> bool:
+    """True on the interpreters whose collector the tuning was measured and tested on."""
+    version = version or (sys.version_info.major, sys.version_info.minor)
+    implementation = implementation or platform.python_implementation()
+    return implementation == "CPython" and version in TUNED_PYTHON_MINORS and len(gc.get_threshold()) == 3
 
 
 class GcTuning:
     """Installed by the lifespan; `stop` restores the interpreter's own settings."""
 
-    def __init__(self, closed_sockets: Callable[[], int]) -> None:
+    def __init__(self, closed_sockets: Callable[[], int], *, tuned: bool | None = None) -> None:
+        self.tuned = tuning_applies() if tuned is None else tuned
         self._closed_sockets = closed_sockets
         self._old_thresholds = gc.get_threshold()
         self._started_s = 0.0
@@ -56,12 +73,23 @@ class GcTuning:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        if not self.tuned:
+            gc.collect()
+            gc.freeze()  # the one-freeze idiom: start-up objects out of the collector's sight, nothing more
+            logger.info(
+                "gc tuning off on %s %s: start-up objects frozen once",
+                platform.python_implementation(),
+                platform.python_version(),
+            )
+            return
         self._reclaim()  # what startup built lives as long as the process
         gc.set_threshold(*GC_THRESHOLDS)
         gc.callbacks.append(self._after_collection)
         self._task = asyncio.get_running_loop().create_task(self._reclaim_when_due())
 
     def socket_opened(self) -> None:
+        if not self.tuned:
+            return
         self._new_sockets += 1
         if self._new_sockets >= COLLECT_EVERY_NEW_SOCKETS:
             self._new_sockets = 0
