@@ -23,6 +23,26 @@ def make_config(tmp_path: Path) -> SuiteConfig:
     return SuiteConfig.on_free_ports(data_dir=tmp_path / "data", state_dir=tmp_path / "state")
 
 
+def group_members(pgid: int) -> set[int]:
+    """Live processes of a process group (each service runs in a group of its own), from /proc."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.add(int(stat.parent.name))
+    return members
+
+
+def wait_gone(pgid: int, timeout_s: float = 5.0) -> set[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := group_members(pgid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
 class TestSuite:
     def test_all_five_services_come_up_healthy_and_stop(self, tmp_path: Path) -> None:
         suite = Suite(make_config(tmp_path), log_dir=tmp_path / "logs")
@@ -35,12 +55,29 @@ class TestSuite:
                 assert body["status"] == "ok", (spec.name, body)
                 if spec.name in ("lobby", "storage"):
                     assert body["database"] == "ok"
+            # the measurement and simulation services keep pools of worker processes
+            assert len(group_members(pids["measurement"])) > 1
+            assert len(group_members(pids["simulation"])) > 1
         finally:
             suite.stop()
         for pid in pids.values():
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+            assert not wait_gone(pid), "a service's worker processes outlived it"
         assert (tmp_path / "logs" / "gateway.log").read_text()
+
+    def test_a_killed_service_leaves_no_worker_processes(self, tmp_path: Path) -> None:
+        config = make_config(tmp_path)
+        config.services = ("simulation",)
+        suite = Suite(config, log_dir=tmp_path / "logs")
+        suite.start(timeout_s=90)
+        try:
+            pid = suite.children["simulation"].process.pid
+            assert len(group_members(pid)) > 1
+            suite.kill_service("simulation")
+            assert not wait_gone(pid)
+        finally:
+            suite.stop()
 
     def test_a_busy_port_names_the_service_and_stops_the_rest(self, tmp_path: Path) -> None:
         config = make_config(tmp_path)

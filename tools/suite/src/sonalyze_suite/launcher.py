@@ -8,6 +8,7 @@ launcher, which then stops the children in order and waits for them.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import secrets
 import signal
@@ -296,15 +297,18 @@ class Suite:
             except subprocess.TimeoutExpired:
                 child.process.kill()
                 child.process.wait()
+        _kill_group(child.process.pid)
         child.join_output()
         return child.process.returncode
 
     def kill_service(self, name: str) -> None:
-        """Kill without grace (a crash, for fault tests)."""
+        """Kill without grace (a crash, for fault tests): the service and every process it started."""
         child = self.children.pop(name, None)
-        if child is not None and child.process.poll() is None:
-            child.process.kill()
-            child.process.wait()
+        if child is not None:
+            if child.process.poll() is None:
+                child.process.kill()
+                child.process.wait()
+            _kill_group(child.process.pid)
 
     def stop(self) -> None:
         """Stop in reverse start order: the gateway first, so no new work arrives."""
@@ -324,3 +328,13 @@ class Suite:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _kill_group(pgid: int) -> None:
+    """End what a service left behind in its process group (pool workers, a resource tracker).
+
+    Each service starts in a session of its own (``start_new_session``), so its group holds exactly its own
+    processes; a worker still computing after its service stopped would otherwise run on as an orphan.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
