@@ -1,19 +1,28 @@
-"""Simulations run in worker processes: the app stays responsive, runs up to the pool size, queues the rest."""
+"""Simulations run in worker processes: the app stays responsive, runs up to the pool size, queues the rest,
+and a simulation nobody waits for any more (deadline passed, client gone) has its worker process stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
+from fastapi import FastAPI
 
 from sonalyze_protocol.errors import InternalError
+from sonalyze_simulation.main import create_app
 from sonalyze_simulation.pool import SimulationPool
+from sonalyze_simulation.settings import Settings
 
 Body = Callable[..., dict[str, Any]]
 
@@ -137,3 +146,105 @@ class TestDeadline:
             estimated_s = float(message.split("estimated ")[1].split(" s")[0])
             assert elapsed_s < estimated_s / 2, (elapsed_s, estimated_s)  # stopped, not run to the end
             assert (await client.get("/health")).json()["workers"]["running"] == 0
+
+
+TOKEN = "test-internal-token"
+
+
+@asynccontextmanager
+async def served(**overrides: Any) -> AsyncIterator[tuple[FastAPI, str]]:
+    """The app under uvicorn on a free local port, lifespan and worker pool included."""
+    settings = Settings(simulation_queue_wait_s=60.0, internal_auth_token=TOKEN, log_level="WARNING", **overrides)
+    app = create_app(settings)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def is_gone(pid: int) -> bool:
+    """No such process, or only its zombie (it computes nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks of 10 ms
+
+
+async def post_then_leave(base_url: str, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:
+    """Send ``POST path`` on a raw connection and return the writer; closing it is the disconnect."""
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    payload = json.dumps(body).encode()
+    head = [
+        f"POST {path} HTTP/1.1",
+        f"Host: {host}",
+        "Content-Type: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + payload)
+    await writer.drain()
+    return writer
+
+
+async def leave_and_expect_stop(app: FastAPI, client: httpx.AsyncClient, writer: Any) -> float:
+    """Close the client's connection while its simulation computes; the seconds until its worker is gone."""
+    await wait_until_running(client, 1)
+    [pid] = app.state.service.pool.busy_worker_pids()
+    before_s = cpu_s(pid)
+    await asyncio.sleep(0.5)
+    assert cpu_s(pid) > before_s, "the worker is not computing; make the simulation heavier"
+    left = time.perf_counter()
+    writer.close()
+    while not is_gone(pid):
+        assert time.perf_counter() - left < 10.0, "the worker still computes 10 s after its client left"
+        await asyncio.sleep(0.02)
+    return time.perf_counter() - left
+
+
+def heavy_body(shoebox_body: Body) -> dict[str, Any]:
+    """Estimated ~15 s of one core: far longer than the test waits for its worker to stop."""
+    return shoebox_body(absorption=0.05, n_rays=200000, method="ray_tracing")
+
+
+class TestClientGone:
+    async def test_a_client_that_disconnects_stops_its_simulation(self, shoebox_body: Body) -> None:
+        async with served(simulation_pool_size=1) as (app, base_url):
+            async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+                await wait_until_warm(client)
+                writer = await post_then_leave(base_url, "/simulate", heavy_body(shoebox_body), {})
+                stopped_s = await leave_and_expect_stop(app, client, writer)
+                assert stopped_s < 2.0, stopped_s
+                assert (await client.get("/health")).json()["workers"]["running"] == 0
+                # the replacement worker takes the next job
+                started = time.perf_counter()
+                response = await client.post("/simulate", json=shoebox_body(method="ism", max_order=2))
+                assert response.status_code == 200, response.text
+                assert time.perf_counter() - started < 15.0
+
+    async def test_a_gateway_event_whose_connection_closes_stops_its_simulation(self, shoebox_body: Body) -> None:
+        """The gateway closes its connection when the phone's socket closes or its own timeout passes."""
+        async with served(simulation_pool_size=1) as (app, base_url):
+            async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+                await wait_until_warm(client)
+                event = {"event": "simulation.run", "request_id": "r1", "device_id": "phone-1",
+                         "data": heavy_body(shoebox_body)}  # fmt: skip
+                writer = await post_then_leave(base_url, "/gateway/handle", event, {"X-Internal-Token": TOKEN})
+                stopped_s = await leave_and_expect_stop(app, client, writer)
+                assert stopped_s < 2.0, stopped_s
+                assert (await client.get("/health")).json()["workers"]["running"] == 0

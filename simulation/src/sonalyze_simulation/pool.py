@@ -60,6 +60,10 @@ class SimulationPool:
     def waiting(self) -> int:
         return self._waiting
 
+    def busy_worker_pids(self) -> list[int]:
+        """Process ids of the workers running a simulation now."""
+        return [pid for executor in self._busy for pid in (getattr(executor, "_processes", None) or {})]
+
     def warm_up(self) -> None:
         """Start every worker and import the engine in it; does not wait."""
         for executor in self._idle:

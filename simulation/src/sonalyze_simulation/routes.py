@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from sonalyze_protocol.disconnect import stop_when_client_leaves
 from sonalyze_protocol.errors import NotFound
 from sonalyze_simulation.audio import WavFormat, encode_wav
 from sonalyze_simulation.bands import BAND_CENTERS_HZ
@@ -28,9 +29,12 @@ ServiceDep = Annotated[SimulationService, Depends(get_service)]
 
 @router.post("/simulate", response_model=SimulationResponse, tags=["simulation"])
 async def simulate(body: SimulationRequest, request: Request, service: ServiceDep) -> SimulationResponse:
-    """Simulate the room and return the acoustic parameters of every source-microphone pair."""
+    """Simulate the room and return the acoustic parameters of every source-microphone pair.
+
+    A client that disconnects first stops its simulation (its worker process is ended and replaced)."""
     prefix = request.headers.get(FORWARDED_PREFIX_HEADER, "").rstrip("/")
-    return await service.run(body, ir_url_prefix=f"{prefix}/simulate")
+    async with stop_when_client_leaves(request):
+        return await service.run(body, ir_url_prefix=f"{prefix}/simulate")
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -75,6 +76,9 @@ class SimulationService:
             raise Timeout(message) from None
         except AppError as exc:
             self._record_job(simulation_id, request, status="failed", error=exc.message)
+            raise
+        except asyncio.CancelledError:  # the caller left (its worker was stopped) or the service stops
+            self._record_job(simulation_id, request, status="failed", error="stopped: the caller left")
             raise
         except Exception as exc:
             logger.exception("simulation failed in its worker")
