@@ -12,7 +12,7 @@ from typing import Final
 
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 logger = logging.getLogger("sonalyze.gateway.web")
 
@@ -31,7 +31,7 @@ class WebFiles(StaticFiles):
     """``StaticFiles`` with the page's security headers and no caching of the (small) page files."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 headers += [

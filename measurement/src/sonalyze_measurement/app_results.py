@@ -103,8 +103,9 @@ def single_numbers(item: dict[str, Any]) -> tuple[dict[str, float | None], dict[
     fields = {spec.source for spec in DISPLAY_METRICS if spec.source != "sti"} | set(RT_FIELDS)
     for name in sorted(fields):
         pair = [(bands.get(band) or {}).get(name) for band in SINGLE_NUMBER_BANDS]
-        if all(value is not None for value in pair):
-            values[name] = round(sum(pair) / len(pair), 4)
+        present = [value for value in pair if value is not None]
+        if len(present) == len(pair):
+            values[name] = round(sum(present) / len(present), 4)
             continue
         values[name] = None
         missing = [band for band, value in zip(SINGLE_NUMBER_BANDS, pair, strict=True) if value is None]
@@ -156,10 +157,10 @@ def app_results(item: dict[str, Any]) -> dict[str, Any]:
     bands = item.get("bands") or {}
     values, reasons = single_numbers(item)
     shown, omitted = display_metrics(values, reasons)
-    rt = {name: values[name] for name in RT_FIELDS}
+    rt: dict[str, Any] = {name: values[name] for name in RT_FIELDS}
     rt.update({"rt60": rt["rt60_s"], "edt": rt["edt_s"], "t20": rt["t20_s"], "t30": rt["t30_s"]})
     rt["bands"] = _per_band(bands, RT_FIELDS)
-    clarity = {name: values[name] for name in CLARITY_FIELDS}
+    clarity: dict[str, Any] = {name: values[name] for name in CLARITY_FIELDS}
     clarity.update({"c50": clarity["c50_db"], "c80": clarity["c80_db"]})
     clarity["bands"] = _per_band(bands, CLARITY_FIELDS)
     return {

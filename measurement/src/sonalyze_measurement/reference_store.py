@@ -153,8 +153,9 @@ class ReferenceStore:
         sf.write(buffer, pcm16, params.sample_rate_hz, subtype="PCM_16", format="WAV")
         signal_id = params.signal_id
         wav_path = self.directory / f"{signal_id}.wav"
-        meta = {"signal_id": signal_id, "params": params.as_dict(), "timing": timing.as_dict()}
+        timing_dict = timing.as_dict()
+        meta = {"signal_id": signal_id, "params": params.as_dict(), "timing": timing_dict}
         atomic_write_bytes(wav_path, buffer.getvalue())
         # the JSON last: a signal counts as stored once both files exist
         write_json(self.directory / f"{signal_id}.json", meta)
-        return StoredSignal(signal_id, params, meta["timing"], wav_path)
+        return StoredSignal(signal_id, params, timing_dict, wav_path)

@@ -9,7 +9,7 @@ reads as a valid recording, and the temporary file is removed on every failure.
 from __future__ import annotations
 
 import asyncio
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Final
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
@@ -17,6 +17,9 @@ from starlette.requests import ClientDisconnect, Request
 from sonalyze_measurement.analysis.io import AudioRejected, inspect_audio
 from sonalyze_measurement.storage import JobStore, check_upload_name
 from sonalyze_protocol.errors import BadRequest, MessageTooLarge
+
+if TYPE_CHECKING:  # the library declares its callback types for type checkers only
+    from python_multipart.multipart import MultipartCallbacks
 
 MULTIPART_OVERHEAD_BYTES: Final = 64 * 1024
 """Room for boundaries, part headers and small extra fields around the file in a multipart body."""
@@ -101,7 +104,7 @@ class _FilePart:
         self._writing = False
         self._written = 0
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self._part_begin,
             "on_header_field": lambda data, start, end: self._field.extend(data[start:end]),

@@ -9,6 +9,7 @@ Where the source gives no 8 kHz value, the API shows ``null`` and the simulation
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -87,7 +88,7 @@ SINGLE_NUMBER_BANDS: Final = ("500", "1000")
 the reverberation single numbers of ISO 3382-1 use too)."""
 
 
-def _single_number(by_band: dict[str, float | None]) -> float:
+def _single_number(by_band: Mapping[str, float | None]) -> float:
     return round(sum(by_band[band] or 0.0 for band in SINGLE_NUMBER_BANDS) / len(SINGLE_NUMBER_BANDS), 4)
 
 

@@ -92,7 +92,8 @@ def _worst(values: list[float | None]) -> float | None:
     """The value of largest magnitude (keeping its sign); None if any is None (a null is a failure)."""
     if not values or any(v is None for v in values):
         return None
-    return max(values, key=lambda v: abs(v))  # type: ignore[arg-type,return-value]
+    present = [v for v in values if v is not None]
+    return max(present, key=abs)
 
 
 @dataclass(frozen=True, slots=True)
