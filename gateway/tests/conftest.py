@@ -31,9 +31,28 @@ class StubBackends:
     process: subprocess.Popen[bytes]
 
     async def calls(self, service: str, device_id: str | None = None) -> list[dict[str, Any]]:
+        """The calls ``service`` received, a ``device.presence`` batch read as one notice per device
+        (``device.connected`` / ``device.disconnected`` with empty data, ``batch`` its batch's size)."""
         async with httpx.AsyncClient() as client:
             calls = (await client.get(self.urls[service] + "/_calls", timeout=5)).json()
-        return [c for c in calls if device_id is None or c.get("device_id") == device_id]
+        return [c for c in unbatched(calls) if device_id is None or c.get("device_id") == device_id]
+
+    async def presence_batches(self) -> list[list[dict[str, Any]]]:
+        """The ``changes`` of every ``device.presence`` batch the lobby stub received, in order."""
+        async with httpx.AsyncClient() as client:
+            calls = (await client.get(self.urls["lobby"] + "/_calls", timeout=5)).json()
+        return [c["data"]["changes"] for c in calls if c["event"] == "device.presence"]
+
+
+def unbatched(calls: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for call in calls:
+        if call["event"] != "device.presence":
+            yield call
+            continue
+        changes = call["data"]["changes"]
+        for change in changes:
+            event = "device.connected" if change["connected"] else "device.disconnected"
+            yield {**call, "event": event, "device_id": change["device_id"], "data": {}, "batch": len(changes)}
 
 
 @dataclass

@@ -10,7 +10,7 @@ import asyncio
 
 from sqlalchemy import func, select
 
-from sonalyze_lobby import service
+from sonalyze_lobby import presence, service
 from sonalyze_lobby.codes import generate_code
 from sonalyze_lobby.models import LobbyEvent, LobbyState, Participant, ParticipantStatus
 from sonalyze_lobby.schemas import LobbyGet
@@ -94,8 +94,8 @@ class TestJoinRacingDisconnect:
         (admin,) = devices(1)
         view = await run(admin, service.create_lobby)
         for phone in devices(15):
-            await run(phone, service.set_connected, True)
-            await asyncio.gather(run(phone, service.join_lobby, view.code), run(phone, service.set_connected, False))
+            await run(phone, presence.set_connected, True)
+            await asyncio.gather(run(phone, service.join_lobby, view.code), run(phone, presence.set_connected, False))
             final = await run(admin, service.get_lobby_view, LobbyGet(lobby_id=view.lobby_id))
             (row,) = [p for p in final.participants if p.device_id == phone]
             assert row.connected is False, phone

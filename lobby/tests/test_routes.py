@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 ROOM = {"vertices": [[0, 0], [5, 0], [5, 4], [0, 4]], "height_m": 2.5}
 
@@ -237,6 +238,60 @@ class TestDeviceConnection:
         assert reply["data"] == {"connected": True, "lobby_ids": []}
         assert coordinator.calls == [(phone, True)]
         assert gateway.pushes == []
+
+
+class TestPresenceBatch:
+    """``device.presence``: the gateway's notices in one request, applied in order."""
+
+    async def test_a_batch_updates_lobbies_and_tells_the_coordinator_every_notice(
+        self, use_coordinator, handle, devices, gateway
+    ) -> None:
+        coordinator = use_coordinator(RecordingCoordinator())
+        admin, phone, blip, offline, stranger = devices(5)
+        created = (await handle(admin, "lobby.create"))["data"]
+        for device in (phone, blip):
+            await handle(device, "lobby.join", {"code": created["code"]})
+        gateway.clear()
+        changes = [
+            {"device_id": phone, "connected": False},
+            {"device_id": blip, "connected": False},
+            {"device_id": stranger, "connected": True},
+            {"device_id": offline, "connected": False},
+            {"device_id": blip, "connected": True},  # dropped and came back within one batch
+        ]
+        reply = await handle("gateway", "device.presence", {"changes": changes}, request_id=None)
+        assert reply["data"] == {"applied": 5, "lobby_ids": [created["lobby_id"]]}
+        view = (await handle(admin, "lobby.get", {"lobby_id": created["lobby_id"]}))["data"]
+        assert {p["device_id"]: p["connected"] for p in view["participants"]} == {admin: True, phone: False, blip: True}
+        assert [(p.data["type"], p.data["device_id"]) for p in gateway.pushes] == [("connection_changed", phone)]
+        assert coordinator.calls == [(c["device_id"], c["connected"]) for c in changes]
+        # a device in no lobby still had its presence stored: it joins as disconnected
+        joined = (await handle(offline, "lobby.join", {"code": created["code"]}))["data"]
+        assert {p["device_id"]: p["connected"] for p in joined["participants"]}[offline] is False
+
+    async def test_a_storm_of_devices_in_no_lobby_is_one_write_transaction(self, app, handle, devices) -> None:
+        phones = devices(300)
+        commits: list[object] = []
+
+        def count(connection: object) -> None:
+            commits.append(connection)
+
+        event.listen(app.state.engine.sync_engine, "commit", count)
+        try:
+            changes = [{"device_id": d, "connected": True} for d in phones]
+            reply = await handle("gateway", "device.presence", {"changes": changes}, request_id=None)
+        finally:
+            event.remove(app.state.engine.sync_engine, "commit", count)
+        assert reply["data"] == {"applied": 300, "lobby_ids": []}
+        assert len(commits) == 1
+
+    @pytest.mark.parametrize(
+        "data",
+        [{}, {"changes": []}, {"changes": [{"device_id": "", "connected": True}]}, {"changes": [{"device_id": "a"}]}],
+    )
+    async def test_a_malformed_batch_is_refused(self, handle, data: dict[str, Any]) -> None:
+        reply = await handle("gateway", "device.presence", data, request_id=None)
+        assert reply["error"]["code"] == "bad_request"
 
 
 class TestLobbyClosedReachesTheCoordinator:

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from sonalyze_lobby import service
+from sonalyze_lobby import presence, service
 from sonalyze_lobby.codes import CODE_ALPHABET, CODE_LENGTH
 from sonalyze_lobby.models import Lobby, LobbyEvent, LobbyState, Participant, ParticipantStatus, Role
 from sonalyze_lobby.schemas import LobbyGet, ProfileUpdate, RoleAssign, Room, RoomSnapshotShare, StepUpdate
@@ -468,34 +468,34 @@ class TestConnectionStatus:
         two, (admin_two,) = await lobby_of(1)
         await run(phone, service.join_lobby, two.code)
         gateway.clear()
-        changed = await run(phone, service.set_connected, False)
+        changed = await run(phone, presence.set_connected, False)
         assert sorted(changed) == sorted([one.lobby_id, two.lobby_id])
         for lobby in (one, two):
             view = await run(phone, service.get_lobby_view, LobbyGet(lobby_id=lobby.lobby_id))
             assert member(view, phone).connected is False
         assert gateway.types_to(admin_one) == ["connection_changed"]
         assert gateway.types_to(admin_two) == ["connection_changed"]
-        await run(phone, service.set_connected, True)
+        await run(phone, presence.set_connected, True)
         view = await run(phone, service.get_lobby_view, LobbyGet(lobby_id=one.lobby_id))
         assert member(view, phone).connected is True
 
     async def test_no_change_no_event(self, run, lobby_of, gateway) -> None:
         _, (_, phone) = await lobby_of(2)
         gateway.clear()
-        assert await run(phone, service.set_connected, True) == []
+        assert await run(phone, presence.set_connected, True) == []
         assert gateway.pushes == []
 
     async def test_joining_while_offline_shows_disconnected(self, run, lobby_of, devices) -> None:
         view, _ = await lobby_of(1)
         (phone,) = devices(1)
-        await run(phone, service.set_connected, False)
+        await run(phone, presence.set_connected, False)
         joined = await run(phone, service.join_lobby, view.code)
         assert member(joined, phone).connected is False
 
     async def test_rejoin_takes_the_current_presence(self, run, lobby_of) -> None:
         view, (_, phone) = await lobby_of(2)
         await run(phone, service.leave_lobby, view.lobby_id)
-        await run(phone, service.set_connected, False)
+        await run(phone, presence.set_connected, False)
         rejoined = await run(phone, service.join_lobby, view.code)
         assert member(rejoined, phone).connected is False
 
@@ -505,8 +505,8 @@ class TestConnectionStatus:
         closed, (admin,) = await lobby_of(1)
         await run(admin, service.leave_lobby, closed.lobby_id)
         gateway.clear()
-        assert await run(phone, service.set_connected, False) == []
-        assert await run(admin, service.set_connected, False) == []
+        assert await run(phone, presence.set_connected, False) == []
+        assert await run(admin, presence.set_connected, False) == []
         assert gateway.pushes == []
 
 

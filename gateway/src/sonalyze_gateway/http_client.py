@@ -30,7 +30,7 @@ from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
 from sonalyze_protocol.envelope import RequestId
 from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
 from sonalyze_protocol.http_errors import error_response
-from sonalyze_protocol.logs import bind_context, request_id_var
+from sonalyze_protocol.logs import request_id_var
 
 logger = logging.getLogger("sonalyze.gateway.http")
 
@@ -38,8 +38,10 @@ HANDLE_PATH: Final = "/gateway/handle"
 MAX_POOLED_CONNECTIONS: Final = 256
 HEADER_VALUE_MAX_CHARS: Final = 128
 LIFECYCLE_DRAIN_S: Final = 2.0
-# a mass disconnect (a restart, a network blip) must not crowd out the phones' own events
-LIFECYCLE_CONCURRENCY: Final = 16
+# connected/disconnected notices to the lobby, in batches of at most this many (see LifecycleNotifier)
+PRESENCE_EVENT: Final = "device.presence"
+PRESENCE_BATCH_MAX: Final = 500
+PRESENCE_SENDER: Final = "gateway"  # the batch's device_id: the lobby's envelope asks for one
 # not forwarded by the proxy in either direction: they describe one hop, not the message
 HOP_BY_HOP_HEADERS: Final = frozenset(
     {
@@ -162,52 +164,54 @@ def _reply_data(target: Target, status: int, raw: bytes) -> Any:
 class LifecycleNotifier:
     """Tells the lobby when a device's first connection opens and its last one closes, best effort.
 
-    Runs in the background so no socket waits on the lobby; notices of one device are sent in order
-    (a quick reconnect must not arrive as connected-then-disconnected), at most
-    `LIFECYCLE_CONCURRENCY` at a time.
+    Notices go out as ``device.presence`` batches, one request at a time and in the order they were
+    given (a quick reconnect never arrives as connected-then-disconnected): a lone notice is sent at
+    once, and what comes while a batch is on the way goes out together next. A connect storm of 1000
+    phones thus costs the lobby a few requests and write transactions instead of 1000 of each, and no
+    socket ever waits for the lobby.
     """
 
-    def __init__(self, forwarder: EventForwarder, seen: SeenDevices | None = None) -> None:
+    def __init__(
+        self, forwarder: EventForwarder, seen: SeenDevices | None = None, batch_max: int = PRESENCE_BATCH_MAX
+    ) -> None:
         self._forwarder = forwarder
         self._seen = seen  # each notice also widens the device's seen window in storage (batched)
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(LIFECYCLE_CONCURRENCY)
+        self._batch_max = batch_max
+        self._queue: list[tuple[str, bool]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     def notify(self, device_id: str, event: str) -> None:
-        previous = self._tails.get(device_id)
-        task = asyncio.get_running_loop().create_task(self._send(previous, device_id, event))
-        self._tails[device_id] = task
-        task.add_done_callback(lambda done: self._forget(device_id, done))
+        """Queue ``device.connected`` or ``device.disconnected`` of ``device_id``."""
+        self._queue.append((device_id, event == "device.connected"))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all(), name="presence")
 
-    def _forget(self, device_id: str, task: asyncio.Task[None]) -> None:
-        if self._tails.get(device_id) is task:
-            del self._tails[device_id]
-
-    async def _send(self, previous: asyncio.Task[None] | None, device_id: str, event: str) -> None:
-        if previous is not None:
-            await asyncio.wait({previous})
-        try:
-            async with self._slots:
-                await self._forwarder.forward(Target.LOBBY, event, None, device_id, {})
-        except AppError as exc:
-            with bind_context(device_id=device_id):
-                logger.warning("%s not delivered to lobby: %s %s", event, exc.code.value, exc.message)
-        except Exception:
-            with bind_context(device_id=device_id):
-                logger.exception("%s failed", event)
-        if self._seen is not None:
-            self._seen.seen(device_id)
+    async def _send_all(self) -> None:
+        await asyncio.sleep(0)  # notices given in the same turn of the loop (a mass close) go out together
+        while self._queue:
+            batch, self._queue = self._queue[: self._batch_max], self._queue[self._batch_max :]
+            changes = [{"device_id": device_id, "connected": connected} for device_id, connected in batch]
+            try:
+                await self._forwarder.forward(Target.LOBBY, PRESENCE_EVENT, None, PRESENCE_SENDER, {"changes": changes})
+            except AppError as exc:
+                logger.warning("%d presence notices not delivered to lobby: %s %s", len(batch), exc.code.value,
+                               exc.message)  # fmt: skip
+            except Exception:
+                logger.exception("%d presence notices failed", len(batch))
+            if self._seen is not None:
+                for device_id, _ in batch:
+                    self._seen.seen(device_id)
 
     @property
     def pending(self) -> int:
-        return len(self._tails)
+        """Notices not yet sent (the batch on the way not included)."""
+        return len(self._queue)
 
     async def drain(self, timeout_s: float = LIFECYCLE_DRAIN_S) -> None:
         """Give queued notices a moment (shutdown), then cancel what is left."""
-        tasks = set(self._tails.values())
-        if not tasks:
+        if self._sender is None or self._sender.done():
             return
-        _, late = await asyncio.wait(tasks, timeout=timeout_s)
+        _, late = await asyncio.wait({self._sender}, timeout=timeout_s)
         for task in late:
             task.cancel()
 

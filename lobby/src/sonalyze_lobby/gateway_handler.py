@@ -8,11 +8,12 @@ from typing import Any, Final
 
 from fastapi import Request
 
-from sonalyze_lobby import service
+from sonalyze_lobby import presence, service
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.db import guard_database
 from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
+from sonalyze_lobby.presence import PresenceBatch
 from sonalyze_lobby.schemas import (
     LobbyCreate,
     LobbyGet,
@@ -97,10 +98,7 @@ async def assign_role(ctx: LobbyContext, data: RoleAssign) -> LobbyView:
 
 
 async def _connection_changed(ctx: LobbyContext, connected: bool) -> dict[str, Any]:
-    lobby_ids = await guard_database(service.set_connected)(ctx, connected)
-    coordinator = getattr(ctx.state, "coordinator", None)
-    if coordinator is not None:
-        await coordinator.device_connection_changed(ctx.device_id, connected)
+    lobby_ids = await guard_database(presence.set_connected)(ctx, connected)
     return {"connected": connected, "lobby_ids": [str(i) for i in lobby_ids]}
 
 
@@ -110,6 +108,12 @@ async def device_connected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
 
 async def device_disconnected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
     return await _connection_changed(ctx, False)
+
+
+async def device_presence(ctx: LobbyContext, data: PresenceBatch) -> dict[str, Any]:
+    """The gateway's batch of notices (its ``device_id`` is the sender's, not one of the devices)."""
+    lobby_ids = await guard_database(presence.apply_presence)(ctx, data.changes)
+    return {"applied": len(data.changes), "lobby_ids": [str(i) for i in lobby_ids]}
 
 
 LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
@@ -124,6 +128,7 @@ LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "role.assign": Handler(RoleAssign, assign_role),
     "device.connected": Handler(EmptyData, device_connected),
     "device.disconnected": Handler(EmptyData, device_disconnected),
+    "device.presence": Handler(PresenceBatch, device_presence),
 }
 
 HANDLERS: HandlerTable[LobbyContext] = HandlerTable({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS})

@@ -383,62 +383,6 @@ async def _host_view_update(
     return LobbyView.of(lobby)
 
 
-async def set_connected(ctx: LobbyContext, connected: bool) -> list[uuid.UUID]:
-    """The gateway saw the caller's device (dis)connect: remember it, and update every lobby it is joined in.
-
-    Returns the ids of the lobbies whose view changed; one transaction (and one push) per lobby. Each
-    lobby copies the stored presence, not ``connected``, so overlapping notices converge on the last one.
-    """
-    await _store_presence(ctx.session, ctx.device_id, connected)
-    query = (
-        select(Participant.lobby_id)
-        .join(Lobby, Lobby.id == Participant.lobby_id)
-        .where(
-            Participant.device_id == ctx.device_id,
-            Participant.status == ParticipantStatus.JOINED,
-            Lobby.state != LobbyState.CLOSED,
-        )
-    )
-    lobby_ids = list((await ctx.session.scalars(query)).all())
-    await ctx.session.commit()
-    changed: list[uuid.UUID] = []
-    for lobby_id in lobby_ids:
-        lobby = await get_lobby(ctx.session, lobby_id, for_update=True)
-        participant = lobby.participant(ctx.device_id)
-        now_connected = await is_connected(ctx.session, ctx.device_id)
-        if (
-            lobby.state is LobbyState.CLOSED
-            or participant is None
-            or participant.status is not ParticipantStatus.JOINED
-            or participant.connected == now_connected
-        ):
-            await ctx.session.commit()
-            continue
-        participant.connected = now_connected
-        record(ctx.session, lobby, Change.CONNECTION_CHANGED, ctx.device_id, connected=now_connected)
-        await ctx.session.commit()
-        await ctx.broadcaster.lobby_updated(lobby, Change.CONNECTION_CHANGED, ctx.device_id)
-        changed.append(lobby_id)
-    return changed
-
-
-async def _store_presence(session: AsyncSession, device_id: str, connected: bool) -> None:
-    """Upsert the presence row, holding its lock until the caller commits."""
-    for _ in range(JOIN_ATTEMPTS):
-        query = select(DevicePresence).where(DevicePresence.device_id == device_id).with_for_update()
-        presence = (await session.execute(query.execution_options(populate_existing=True))).scalar_one_or_none()
-        if presence is None:
-            session.add(DevicePresence(device_id=device_id, connected=connected))
-        else:
-            presence.connected, presence.changed_at = connected, utcnow()
-        try:
-            await session.flush()
-            return
-        except IntegrityError:  # another notice for this device inserted it first
-            await session.rollback()
-    raise Conflict(f"presence of device {device_id} changed concurrently; try again")
-
-
 async def list_events(ctx: LobbyContext, lobby_id: uuid.UUID, after: int, limit: int) -> EventPage:
     """Events with ids above ``after``, ascending; for any device that is or was a participant."""
     lobby = await get_lobby(ctx.session, lobby_id)
