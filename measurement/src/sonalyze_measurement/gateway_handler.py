@@ -25,6 +25,9 @@ async def get_audio_info(context: RequestContext, body: SignalQuery) -> dict[str
     return await service.signal_info(context.state.services, body)
 
 
+ANALYSIS_EVENTS = frozenset({"analysis.run"})
+"""Events whose work stops when the caller leaves (the gateway closes its connection)."""
+
 HANDLERS: HandlerTable[RequestContext] = HandlerTable(
     {
         "measurement.create_job": Handler(JobCreate, create_job),

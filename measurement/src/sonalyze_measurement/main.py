@@ -10,13 +10,14 @@ from fastapi import FastAPI
 
 from sonalyze_measurement.analysis_pool import AnalysisPool
 from sonalyze_measurement.api.routes import router
-from sonalyze_measurement.gateway_handler import HANDLERS
+from sonalyze_measurement.gateway_handler import ANALYSIS_EVENTS, HANDLERS
 from sonalyze_measurement.reference_store import ReferenceStore
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore
-from sonalyze_protocol.handlers import gateway_handle_router, plain_context
+from sonalyze_protocol.disconnect import stopped_when_caller_leaves
+from sonalyze_protocol.handlers import gateway_handle_router
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
-    app.include_router(gateway_handle_router(HANDLERS, plain_context))
+    app.include_router(gateway_handle_router(HANDLERS, stopped_when_caller_leaves(ANALYSIS_EVENTS)))
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:

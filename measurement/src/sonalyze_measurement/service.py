@@ -194,6 +194,10 @@ async def analyze_job(services: Services, job_id: str) -> dict[str, Any]:
         jobs.save_analysis(job_id, {"state": "running", "started_at": started_at})
         try:
             return await _analyze_locked(services, job_id, job, started_at)
+        except asyncio.CancelledError:  # the caller left (its workers were stopped) or the service stops
+            jobs.save_analysis(job_id, {"state": "failed", "started_at": started_at, "finished_at": now_iso(),
+                                        "error": "stopped: the caller left before the analysis ended"})  # fmt: skip
+            raise
         except Exception as exc:
             # the job must not stay "running" forever; the error itself is raised to the caller
             jobs.save_analysis(

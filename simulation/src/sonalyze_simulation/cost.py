@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 # seconds per unit of work, measured with pyroomacoustics 0.10.1 (see bench/simulation.py)
-SHOEBOX_IMAGE_S: Final = 1.2e-6
+SHOEBOX_IMAGE_S: Final = 1.8e-6
 """Per image source and microphone: lattice enumeration plus writing its filtered arrival."""
 POLYGON_IMAGE_VISIT_S: Final = 0.6e-6
 """Per node of the general image-source search (visibility tests included)."""
@@ -23,10 +23,13 @@ RAY_HOP_PER_WALL_S: Final = 2.5e-8
 """Per ray reflection and wall tested."""
 RAY_HOP_PER_MIC_S: Final = 1.0e-8
 """Per ray reflection and receiver tested."""
-ISM_RESPONSE_SAMPLE_S: Final = 4.5e-6
-"""Per sample of an image-source response (per-band arrivals, band filtering, air absorption). The response
-spans the farthest image: about ``max_order`` x the room's longest extent, far beyond RT60 in a large room
-(bench/cost_guard.py: a 200 m hall at order 80 is 47 s of response)."""
+ISM_RESPONSE_SAMPLE_S: Final = 1.8e-6
+"""Per sample of a short image-source response (per-band arrivals, band filtering, air absorption). The
+response spans the farthest image: about ``max_order`` x the room's longest extent, far beyond RT60 in a
+large room (bench/cost_guard.py: a 200 m hall at order 80 is 47 s of response)."""
+ISM_RESPONSE_LONG_SAMPLES: Final = 670_000
+"""A response this long costs twice as much per sample, and so on in proportion: the per-band arrays outgrow
+the caches (same images, twice the length: 10.4 s -> 30.1 s of CPU for a 100 -> 200 m hall at order 80)."""
 SPEED_OF_SOUND_M_S: Final = 343.0
 SYNTH_SAMPLE_S: Final = 2.5e-6
 """Per output sample of a ray-traced response (noise per band, filtering, summing)."""
@@ -99,8 +102,9 @@ def polygon_image_visits(max_order: int, n_walls: int) -> float:
 
 
 def ism_response_length_s(max_order: int, longest_extent_m: float) -> float:
-    """How long an image-source response runs: up to the farthest image, ``max_order`` extents away."""
-    return (max_order + 1) * longest_extent_m / SPEED_OF_SOUND_M_S
+    """How long an image-source response runs: up to the farthest image, ``max_order`` extents away (plus
+    about half an extent: the source and microphone are inside the room)."""
+    return (max_order + 0.5) * longest_extent_m / SPEED_OF_SOUND_M_S
 
 
 def estimate_cost(inputs: CostInputs) -> CostEstimate:
@@ -119,7 +123,8 @@ def estimate_cost(inputs: CostInputs) -> CostEstimate:
             visits = polygon_image_visits(order, inputs.n_walls_total)
             image_s = POLYGON_IMAGE_VISIT_S * visits * inputs.n_sources * (1 + 0.25 * inputs.n_microphones)
         ism_response_s = ism_response_length_s(order, inputs.longest_extent_m)
-        image_s += ISM_RESPONSE_SAMPLE_S * ism_response_s * inputs.sample_rate_hz * n_pairs
+        n_samples = ism_response_s * inputs.sample_rate_hz
+        image_s += ISM_RESPONSE_SAMPLE_S * n_samples * (1.0 + n_samples / ISM_RESPONSE_LONG_SAMPLES) * n_pairs
         ism_length_s = ism_response_s if inputs.method == "ism" else 0.0
 
     ray_s = 0.0

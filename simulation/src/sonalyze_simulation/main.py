@@ -53,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
-    app.include_router(gateway_handle_router(HANDLERS, stopped_when_caller_leaves))
+    app.include_router(gateway_handle_router(HANDLERS, stopped_when_caller_leaves()))
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:

@@ -16,14 +16,14 @@ have none: the watcher drains what the client still sends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 from starlette.types import Receive
 
 from sonalyze_protocol.errors import BadRequest
-from sonalyze_protocol.handlers import GatewayRequest, RequestContext
+from sonalyze_protocol.handlers import ContextFactory, GatewayRequest, RequestContext
 
 
 class ClientGone(BadRequest):
@@ -60,9 +60,18 @@ async def stop_when_client_leaves(request: Request) -> AsyncIterator[None]:
         watcher.cancel()
 
 
-@asynccontextmanager
-async def stopped_when_caller_leaves(request: Request, body: GatewayRequest) -> AsyncIterator[RequestContext]:
+def stopped_when_caller_leaves(events: Collection[str] | None = None) -> ContextFactory[RequestContext]:
     """The context factory of ``/gateway/handle`` for services whose events run heavy work: the gateway
-    closes its connection when the phone's socket closes or its own timeout passes, and the work stops."""
-    async with stop_when_client_leaves(request):
-        yield RequestContext(device_id=body.device_id, request_id=body.request_id, state=request.app.state)
+    closes its connection when the phone's socket closes or its own timeout passes, and the work of
+    ``events`` (all when None) stops; the other events run to the end as usual."""
+
+    @asynccontextmanager
+    async def factory(request: Request, body: GatewayRequest) -> AsyncIterator[RequestContext]:
+        context = RequestContext(device_id=body.device_id, request_id=body.request_id, state=request.app.state)
+        if events is not None and body.event not in events:
+            yield context
+            return
+        async with stop_when_client_leaves(request):
+            yield context
+
+    return factory

@@ -26,6 +26,7 @@ from sonalyze_measurement.reference_store import MEDIA_TYPES
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.uploads import receive_upload
 from sonalyze_protocol.auth import require_internal_token, settings_token
+from sonalyze_protocol.disconnect import stop_when_client_leaves
 
 router = APIRouter(prefix="/v1")
 
@@ -142,6 +143,9 @@ async def announce_recording(
 
 
 @router.post("/jobs/{job_id}/analyze", response_model=AnalysisResults, tags=["analysis"])
-async def analyze(services: ServicesDep, job_id: str) -> dict[str, Any]:
-    """Analyse every upload of the job and answer (and store) the results."""
-    return await service.analyze_job(services, job_id)
+async def analyze(services: ServicesDep, job_id: str, request: Request) -> dict[str, Any]:
+    """Analyse every upload of the job and answer (and store) the results.
+
+    A client that disconnects first stops the analysis (its workers are ended and replaced)."""
+    async with stop_when_client_leaves(request):
+        return await service.analyze_job(services, job_id)
