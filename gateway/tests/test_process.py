@@ -1,4 +1,4 @@
-"""The gateway as a process: shutdown closes sockets with 1001, pings drop dead peers, no numpy."""
+"""The gateway as a process: shutdown closes sockets with 1012 (reconnect), pings drop dead peers, no numpy."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def silent_socket(ws_url: str) -> tuple[asyncio.StreamReader, asyncio.Stre
 
 
 class TestShutdown:
-    async def test_sockets_are_closed_with_1001_and_the_lobby_hears_it(
+    async def test_sockets_are_closed_with_1012_and_the_lobby_hears_it(
         self, stubs: Any, kit: Any, tmp_path: Path
     ) -> None:
         running = kit.start_gateway(tmp_path, kit.backend_env(stubs))
@@ -52,7 +52,7 @@ class TestShutdown:
                 codes = (identified.close_code, anonymous.close_code)
         finally:
             running.suite.stop()
-        assert codes == (1001, 1001)
+        assert codes == (1012, 1012)  # "service restart": reconnect, to another gateway
         events = [c["event"] for c in await stubs.calls("lobby", device)]
         assert events[-1] == "device.disconnected"
 
@@ -84,3 +84,18 @@ def test_gateway_does_not_import_numpy() -> None:
     code = "import sys, sonalyze_gateway.main as m; m.create_app(); print('numpy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_without_redis_url_the_gateway_does_not_import_redis() -> None:
+    """The embedded default keeps today's in-process path: no Redis client loaded at all."""
+    code = (
+        "import sys, asyncio, sonalyze_gateway.main as m\n"
+        "from asgi_lifespan import LifespanManager\n"
+        "async def run():\n"
+        "    async with LifespanManager(m.create_app(m.Settings(internal_port=0))):\n"
+        "        pass\n"
+        "asyncio.run(run()); print('redis' in sys.modules, 'numpy' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert result.stdout.strip().splitlines()[-1] == "False False", result.stderr[-2000:]

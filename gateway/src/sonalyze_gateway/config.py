@@ -57,6 +57,14 @@ class Settings(ServiceSettings):
     web_dir: Path | None = None
     # while a service's answers take longer than this, fewer events are let through to it at a time
     overload_max_wait_ms: int = 500
+    # Redis backplane (backplane.py): gateways sharing one share pushes, live device ids and the registry
+    redis_url: str | None = None
+    # keys and pub/sub channels start with this (channels are not per database: one prefix per deployment)
+    redis_key_prefix: str = "sonalyze:"
+    # names this gateway on the backplane; unset = "gw-" and random hex per process
+    gateway_id: str = ""
+    # how long a broadcast waits for another gateway's answer before counting its devices offline
+    backplane_ack_timeout_ms: int = 1000
 
     @field_validator("lobby_url", "measurement_url", "simulation_url", "storage_url")
     @classmethod
@@ -70,6 +78,7 @@ class Settings(ServiceSettings):
         "max_inflight_per_service",
         "overload_retry_after_ms",
         "overload_max_wait_ms",
+        "backplane_ack_timeout_ms",
     )
     @classmethod
     def _positive_int(cls, value: int) -> int:
@@ -108,7 +117,7 @@ class Settings(ServiceSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("cors_allowed_origin_regex", mode="before")
+    @field_validator("cors_allowed_origin_regex", "redis_url", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return value or None
@@ -120,7 +129,8 @@ class Settings(ServiceSettings):
                 name
                 for name, value in (
                     ("DEVICE_TOKEN_KEY", self.device_token_key),
-                    ("DEVICE_REGISTRY_PATH", self.device_registry_path),
+                    # on a Redis backplane the registry lives in Redis
+                    ("DEVICE_REGISTRY_PATH", self.device_registry_path or self.redis_url),
                 )
                 if not value
             ]

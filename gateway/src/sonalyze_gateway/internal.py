@@ -73,7 +73,10 @@ def create_internal_app(gateway: Callable[[], Gateway], settings: Settings) -> F
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
         frame = dumps(event_frame(body.event, body.data))  # serialised once for every receiver
-        delivered, offline = await running.manager.broadcast(body.device_ids, frame)
+        if running.backplane is not None:  # devices on any gateway of the backplane
+            delivered, offline = await running.backplane.broadcast(body.device_ids, frame)
+        else:
+            delivered, offline = await running.manager.broadcast(body.device_ids, frame)
         logger.info("broadcast event=%s delivered=%d offline=%d", body.event, len(delivered), len(offline))
         return Response(orjson.dumps({"delivered": delivered, "offline": offline}), media_type="application/json")
 
@@ -81,7 +84,7 @@ def create_internal_app(gateway: Callable[[], Gateway], settings: Settings) -> F
     async def revoke(device_id: DeviceId, request: Request) -> RevokeResult:
         """Void a device's credentials (a lost or stolen phone): its sockets close and the id may be claimed again."""
         running = require_token(request)
-        revoked = running.identity.revoke(device_id)
+        revoked = await running.identity.revoke(device_id)
         logger.info("device %s revoked=%s", device_id, revoked)
         return RevokeResult(device_id=device_id, revoked=revoked)
 

@@ -13,25 +13,23 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import signal
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from types import FrameType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from sonalyze_gateway.backpressure import ServiceGate
 from sonalyze_gateway.config import Settings
-from sonalyze_gateway.connection_manager import CLOSE_GOING_AWAY, Connection, ConnectionManager
+from sonalyze_gateway.connection_manager import Connection, ConnectionManager
 from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
+from sonalyze_gateway.drain import CLOSE_SERVICE_RESTART, DRAIN_REASON, DrainState, drain_before_exit
 from sonalyze_gateway.gc_tuning import GcTuning
 from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
 from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
@@ -39,6 +37,7 @@ from sonalyze_gateway.internal import InternalListener, create_internal_app
 from sonalyze_gateway.liveness import prober_for
 from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyReply
 from sonalyze_gateway.rate_limit import TokenBucket
+from sonalyze_gateway.redis_registry import LocalRegistry, Registry
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
 from sonalyze_gateway.seen_devices import SeenDevices
 from sonalyze_gateway.web import mount_web
@@ -70,6 +69,9 @@ from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
+if TYPE_CHECKING:
+    from sonalyze_gateway.backplane import Backplane
+
 logger = logging.getLogger("sonalyze.gateway")
 
 LISTENER_STOP_S: Final = 5.0
@@ -96,6 +98,8 @@ class Gateway:
     gc_tuning: GcTuning
     gates: dict[Target, ServiceGate]
     identity: DeviceIdentity
+    backplane: Backplane | None = None  # REDIS_URL: the gateways that share pushes and device ids
+    drain: DrainState = field(default_factory=DrainState)
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -116,10 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not key:
             key = generate_key()
             logger.info("DEVICE_TOKEN_KEY is not set: device credentials are signed with a key of this process only")
-        registry = DeviceRegistry(settings.device_registry_path, key_fingerprint(key))
         manager = ConnectionManager()
+        backplane, registry = await _backplane_and_registry(settings, manager, key)
         identity = DeviceIdentity(
-            settings.device_auth, DeviceTokens(key), registry, manager, settings.device_liveness_timeout_s
+            settings.device_auth, DeviceTokens(key), registry, manager, settings.device_liveness_timeout_s, backplane
         )
         internal = InternalListener(
             create_internal_app(lambda: gateway, settings), settings.internal_host, settings.internal_port
@@ -127,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logger.info(
             "DEVICE_AUTH=%s, %d device ids issued; internal listener on %s:%d",
             settings.device_auth.value,
-            len(registry),
+            await registry.count(),
             internal.host,
             internal.port,
         )
@@ -157,9 +161,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 for target in urls
             },
             identity=identity,
+            backplane=backplane,
         )
         app.state.gateway = gateway
-        restore_signals = _close_sockets_before_exit(gateway.manager)
+        restore_signals = drain_before_exit(gateway.drain, gateway.manager, lambda: _settle(gateway))
         gateway.gc_tuning.start()
         if seen is not None:
             seen.start()
@@ -172,7 +177,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.wait_for(internal_task, LISTENER_STOP_S)
             registry.close()
             restore_signals()
-            await gateway.manager.close_all(CLOSE_GOING_AWAY, "server shutting down")
+            gateway.drain.draining = True
+            await gateway.manager.close_all(CLOSE_SERVICE_RESTART, DRAIN_REASON)
+            if backplane is not None:
+                with contextlib.suppress(Exception):
+                    await _settle(gateway)
+                await backplane.aclose()
             for task in list(gateway.tasks):
                 task.cancel()
             await gateway.notifier.drain()
@@ -202,19 +212,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.get("/healthz", tags=["health"], response_model=Health)
-    async def healthz(request: Request) -> Health:
-        """Liveness: the process answers; also sockets, devices and each service's forwards in flight."""
+    async def healthz(request: Request) -> Any:
+        """Liveness: the process answers; also sockets, devices and each service's forwards in flight.
+
+        503 with ``status: draining`` once the gateway drains (a proxy's health check takes it out).
+        """
         gateway: Gateway = request.app.state.gateway
         forwards = {
             target.value: ForwardLoad(in_flight=gate.in_flight, limit=gate.limit, refused=gate.refused)
             for target, gate in gateway.gates.items()
         }
-        return Health(
+        backplane = gateway.backplane
+        health = Health(
+            status="draining" if gateway.drain.draining else "ok",
             connections=gateway.manager.n_connections,
             devices=gateway.manager.n_devices,
             forwards=forwards,
             outbox=await outbox_health(getattr(request.app.state, "recorder", None)),
+            gateway_id=backplane.gateway_id if backplane is not None else None,
         )
+        if gateway.drain.draining:
+            return JSONResponse(health.model_dump(), status_code=503)
+        return health
 
     @app.api_route("/internal/{path:path}", methods=PROXY_METHODS, include_in_schema=False)
     async def not_public(path: str) -> Response:
@@ -224,6 +243,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         """The phones' socket: identify, then events routed to the services; pushes come back here."""
+        if websocket.app.state.gateway.drain.draining:  # refused before the handshake: HTTP 403
+            await websocket.close(CLOSE_SERVICE_RESTART, DRAIN_REASON)
+            return
         await websocket.accept()
         await _serve_socket(websocket.app.state.gateway, websocket)
 
@@ -286,6 +308,8 @@ async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
         last_of_device = gateway.manager.remove(connection)
         if last_of_device is not None:
             gateway.notifier.notify(last_of_device, "device.disconnected")
+            if gateway.backplane is not None:
+                gateway.backplane.released(last_of_device, connection)
         with bind_context(device_id=connection.device_id):
             logger.info(
                 "socket %d closed code=%s messages=%d open_s=%.1f",
@@ -395,6 +419,9 @@ class _SocketSession:
             return
         if self.device_token is None:
             self.device_token = self.gateway.identity.credential_for(current)
+        if self.device_token is None:
+            self._reply_error(message.event, message.request_id, InternalError("no credential for this connection"))
+            return
         reply = self._identified(current, self.device_token)
         self.connection.push(dumps(response_frame(message.event, message.request_id, reply)))
         self._log(message.event, message.request_id, Target.GATEWAY, "ok", started_s)
@@ -496,41 +523,36 @@ def _drop_websocket_accept_lines(record: logging.LogRecord) -> bool:
     return not (isinstance(record.msg, str) and record.msg.startswith('%s - "WebSocket %s"'))
 
 
-def _close_sockets_before_exit(manager: ConnectionManager) -> Callable[[], None]:
-    """Chain SIGINT/SIGTERM so sockets close with 1001 (going away) before uvicorn's own shutdown.
+async def _backplane_and_registry(
+    settings: Settings, manager: ConnectionManager, key: str
+) -> tuple[Backplane | None, Registry]:
+    """With ``REDIS_URL``: the Redis backplane and the shared registry; else none and the local SQLite file."""
+    if not settings.redis_url:
+        return None, LocalRegistry(DeviceRegistry(settings.device_registry_path, key_fingerprint(key)))
+    from sonalyze_gateway.backplane import Backplane  # only here: no Redis client without REDIS_URL
+    from sonalyze_gateway.redis_registry import RedisRegistry
 
-    uvicorn closes open sockets with 1012 (service restart) itself; by the time the lifespan's exit
-    runs they are gone. Returns a function that restores the previous handlers.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous: dict[int, Callable[[int, FrameType | None], Any]] = {}
-    closing: list[asyncio.Task[None]] = []
+    if settings.device_registry_path is not None:
+        logger.info("REDIS_URL is set: issued device ids live in Redis; DEVICE_REGISTRY_PATH is not used")
+    backplane = Backplane(
+        settings.redis_url,
+        settings.redis_key_prefix,
+        settings.gateway_id,
+        manager,
+        settings.backplane_ack_timeout_ms / 1000,
+    )
+    await backplane.start()
+    registry = RedisRegistry(backplane.redis, settings.redis_key_prefix)
+    await registry.bind_key(key_fingerprint(key))
+    return backplane, registry
 
-    async def close_then_exit(signum: int, frame: FrameType | None) -> None:
-        try:
-            count = await manager.close_all(CLOSE_GOING_AWAY, "server shutting down")
-            logger.info("closed %d sockets with %d before shutdown", count, CLOSE_GOING_AWAY)
-        finally:
-            previous[signum](signum, frame)
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if closing:  # a second signal: straight to uvicorn (force exit)
-            previous[signum](signum, frame)
-            return
-        closing.append(None)  # type: ignore[arg-type]
-        loop.call_soon_threadsafe(lambda: closing.append(loop.create_task(close_then_exit(signum, frame))))
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        current = signal.getsignal(sig)
-        if callable(current):
-            previous[sig] = current
-            signal.signal(sig, handler)
-
-    def restore() -> None:
-        for sig, original in previous.items():
-            if signal.getsignal(sig) is handler:
-                signal.signal(sig, original)
-
-    return restore
+async def _settle(gateway: Gateway) -> None:
+    """After closing the sockets: let the backplane forget this gateway's devices (bounded wait)."""
+    backplane = gateway.backplane
+    if backplane is None:
+        return
+    deadline = time.monotonic() + LISTENER_STOP_S
+    while gateway.manager.n_devices and time.monotonic() < deadline:  # noqa: ASYNC110 (receive loops ending)
+        await asyncio.sleep(0.02)
+    await backplane.settle(max(0.1, deadline - time.monotonic()))

@@ -60,6 +60,7 @@ class Health(BaseModel):
     devices: int
     forwards: dict[str, ForwardLoad] = {}
     outbox: dict[str, int] | None = None  # records waiting for storage: pending, dead (None: recording off)
+    gateway_id: str | None = None  # this gateway's id on the Redis backplane (None: no backplane)
 
 
 __all__ = [

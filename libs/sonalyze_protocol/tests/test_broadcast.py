@@ -38,3 +38,19 @@ class TestBroadcastClient:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
             result = await BroadcastClient("http://gw", "tok", http).push([], "e", {})
         assert result is not None and result.delivered == []
+
+    async def test_several_gateways_the_next_one_takes_over_when_one_is_down(self) -> None:
+        seen: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(request.url.host)
+            if request.url.host == "gw1":
+                raise httpx.ConnectError("refused")
+            return httpx.Response(200, json={"delivered": ["a"], "offline": []})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            client = BroadcastClient("http://gw1/, http://gw2", "tok", http)
+            first = await client.push(["a"], "e", {})
+            second = await client.push(["a"], "e", {})
+        assert first is not None and first.delivered == ["a"] and second is not None
+        assert seen == ["gw1", "gw2", "gw2"]  # the one that answered is kept

@@ -164,3 +164,42 @@ class TestServiceEnvironment:
             "t" * 40, "token", "k" * 43,
         )  # fmt: skip
         assert not config.token_generated and not config.key_generated
+
+
+class TestGatewayReplicas:
+    def test_replicas_get_stepped_ports_a_backplane_and_every_service_knows_all_of_them(self) -> None:
+        config = SuiteConfig.from_environment({"GATEWAY_REPLICAS": "3"})
+        assert config.redis_url == "redis://127.0.0.1:6379/0"
+        assert config.started_services[-3:] == ("gateway", "gateway-2", "gateway-3")
+        assert [config.port(n) for n in config.gateway_names] == [8000, 8010, 8020]
+        assert [config.internal_port(n) for n in config.gateway_names] == [8005, 8015, 8025]
+        gateway = next(s for s in SERVICES if s.name == "gateway")
+        third = config.service_env(gateway, "gateway-3")
+        assert third["INTERNAL_PORT"] == "8025" and third["REDIS_URL"] == config.redis_url
+        assert "DEVICE_REGISTRY_PATH" not in third  # the registry is shared in Redis
+        lobby = next(s for s in SERVICES if s.name == "lobby")
+        assert config.service_env(lobby)["GATEWAY_URL"].split(",") == [
+            "http://127.0.0.1:8005", "http://127.0.0.1:8015", "http://127.0.0.1:8025",
+        ]  # fmt: skip
+
+    def test_one_gateway_keeps_the_local_registry_and_no_redis(self) -> None:
+        config = SuiteConfig.from_environment({})
+        gateway = next(s for s in SERVICES if s.name == "gateway")
+        env = config.service_env(gateway)
+        assert config.started_services.count("gateway") == 1 and "REDIS_URL" not in env
+        assert env["DEVICE_REGISTRY_PATH"].endswith("gateway-devices.sqlite3")
+
+    def test_replicas_without_a_reachable_redis_say_so_and_exit(self, tmp_path: Path) -> None:
+        dead = free_port()
+        env = {**os.environ, "GATEWAY_REPLICAS": "2", "REDIS_URL": f"redis://127.0.0.1:{dead}/0"}
+        result = subprocess.run(
+            [sys.executable, "-m", "sonalyze_suite", "run"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert result.returncode == 1
+        assert f"Redis is not reachable at 127.0.0.1:{dead} (REDIS_URL)" in result.stderr
+        assert "start Redis" in result.stderr

@@ -30,11 +30,14 @@ class BroadcastClient:
     """Best effort: a push that fails is logged and reported as ``None``, never raised.
 
     A change that has been committed must not fail because the gateway is down; clients catch up
-    through the service's own polling endpoint.
+    through the service's own polling endpoint. ``gateway_url`` may list several gateways' internal
+    listeners, comma-separated (replicas on one backplane: any of them reaches every device); a push
+    goes to the one that answered last and moves on to the next when one cannot be reached.
     """
 
     def __init__(self, gateway_url: str, token: str, client: httpx.AsyncClient, timeout_s: float = 5.0) -> None:
-        self._url = gateway_url.rstrip("/") + "/internal/broadcast"
+        self._urls = [u.strip().rstrip("/") + "/internal/broadcast" for u in gateway_url.split(",") if u.strip()]
+        self._current = 0
         self._token = token
         self._client = client
         self._timeout_s = timeout_s
@@ -47,12 +50,22 @@ class BroadcastClient:
         if (rid := request_id_var.get()) is not None:
             headers[REQUEST_ID_HEADER] = rid
         body = BroadcastRequest(device_ids=ids, event=event, data=data).model_dump(mode="json")
-        try:
-            response = await self._client.post(self._url, json=body, headers=headers, timeout=self._timeout_s)
-            response.raise_for_status()
-            result = BroadcastResult.model_validate(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
-            logger.warning("broadcast of %s to %d devices failed: %s", event, len(ids), exc)
-            return None
-        logger.debug("broadcast %s delivered=%s offline=%s", event, result.delivered, result.offline)
-        return result
+        for attempt in range(len(self._urls)):
+            index = (self._current + attempt) % len(self._urls)
+            try:
+                response = await self._client.post(
+                    self._urls[index], json=body, headers=headers, timeout=self._timeout_s
+                )
+                response.raise_for_status()
+                result = BroadcastResult.model_validate(response.json())
+            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:  # that gateway is gone: the next one
+                logger.warning("broadcast of %s: %s unreachable (%s)", event, self._urls[index], exc)
+                continue
+            except (httpx.HTTPError, ValueError) as exc:
+                logger.warning("broadcast of %s to %d devices failed: %s", event, len(ids), exc)
+                return None
+            self._current = index
+            logger.debug("broadcast %s delivered=%s offline=%s", event, result.delivered, result.offline)
+            return result
+        logger.warning("broadcast of %s to %d devices failed: no gateway reachable", event, len(ids))
+        return None

@@ -1,6 +1,7 @@
 """``python -m sonalyze_suite run``: what ``make run`` does.
 
-Starts the five services on 127.0.0.1:8000-8004 (SQLite files under ``.run/``, recordings under
+Starts the five services on 127.0.0.1:8000-8004 (``GATEWAY_REPLICAS=N``: N gateways on 8000, 8010, ...
+sharing the Redis backplane at ``REDIS_URL``, default ``redis://127.0.0.1:6379/0``) (SQLite files under ``.run/``, recordings under
 ``./measurement_data``), waits until all are healthy, prints where they are, streams their logs
 with a service prefix and stops them all on Ctrl-C.
 """
@@ -29,7 +30,8 @@ def print_table(suite: Suite) -> None:
     config = suite.config
     gateway = config.url("gateway")
     ws = gateway.replace("http://", "ws://") + "/ws"
-    rows = [(s.name, config.url(s.name), suite.health_url(s.name)) for s in SERVICES if s.name in suite.children]
+    names = [n for s in SERVICES for n in (config.gateway_names if s.name == "gateway" else [s.name])]
+    rows = [(name, config.url(name), suite.health_url(name)) for name in names if name in suite.children]
     width = max(len(r[1]) for r in rows)
     print("\nSonalyze is running:\n", flush=True)
     print(f"  {'service':<12} {'url':<{width}}  health")
@@ -38,6 +40,9 @@ def print_table(suite: Suite) -> None:
     print(f"\n  WebSocket     {ws}?device_id=<your-device>   (DEVICE_AUTH={config.device_auth})")
     print(f"  HTTP API      {gateway}/v1/...   (docs of each service at <url>/docs)")
     print(f"  internal      {config.gateway_internal_url}/internal/...   (services only; X-Internal-Token)")
+    if config.gateway_replicas > 1:
+        print(f"  gateways      {config.gateway_replicas} on one Redis backplane ({config.redis_url}); any of")
+        print("                them reaches every device; a stopped one (SIGTERM) closes its sockets with 1012")
     print(f"  recordings    {config.data_dir.resolve()}")
     print(f"  databases     {config.lobby_database_url or config.sqlite_url('lobby')}")
     print(f"                {config.storage_database_url or config.sqlite_url('storage')}")
@@ -49,7 +54,11 @@ def print_table(suite: Suite) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = SuiteConfig.from_environment()
+    try:
+        config = SuiteConfig.from_environment()
+    except ValueError as exc:
+        print(f"startup failed: {exc}", file=sys.stderr, flush=True)
+        return 1
     if args.log_level:
         config.log_level = args.log_level
     suite = Suite(config, echo=sys.stdout)

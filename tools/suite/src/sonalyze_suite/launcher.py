@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -33,6 +34,10 @@ INHERITED_ENV_DROPPED: Final = ("DATABASE_URL",)
 # where services reach the gateway's /internal/* (never the public port); next to the five services' ports
 GATEWAY_INTERNAL_PORT: Final = 8005
 GENERATED_SECRET_BYTES: Final = 32
+# GATEWAY_REPLICAS > 1: gateway k (0-based) on the gateway's ports + k * this (8000, 8010, ...; 8005, 8015, ...)
+REPLICA_PORT_STEP: Final = 10
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
+REDIS_CHECK_TIMEOUT_S: Final = 2.0
 
 
 class ServiceFailed(RuntimeError):
@@ -55,6 +60,43 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
+def gateway_replica_names(replicas: int) -> list[str]:
+    """``gateway``, ``gateway-2``, ``gateway-3``, ...: the gateways' names as services."""
+    return ["gateway"] + [f"gateway-{k + 1}" for k in range(1, replicas)]
+
+
+def replica_index(name: str) -> int | None:
+    """0 for ``gateway``, k - 1 for ``gateway-k``, None for another service."""
+    if name == "gateway":
+        return 0
+    prefix, _, number = name.partition("-")
+    return int(number) - 1 if prefix == "gateway" and number.isdigit() else None
+
+
+def check_redis(url: str, timeout_s: float = REDIS_CHECK_TIMEOUT_S) -> str | None:
+    """None when a Redis server answers ``PING`` at ``url``; else what went wrong, for the user."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("redis", "rediss"):
+        return f"REDIS_URL must start with redis:// (got {url!r})"
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or 6379
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
+            if parsed.scheme == "rediss":
+                return None  # TLS: leave the handshake to the gateways
+            if parsed.password:
+                user = parsed.username or "default"
+                sock.sendall(f"AUTH {user} {parsed.password}\r\n".encode())
+                if not sock.recv(64).startswith(b"+OK"):
+                    return f"Redis at {host}:{port} refused the credentials in REDIS_URL"
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except OSError as exc:
+        return f"Redis is not reachable at {host}:{port} (REDIS_URL): {exc}"
+    if not answer.startswith(b"+PONG"):
+        return f"Redis at {host}:{port} answered {answer[:40]!r} to PING"
+    return None
+
+
 @dataclass
 class SuiteConfig:
     """Where each service listens and what it is told. Defaults are those of ``make run``."""
@@ -74,6 +116,11 @@ class SuiteConfig:
     device_auth: str = "claim"
     # None: a random key for this run (credentials then last as long as the run)
     device_token_key: str | None = None
+    # GATEWAY_REPLICAS: gateways sharing a Redis backplane (more than one needs redis_url)
+    gateway_replicas: int = 1
+    redis_url: str | None = None
+    redis_key_prefix: str | None = None  # None: the gateway's default
+    internal_ports: dict[str, int] = field(default_factory=dict)  # replicas' internal ports, when not stepped
     token_generated: bool = field(init=False, default=False)
     key_generated: bool = field(init=False, default=False)
 
@@ -96,7 +143,14 @@ class SuiteConfig:
             log_level=env.get("LOG_LEVEL", "INFO"),
             device_auth=env.get("DEVICE_AUTH") or "claim",
             device_token_key=env.get("DEVICE_TOKEN_KEY") or None,
+            gateway_replicas=int(env.get("GATEWAY_REPLICAS") or 1),
+            redis_url=env.get("REDIS_URL") or None,
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX") or None,
         )
+        if config.gateway_replicas < 1:
+            raise ValueError(f"GATEWAY_REPLICAS must be at least 1, got {config.gateway_replicas}")
+        if config.gateway_replicas > 1 and not config.redis_url:
+            config.redis_url = DEFAULT_REDIS_URL
         for spec in SERVICES:
             if port := env.get(f"{spec.name.upper()}_PORT"):
                 config.ports[spec.name] = int(port)
@@ -109,23 +163,69 @@ class SuiteConfig:
         config = cls(**kwargs)  # type: ignore[arg-type]
         config.ports = {s.name: free_port(config.host) for s in SERVICES}
         config.gateway_internal_port = free_port(config.host)
+        for name in config.gateway_names[1:]:
+            config.ports[name] = free_port(config.host)
+            config.internal_ports[name] = free_port(config.host)
         return config
 
+    @property
+    def gateway_names(self) -> list[str]:
+        return gateway_replica_names(self.gateway_replicas)
+
+    @property
+    def started_services(self) -> tuple[str, ...]:
+        """``services`` with ``gateway`` followed by its replicas."""
+        names: list[str] = []
+        for name in self.services:
+            names.extend(self.gateway_names if name == "gateway" else [name])
+        return tuple(names)
+
+    def port(self, service: str) -> int:
+        if service in self.ports:
+            return self.ports[service]
+        index = replica_index(service)
+        if index is None:
+            raise KeyError(service)
+        return self.ports["gateway"] + REPLICA_PORT_STEP * index
+
+    def internal_port(self, gateway: str = "gateway") -> int:
+        if gateway == "gateway":
+            return self.gateway_internal_port
+        if gateway in self.internal_ports:
+            return self.internal_ports[gateway]
+        index = replica_index(gateway)
+        if index is None:
+            raise KeyError(gateway)
+        return self.gateway_internal_port + REPLICA_PORT_STEP * index
+
     def url(self, service: str) -> str:
-        return f"http://{self.host}:{self.ports[service]}"
+        return f"http://{self.host}:{self.port(service)}"
+
+    def gateway_urls(self) -> list[str]:
+        """The public URL of each gateway."""
+        return [self.url(name) for name in self.gateway_names]
 
     @property
     def gateway_internal_url(self) -> str:
         """The gateway's internal listener (``/internal/*``): what services get as ``GATEWAY_URL``."""
         return f"http://{self.host}:{self.gateway_internal_port}"
 
+    def internal_url(self, gateway: str = "gateway") -> str:
+        return f"http://{self.host}:{self.internal_port(gateway)}"
+
+    @property
+    def services_gateway_url(self) -> str:
+        """``GATEWAY_URL`` of the services: every gateway's internal listener (the broadcast client fails over)."""
+        return ",".join(self.internal_url(name) for name in self.gateway_names)
+
     def sqlite_url(self, name: str) -> str:
         return f"sqlite+aiosqlite:///{(self.state_dir / f'{name}.db').resolve()}"
 
-    def service_env(self, spec: ServiceSpec) -> dict[str, str]:
-        """The environment one service starts with: every ``*_URL`` points at the local ports."""
+    def service_env(self, spec: ServiceSpec, name: str | None = None) -> dict[str, str]:
+        """The environment one service (``name``: a gateway replica) starts with: every ``*_URL`` points at the local ports."""
+        name = name or spec.name
         urls = {
-            "GATEWAY_URL": self.gateway_internal_url,
+            "GATEWAY_URL": self.services_gateway_url,
             "LOBBY_URL": self.url("lobby"),
             "MEASUREMENT_URL": self.url("measurement"),
             "SIMULATION_URL": self.url("simulation"),
@@ -136,10 +236,15 @@ class SuiteConfig:
             env["INTERNAL_AUTH_TOKEN"] = self.internal_auth_token
         if spec.name == "gateway":
             env["INTERNAL_HOST"] = self.host
-            env["INTERNAL_PORT"] = str(self.gateway_internal_port)
+            env["INTERNAL_PORT"] = str(self.internal_port(name))
             env["DEVICE_AUTH"] = self.device_auth
             env["DEVICE_TOKEN_KEY"] = self.device_token_key or ""
-            env["DEVICE_REGISTRY_PATH"] = str((self.state_dir / "gateway-devices.sqlite3").resolve())
+            if self.redis_url:  # the registry is shared in Redis
+                env["REDIS_URL"] = self.redis_url
+                if self.redis_key_prefix:
+                    env["REDIS_KEY_PREFIX"] = self.redis_key_prefix
+            else:
+                env["DEVICE_REGISTRY_PATH"] = str((self.state_dir / "gateway-devices.sqlite3").resolve())
         elif spec.name == "lobby":
             env["DATABASE_URL"] = self.lobby_database_url or self.sqlite_url("lobby")
             env.setdefault("RUN_MIGRATIONS", "true")
@@ -151,7 +256,19 @@ class SuiteConfig:
             env["MEASUREMENT_DATA_DIR"] = str(self.data_dir.resolve())
         env.setdefault("OUTBOX_DIR", str((self.state_dir / "outbox").resolve()))
         env.update(self.extra_env.get(spec.name, {}))
+        if name != spec.name:
+            env.update(self.extra_env.get(name, {}))
         return env
+
+
+def _spec_of(name: str) -> ServiceSpec:
+    """The spec of a service, or of the gateway for a replica (``gateway-2``)."""
+    spec = next((s for s in SERVICES if s.name == name), None)
+    if spec is None and replica_index(name) is not None:
+        spec = next(s for s in SERVICES if s.name == "gateway")
+    if spec is None:
+        raise KeyError(f"no service named {name!r}")
+    return spec
 
 
 class _Child:
@@ -196,7 +313,7 @@ class Suite:
         self._log_files: list[IO[str]] = []
 
     def _sink_for(self, name: str) -> Callable[[str], None]:
-        width = max(len(s.name) for s in SERVICES)
+        width = max(len(n) for n in (*(s.name for s in SERVICES), *self.config.gateway_names))
         prefix = f"{name:<{width}} | "
         log_file = None
         if self.log_dir is not None:
@@ -215,16 +332,17 @@ class Suite:
         return sink
 
     def start_service(self, name: str) -> None:
-        spec = next(s for s in SERVICES if s.name == name)
-        ports = [self.config.ports[name]] + ([self.config.gateway_internal_port] if name == "gateway" else [])
+        spec = _spec_of(name)
+        is_gateway = spec.name == "gateway"
+        ports = [self.config.port(name)] + ([self.config.internal_port(name)] if is_gateway else [])
         for port in ports:
             if not port_is_free(self.config.host, port):
                 raise ServiceFailed(
                     f"{name}: port {port} on {self.config.host} is already in use (another suite running?)"
                 )
-        port = self.config.ports[name]
+        port = self.config.port(name)
         env = {k: v for k, v in os.environ.items() if k not in INHERITED_ENV_DROPPED}
-        env.update(self.config.service_env(spec))
+        env.update(self.config.service_env(spec, name))
         command = [
             self.python, "-m", "uvicorn", "--factory", spec.factory,
             "--host", self.config.host, "--port", str(port),
@@ -246,16 +364,24 @@ class Suite:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self.config.data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            for name in self.config.services:
+            if (
+                self.config.redis_url
+                and "gateway" in self.config.services
+                and (problem := check_redis(self.config.redis_url))
+            ):
+                raise ServiceFailed(
+                    f"gateway: {problem}. Several gateways (GATEWAY_REPLICAS > 1) share a Redis backplane: "
+                    "start Redis (redis-server) or point REDIS_URL at one"
+                )
+            for name in self.config.started_services:
                 self.start_service(name)
-            self.wait_healthy(self.config.services, timeout_s)
+            self.wait_healthy(self.config.started_services, timeout_s)
         except BaseException:
             self.stop()
             raise
 
     def health_url(self, name: str) -> str:
-        spec = next(s for s in SERVICES if s.name == name)
-        return self.config.url(name) + spec.health_path
+        return self.config.url(name) + _spec_of(name).health_path
 
     def wait_healthy(self, names: Iterable[str], timeout_s: float = 60.0) -> None:
         pending = list(names)

@@ -1,0 +1,343 @@
+"""The Redis backplane: several gateways act as one (``REDIS_URL``; unset, this module is never imported).
+
+Each gateway has an id (``GATEWAY_ID`` or a random one) and subscribes to its own pub/sub channel.
+Redis holds, under ``REDIS_KEY_PREFIX``:
+
+| key | type | what |
+|---|---|---|
+| ``{p}devices`` | hash | device id -> ``"<gateway id>|<connection id>"`` of its live socket |
+| ``{p}claim:{device id}`` | string, 10 s expiry | held while one gateway decides a claim to the id (``claim_lock``) |
+| ``{p}gw:{gateway id}`` | channel | what other gateways ask this one: push, probe, close; and their acks |
+| ``{p}registry*`` | hash, string | the issued device ids (``redis_registry.py``) |
+
+A push to a device that is not on this gateway is published to the channel of the gateway that holds
+it, which hands the frame to its sockets and acks with what was delivered; a gateway that is gone has
+no subscriber (``PUBLISH`` answers 0), so its devices count as offline at once and their stale entries
+are deleted. Pushes are handled in the order they arrive on a channel, so one device sees them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import secrets
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as redis
+
+from sonalyze_gateway.connection_manager import Connection, ConnectionManager
+
+logger = logging.getLogger("sonalyze.gateway.backplane")
+
+CLAIM_LOCK_MS: Final = 10_000
+CLAIM_RETRY_S: Final = 0.01
+# a probe of a remote socket may take the liveness timeout; the answer gets this much more to arrive
+PROBE_MARGIN_S: Final = 1.0
+
+# delete a key or field only while it still holds the value we wrote (nobody else took it meanwhile)
+_DELETE_IF_EQUAL: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_HDEL_IF_EQUAL: Final = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+
+class BackplaneUnavailable(RuntimeError):
+    """Redis cannot be reached (at startup: the message names ``REDIS_URL``)."""
+
+
+def new_gateway_id() -> str:
+    return "gw-" + secrets.token_hex(4)
+
+
+class Backplane:
+    """Routes pushes, liveness probes and closes to the gateway that holds a device's socket."""
+
+    def __init__(
+        self, url: str, prefix: str, gateway_id: str, manager: ConnectionManager, ack_timeout_s: float
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.gateway_id = gateway_id or new_gateway_id()
+        self.channel = f"{prefix}gw:{self.gateway_id}"
+        self.devices_key = f"{prefix}devices"
+        self.ack_timeout_s = ack_timeout_s
+        self.redis: redis.Redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        self._manager = manager
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._hdel_if_equal = self.redis.register_script(_HDEL_IF_EQUAL)
+        self._delete_if_equal = self.redis.register_script(_DELETE_IF_EQUAL)
+        # figures for /healthz and the benchmark
+        self.n_remote_pushes = 0
+        self.n_remote_devices = 0
+        self.n_served = 0
+
+    async def start(self) -> None:
+        try:
+            await self.redis.ping()
+        except (redis.RedisError, OSError) as exc:
+            await self.redis.aclose()
+            raise BackplaneUnavailable(f"Redis at REDIS_URL={_safe(self.url)} is not reachable: {exc}") from exc
+        self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        await self._pubsub.subscribe(self.channel)
+        self._listener = asyncio.get_running_loop().create_task(self._listen(), name="backplane-listener")
+        logger.info("backplane: gateway %s on %s (prefix %r)", self.gateway_id, _safe(self.url), self.prefix)
+
+    async def settle(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) for the background calls in flight, e.g. releases of closed sockets."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+        if self._pubsub is not None:
+            with contextlib.suppress(Exception):
+                await self._pubsub.aclose()
+        for task in list(self._tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    # -- where devices are --------------------------------------------------------------------------
+
+    async def bound(self, device_id: str, connection: Connection) -> None:
+        """``connection`` of this gateway now holds ``device_id``."""
+        await self.redis.hset(self.devices_key, device_id, self._holder(connection))
+
+    def released(self, device_id: str, connection: Connection) -> None:
+        """The device's last socket here closed: forget it unless a newer socket (here or elsewhere) holds it."""
+        self._spawn(self._release(device_id, self._holder(connection)))
+
+    async def _release(self, device_id: str, holder: str) -> None:
+        try:
+            await self._hdel_if_equal(keys=[self.devices_key], args=[device_id, holder])
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("backplane: could not release %s: %r", device_id, exc)
+
+    async def remote_holder(self, device_id: str) -> str | None:
+        """The id of another gateway that holds ``device_id``, else None."""
+        value = await self.redis.hget(self.devices_key, device_id)
+        if value is None:
+            return None
+        gateway_id = value.partition("|")[0]
+        return None if gateway_id == self.gateway_id else gateway_id
+
+    def _holder(self, connection: Connection) -> str:
+        return f"{self.gateway_id}|{connection.connection_id}"
+
+    @asynccontextmanager
+    async def claim_lock(self, device_id: str, wait_s: float) -> AsyncIterator[None]:
+        """Claims to one device id are decided one at a time across all gateways."""
+        key = f"{self.prefix}claim:{device_id}"
+        token = f"{self.gateway_id}:{secrets.token_hex(4)}"
+        deadline = time.monotonic() + wait_s
+        while not await self.redis.set(key, token, nx=True, px=CLAIM_LOCK_MS):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"another gateway is deciding a claim to {device_id}")
+            await asyncio.sleep(CLAIM_RETRY_S)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(redis.RedisError, OSError):
+                await self._delete_if_equal(keys=[key], args=[token])
+
+    # -- asking other gateways ----------------------------------------------------------------------
+
+    async def broadcast(self, device_ids: Iterable[str], frame: str) -> tuple[list[str], list[str]]:
+        """Hand ``frame`` to every socket of ``device_ids`` on whichever gateway: ``(delivered, offline)``."""
+        delivered, missing = await self._manager.broadcast(device_ids, frame)
+        if not missing:
+            return delivered, missing
+        try:
+            holders = await self.redis.hmget(self.devices_key, missing)
+        except (redis.RedisError, OSError) as exc:
+            logger.warning("backplane: lookup of %d devices failed: %r", len(missing), exc)
+            return delivered, missing
+        offline: list[str] = []
+        by_gateway: dict[str, list[str]] = defaultdict(list)
+        for device_id, holder in zip(missing, holders, strict=True):
+            gateway_id = holder.partition("|")[0] if holder else None
+            if gateway_id is None or gateway_id == self.gateway_id:
+                offline.append(device_id)
+            else:
+                by_gateway[gateway_id].append(device_id)
+        if not by_gateway:
+            return delivered, offline
+        self.n_remote_pushes += 1
+        self.n_remote_devices += sum(len(ids) for ids in by_gateway.values())
+        replies = await self._ask_all(
+            {gateway_id: {"op": "push", "device_ids": ids, "frame": frame} for gateway_id, ids in by_gateway.items()},
+            self.ack_timeout_s,
+        )
+        for gateway_id, ids in by_gateway.items():
+            reply = replies.get(gateway_id)
+            if reply is None:
+                offline.extend(ids)
+                continue
+            delivered.extend(reply["delivered"])
+            offline.extend(reply["offline"])
+        return delivered, offline
+
+    async def probe_remote(self, gateway_id: str, device_id: str, timeout_s: float) -> bool | None:
+        """Does the device's socket on ``gateway_id`` answer a ping? False: gone; None: cannot tell."""
+        replies = await self._ask_all(
+            {gateway_id: {"op": "probe", "device_id": device_id, "timeout_s": timeout_s}},
+            timeout_s + PROBE_MARGIN_S,
+        )
+        if gateway_id not in replies:
+            return None  # subscribed but silent: counted as alive by the caller
+        reply = replies[gateway_id]
+        return None if reply is None else reply.get("alive")
+
+    async def close_remote(self, gateway_id: str, device_id: str, code: int, reason: str) -> None:
+        """Close the device's sockets on ``gateway_id`` (a newer claim won, or a revocation)."""
+        message = {"op": "close", "device_id": device_id, "code": code, "reason": reason}
+        await self.redis.publish(f"{self.prefix}gw:{gateway_id}", orjson.dumps(message))
+
+    async def close_everywhere(self, device_id: str, code: int, reason: str) -> None:
+        """Close the device's sockets on whichever other gateway holds them."""
+        gateway_id = await self.remote_holder(device_id)
+        if gateway_id is not None:
+            await self.close_remote(gateway_id, device_id, code, reason)
+
+    async def _ask_all(self, messages: dict[str, dict[str, Any]], timeout_s: float) -> dict[str, Any]:
+        """Publish each message to its gateway; the acks that arrive within ``timeout_s``.
+
+        A gateway without a subscriber (gone) answers ``{"delivered": [], "offline": <its devices>}`` for
+        pushes, False (``alive``) for probes; its stale device entries are dropped.
+        """
+        futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        request_ids: list[str] = []
+        loop = asyncio.get_running_loop()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for gateway_id, message in messages.items():
+                request_id = f"{self.gateway_id}:{next(self._ids)}"
+                request_ids.append(request_id)
+                futures[gateway_id] = self._waiting[request_id] = loop.create_future()
+                pipe.publish(
+                    f"{self.prefix}gw:{gateway_id}", orjson.dumps({**message, "id": request_id, "reply": self.channel})
+                )
+            try:
+                receivers = await pipe.execute()
+            except (redis.RedisError, OSError) as exc:
+                logger.warning("backplane: publish to %s failed: %r", ", ".join(messages), exc)
+                receivers = [None] * len(messages)
+        replies: dict[str, Any] = {}
+        pending: dict[asyncio.Future[dict[str, Any]], str] = {}
+        for (gateway_id, message), n_receivers in zip(messages.items(), receivers, strict=True):
+            if n_receivers == 0:  # no such gateway any more
+                replies[gateway_id] = {"delivered": [], "offline": message.get("device_ids", []), "alive": False}
+                self._spawn(self._forget_gateway(gateway_id, message))
+            elif n_receivers is not None:
+                pending[futures[gateway_id]] = gateway_id
+        if pending:
+            done, _ = await asyncio.wait(pending, timeout=timeout_s)
+            for future, gateway_id in pending.items():
+                if future in done:
+                    replies[gateway_id] = future.result()
+                else:
+                    logger.warning("backplane: gateway %s did not answer within %.1f s", gateway_id, timeout_s)
+        for request_id in request_ids:
+            self._waiting.pop(request_id, None)
+        return replies
+
+    async def _forget_gateway(self, gateway_id: str, message: dict[str, Any]) -> None:
+        ids = message.get("device_ids") or [message["device_id"]]
+        try:
+            holders = await self.redis.hmget(self.devices_key, ids)
+            stale = [d for d, h in zip(ids, holders, strict=True) if h and h.partition("|")[0] == gateway_id]
+            for device_id, holder in zip(ids, holders, strict=True):
+                if device_id in stale:
+                    await self._hdel_if_equal(keys=[self.devices_key], args=[device_id, holder])
+        except (redis.RedisError, OSError) as exc:
+            logger.debug("backplane: cleanup of %s failed: %r", gateway_id, exc)
+
+    # -- answering other gateways -------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async for message in self._pubsub.listen():
+                    if message.get("type") == "message":
+                        await self._on_message(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: keep trying, the local gateway goes on
+                logger.warning("backplane: channel lost (%r); resubscribing in 1 s", exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(self.channel)
+
+    async def _on_message(self, raw: str) -> None:
+        try:
+            message = orjson.loads(raw)
+            op = message["op"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            logger.warning("backplane: unreadable message %.100r", raw)
+            return
+        if op == "ack":
+            future = self._waiting.pop(message["id"], None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif op == "push":  # inline, so pushes reach each device in the order they were published
+            self.n_served += 1
+            delivered, offline = await self._manager.broadcast(message["device_ids"], message["frame"])
+            self._reply(message, {"delivered": delivered, "offline": offline})
+        elif op == "probe":
+            self._spawn(self._answer_probe(message))
+        elif op == "close":
+            for connection in self._manager.connections_of(message["device_id"]):
+                connection.abort(int(message["code"]), str(message["reason"]))
+        else:
+            logger.warning("backplane: unknown op %r", op)
+
+    async def _answer_probe(self, message: dict[str, Any]) -> None:
+        connections = [c for c in self._manager.connections_of(message["device_id"]) if not c.closed]
+        answers = await asyncio.gather(*(c.probe(float(message["timeout_s"])) for c in connections))
+        # no socket here any more: gone; any alive or unknown: alive or unknown, as the local rule has it
+        alive: bool | None = False
+        if any(a is True for a in answers):
+            alive = True
+        elif any(a is None for a in answers):
+            alive = None
+        self._reply(message, {"alive": alive})
+
+    def _reply(self, message: dict[str, Any], body: dict[str, Any]) -> None:
+        reply_to = message.get("reply")
+        if reply_to:
+            self._spawn(self.redis.publish(reply_to, orjson.dumps({"op": "ack", "id": message["id"], **body})))
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.warning("backplane: background call failed: %r", exc)
+
+
+def _safe(url: str) -> str:
+    """The URL without a password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + sep + rest
