@@ -133,10 +133,7 @@ class Backplane:
 
     async def remote_holder(self, device_id: str) -> str | None:
         """The id of another gateway that holds ``device_id``, else None."""
-        value = await self.redis.hget(self.devices_key, device_id)
-        if value is None:
-            return None
-        gateway_id = value.partition("|")[0]
+        gateway_id = _gateway_of(await self.redis.hget(self.devices_key, device_id))
         return None if gateway_id == self.gateway_id else gateway_id
 
     def _holder(self, connection: Connection) -> str:
@@ -173,7 +170,7 @@ class Backplane:
         offline: list[str] = []
         by_gateway: dict[str, list[str]] = defaultdict(list)
         for device_id, holder in zip(missing, holders, strict=True):
-            gateway_id = holder.partition("|")[0] if holder else None
+            gateway_id = _gateway_of(holder)
             if gateway_id is None or gateway_id == self.gateway_id:
                 offline.append(device_id)
             else:
@@ -262,9 +259,8 @@ class Backplane:
         ids = message.get("device_ids") or [message["device_id"]]
         try:
             holders = await self.redis.hmget(self.devices_key, ids)
-            stale = [d for d, h in zip(ids, holders, strict=True) if h and h.partition("|")[0] == gateway_id]
             for device_id, holder in zip(ids, holders, strict=True):
-                if device_id in stale:
+                if holder is not None and _gateway_of(holder) == gateway_id:
                     await self._hdel_if_equal(keys=[self.devices_key], args=[device_id, holder])
         except (redis.RedisError, OSError) as exc:
             logger.debug("backplane: cleanup of %s failed: %r", gateway_id, exc)
@@ -333,6 +329,14 @@ class Backplane:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.warning("backplane: background call failed: %r", exc)
+
+
+def _gateway_of(holder: str | bytes | None) -> str | None:
+    """The gateway id of a ``{p}devices`` value (``"<gateway id>|<connection id>"``)."""
+    if holder is None:
+        return None
+    text = holder.decode() if isinstance(holder, bytes) else holder
+    return text.partition("|")[0]
 
 
 def _safe(url: str) -> str:

@@ -106,7 +106,7 @@ class RedisRegistry:
         value = await self._redis.hget(self.key, device_id)
         if value is None:
             return None
-        generation, _, issued = value.partition(":")
+        generation, _, issued = str(value).partition(":")
         return int(generation), issued == "1"
 
     async def is_issued(self, device_id: str) -> bool:
@@ -131,7 +131,7 @@ class RedisRegistry:
 
     async def count(self) -> int:
         values = await self._redis.hvals(self.key)
-        return sum(1 for value in values if value.endswith(":1"))
+        return sum(1 for value in values if str(value).endswith(":1"))
 
     def close(self) -> None:
         """The client belongs to the backplane, which closes it."""
