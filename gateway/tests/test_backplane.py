@@ -163,7 +163,9 @@ class TestIdentityAcrossGateways:
         assert frame["error"]["code"] == "device_in_use" and code == DEVICE_IN_USE
         assert still["delivered"] == [device] and pushed["event"] == "still.yours"
 
-    async def test_the_credential_from_one_gateway_moves_the_device_to_the_other(self, pair: Pair, kit: Any) -> None:
+    async def test_the_credential_from_one_gateway_moves_the_device_to_the_other(
+        self, pair: Pair, kit: Any, stubs: Any
+    ) -> None:
         device = new_device()
         async with socket_on(pair, 0, device) as old:
             token = (await kit.identified(old))["device_token"]
@@ -172,8 +174,13 @@ class TestIdentityAcrossGateways:
                 await asyncio.wait_for(old.wait_closed(), 5)
                 pushed = await broadcast(pair, 0, kit, [device], "to.the.new.one")
                 frame = await kit.recv_frame(new)
+                await asyncio.sleep(0.5)  # notices are sent in the background
+                heard = [c["event"] for c in await stubs.calls("lobby", device)]
         assert old.close_code == REPLACED
         assert pushed["delivered"] == [device] and frame["event"] == "to.the.new.one"
+        # the new gateway tells the lobby the device went and came back (so it re-sends what it awaits);
+        # the old one, seeing the device held elsewhere, says nothing
+        assert heard == ["device.connected", "device.disconnected", "device.connected"]
 
     async def test_a_silent_socket_on_one_gateway_loses_its_id_to_a_claimant_on_the_other(
         self, pair: Pair, kit: Any

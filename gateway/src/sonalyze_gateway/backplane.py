@@ -25,7 +25,7 @@ import logging
 import secrets
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
@@ -50,6 +50,14 @@ _HDEL_IF_EQUAL: Final = """
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 0
 """
+# release: 1 = we held it (now forgotten), 0 = nobody held it, 2 = another socket (here or elsewhere) holds it
+_RELEASE: Final = """
+local holder = redis.call('HGET', KEYS[1], ARGV[1])
+if holder == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
+if holder then return 2 end
+return 0
+"""
+RELEASED_TO_ANOTHER: Final = 2
 
 
 class BackplaneUnavailable(RuntimeError):
@@ -81,6 +89,7 @@ class Backplane:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._hdel_if_equal = self.redis.register_script(_HDEL_IF_EQUAL)
         self._delete_if_equal = self.redis.register_script(_DELETE_IF_EQUAL)
+        self._release_script = self.redis.register_script(_RELEASE)
         # figures for /healthz and the benchmark
         self.n_remote_pushes = 0
         self.n_remote_devices = 0
@@ -121,15 +130,19 @@ class Backplane:
         """``connection`` of this gateway now holds ``device_id``."""
         await self.redis.hset(self.devices_key, device_id, self._holder(connection))
 
-    def released(self, device_id: str, connection: Connection) -> None:
-        """The device's last socket here closed: forget it unless a newer socket (here or elsewhere) holds it."""
-        self._spawn(self._release(device_id, self._holder(connection)))
+    def released(self, device_id: str, connection: Connection, notify: Callable[[str, str], None]) -> None:
+        """The device's last socket here closed: forget it, and tell the lobby (``notify``) it left, unless a
+        newer socket holds it by now (it moved to another gateway, whose notices the lobby gets instead)."""
+        self._spawn(self._release(device_id, self._holder(connection), notify))
 
-    async def _release(self, device_id: str, holder: str) -> None:
+    async def _release(self, device_id: str, holder: str, notify: Callable[[str, str], None]) -> None:
         try:
-            await self._hdel_if_equal(keys=[self.devices_key], args=[device_id, holder])
+            outcome = await self._release_script(keys=[self.devices_key], args=[device_id, holder])
         except (redis.RedisError, OSError) as exc:
             logger.warning("backplane: could not release %s: %r", device_id, exc)
+            outcome = 1
+        if outcome != RELEASED_TO_ANOTHER:
+            notify(device_id, "device.disconnected")
 
     async def remote_holder(self, device_id: str) -> str | None:
         """The id of another gateway that holds ``device_id``, else None."""

@@ -93,9 +93,12 @@ class DeviceIdentity:
         return None if generation is None else self.tokens.issue(device_id, generation)
 
     async def admit(
-        self, connection: Connection, device_id: str, token: str | None, bind: Callable[[], None]
+        self, connection: Connection, device_id: str, token: str | None, bind: Callable[[bool], None]
     ) -> Admission | None:
         """Admit ``connection`` as ``device_id`` (calling ``bind``) or raise `IdentityRefused`.
+
+        ``bind(moved)``: ``moved`` is True when the device's socket was on another gateway until now
+        (that gateway does not tell the lobby it left; the caller does, before the device is back).
 
         None when the connection went away while its claim was decided.
         """
@@ -125,7 +128,7 @@ class DeviceIdentity:
                 if connection.closed:
                     return None
                 generation = await self.registry.issue(device_id)
-                bind()
+                bind(remote is not None)
                 if backplane is not None:
                     await backplane.bound(device_id, connection)
                     if remote is not None:

@@ -307,9 +307,10 @@ async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
             session.pending.cancel()
         last_of_device = gateway.manager.remove(connection)
         if last_of_device is not None:
-            gateway.notifier.notify(last_of_device, "device.disconnected")
-            if gateway.backplane is not None:
-                gateway.backplane.released(last_of_device, connection)
+            if gateway.backplane is not None:  # unless it moved to another gateway meanwhile
+                gateway.backplane.released(last_of_device, connection, gateway.notifier.notify)
+            else:
+                gateway.notifier.notify(last_of_device, "device.disconnected")
         with bind_context(device_id=connection.device_id):
             logger.info(
                 "socket %d closed code=%s messages=%d open_s=%.1f",
@@ -437,7 +438,7 @@ class _SocketSession:
         admission: Admission | None = None
         try:
             admission = await self.gateway.identity.admit(
-                self.connection, device_id, data.device_token, lambda: self._bind(device_id)
+                self.connection, device_id, data.device_token, lambda moved: self._bind(device_id, moved)
             )
         except IdentityRefused as refused:
             with bind_context(request_id=request_id, device_id=device_id):
@@ -467,8 +468,10 @@ class _SocketSession:
         mode = self.gateway.settings.device_auth.value
         return IdentifyReply(device_id=device_id, device_token=device_token, device_auth=mode).model_dump()
 
-    def _bind(self, device_id: str) -> None:
+    def _bind(self, device_id: str, moved: bool) -> None:
         if self.gateway.manager.identify(self.connection, device_id):
+            if moved:  # it was on another gateway, which does not say it left: the lobby hears it here, in order
+                self.gateway.notifier.notify(device_id, "device.disconnected")
             self.gateway.notifier.notify(device_id, "device.connected")
 
     async def _forward(self, target: Target, gate: ServiceGate, message: ClientMessage, started_s: float) -> None:

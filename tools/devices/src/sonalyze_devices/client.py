@@ -2,7 +2,9 @@
 
 Requests are matched to their response by ``request_id``; pushes go to a queue the device's
 behaviour reads. The client can drop and re-open its connection (to simulate a flaky network)
-without losing its identity.
+without losing its identity. With ``reconnect``, a connection the gateway closes or loses is opened
+again at once, at the next of ``fallback_urls`` (the other gateways: a drained gateway closes with
+1012, a killed one just goes), and a request that the loss interrupted is sent again there once.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import itertools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -63,8 +65,18 @@ class DeviceClient:
         check_push: Check | None = None,
         request_ids: Callable[[], str] | None = None,
         use_credential: bool = True,
+        fallback_urls: Sequence[str] = (),
+        reconnect: bool = False,
+        reconnect_window_s: float = 30.0,
     ) -> None:
         self.ws_url = ws_url
+        self.urls = [ws_url, *(u for u in fallback_urls if u != ws_url)]
+        self.reconnect = reconnect
+        self.reconnect_window_s = reconnect_window_s
+        # every loss the client recovered from: (close code or None, the URL it came back on, seconds it took)
+        self.reconnects: list[tuple[int | None, str, float]] = []
+        self._online = asyncio.Event()
+        self._reconnecting: asyncio.Task[None] | None = None
         self.device_id = device_id
         self.request_timeout_s = request_timeout_s
         self.latencies_s = latencies_s  # request -> response times, when a caller collects them
@@ -96,6 +108,7 @@ class DeviceClient:
         self.identified.clear()
         self._connection = await websockets.connect(f"{self.ws_url}{sep}{query}", max_size=2**22, open_timeout=10)
         self._reader = asyncio.create_task(self._read(self._connection), name=f"ws-{self.device_id}")
+        self._online.set()
 
     async def _read(self, connection: ClientConnection) -> None:
         try:
@@ -126,6 +139,31 @@ class DeviceClient:
                 if not future.done():
                     future.set_exception(ConnectionError(f"{self.device_id}: connection closed"))
             self._pending.clear()
+            if self.reconnect and self._connection is connection:  # lost, not closed by us
+                self._connection = None
+                self._online.clear()
+                code = connection.close_code
+                self._reconnecting = asyncio.create_task(self._come_back(code), name=f"back-{self.device_id}")
+
+    async def _come_back(self, close_code: int | None) -> None:
+        """Open the connection again, at the next URL first (another gateway), until one takes it."""
+        loop = asyncio.get_running_loop()
+        started_s = loop.time()
+        index = self.urls.index(self.ws_url) if self.ws_url in self.urls else 0
+        attempt = 0
+        while loop.time() - started_s < self.reconnect_window_s:
+            attempt += 1
+            self.ws_url = self.urls[(index + attempt) % len(self.urls)]
+            try:
+                await self.connect()
+            except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
+                logger.info("%s: reconnect to %s failed: %r", self.device_id, self.ws_url, exc)
+                await asyncio.sleep(min(0.1 * attempt, 1.0))
+                continue
+            self.reconnects.append((close_code, self.ws_url, loop.time() - started_s))
+            logger.info("%s: reconnected to %s after close code %s", self.device_id, self.ws_url, close_code)
+            return
+        logger.error("%s: no gateway took the connection within %.0f s", self.device_id, self.reconnect_window_s)
 
     def _on_gateway_notice(self, event: str, data: dict[str, Any]) -> None:
         if event == "gateway.identified":
@@ -133,7 +171,23 @@ class DeviceClient:
             self.identified.set()
 
     async def request(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
-        """Send one event and wait for its response data; an error frame raises `DeviceError`."""
+        """Send one event and wait for its response data; an error frame raises `DeviceError`.
+
+        With ``reconnect``, a request the loss of the connection interrupted is sent once more after it is back.
+        """
+        if not self.reconnect:
+            return await self._request(event, data, timeout_s)
+        for attempt in (1, 2):
+            try:
+                await asyncio.wait_for(self._online.wait(), self.reconnect_window_s)
+                return await self._request(event, data, timeout_s)
+            except ConnectionError:
+                if attempt == 2:
+                    raise
+                logger.info("%s: %s interrupted by a lost connection; sending it again", self.device_id, event)
+        raise AssertionError("unreachable")
+
+    async def _request(self, event: str, data: dict[str, Any] | None, timeout_s: float | None) -> Any:
         if self._connection is None:
             raise ConnectionError(f"{self.device_id} is not connected")
         request_id = self._request_ids() if self._request_ids else f"{self.device_id}-{next(self._ids)}"
@@ -186,7 +240,11 @@ class DeviceClient:
 
     async def disconnect(self) -> None:
         """Close the socket (the device keeps its identity and can `connect` again)."""
+        if self._reconnecting is not None and not self._reconnecting.done():
+            self._reconnecting.cancel()
+            await asyncio.gather(self._reconnecting, return_exceptions=True)
         connection, self._connection = self._connection, None
+        self._online.clear()
         if connection is not None:
             await connection.close()
         if self._reader is not None:

@@ -44,10 +44,35 @@ class DemoOptions:
     admin_hook: Callable[[Push], Awaitable[None]] | None = None
     # when given, every request's round trip through the gateway is appended here (load benchmark)
     latencies_s: list[float] | None = None
+    # more gateways of one backplane: the phones' sockets are spread over all of them, round robin from
+    # the admin on gateway_url (HTTP stays on gateway_url); with reconnect, a phone whose socket is
+    # closed or lost opens it again at the next gateway
+    more_gateway_urls: list[str] = field(default_factory=list)
+    reconnect: bool = False
 
     @property
     def ws_url(self) -> str:
-        return self.gateway_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
+        return _ws(self.gateway_url)
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [_ws(url) for url in (self.gateway_url, *self.more_gateway_urls)]
+
+    def client(self, index: int, device_id: str) -> DeviceClient:
+        """The socket of the ``index``-th device (the admin is 0) on its gateway, the others as fallbacks."""
+        urls = self.ws_urls
+        mine = index % len(urls)
+        return DeviceClient(
+            urls[mine],
+            device_id,
+            latencies_s=self.latencies_s,
+            fallback_urls=urls[mine + 1 :] + urls[:mine],
+            reconnect=self.reconnect,
+        )
+
+
+def _ws(url: str) -> str:
+    return url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
 
 
 @dataclass
@@ -152,12 +177,10 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
     async with httpx.AsyncClient(base_url=options.gateway_url, timeout=60) as http:
         room = SimulatedRoom(http, layout, [(s, m) for s in speaker_slots for m in mic_slots])
         world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
-        admin = DeviceClient(options.ws_url, f"admin-{run_tag}", latencies_s=options.latencies_s)
+        admin = options.client(0, f"admin-{run_tag}")
         speakers = [
-            SpeakerPhone(
-                DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s), slot, world
-            )
-            for slot in speaker_slots
+            SpeakerPhone(options.client(1 + i, f"{slot}-{run_tag}"), slot, world)
+            for i, slot in enumerate(speaker_slots)
         ]
         mics = []
         for j, slot in enumerate(mic_slots):
@@ -169,10 +192,11 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             if options.disconnect_reconnect and j == 1 % len(mic_slots):
                 faults.reconnect_after_recording_started = True
             flaws = PhoneFlaws.random(rng, max_drift_ppm=options.max_drift_ppm)
-            client = DeviceClient(options.ws_url, f"{slot}-{run_tag}", latencies_s=options.latencies_s)
+            client = options.client(1 + len(speaker_slots) + j, f"{slot}-{run_tag}")
             mics.append(MicrophonePhone(client, slot, world, flaws=flaws, rng=rng, faults=faults))
         phones = [*speakers, *mics]
         result.devices = {"admin": admin.device_id, **{p.slot_id: p.device_id for p in phones}}
+        result.clients = {"admin": admin, **{p.slot_id: p.client for p in phones}}
         try:
             await admin.connect()
             await asyncio.gather(*(p.client.connect() for p in phones))
