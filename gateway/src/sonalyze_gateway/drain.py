@@ -1,7 +1,8 @@
 """Drain: a gateway told to stop (SIGTERM, SIGINT) hands its phones to the other gateways.
 
-In order: it stops taking sockets (a new ``/ws`` is refused before the handshake completes, HTTP 403,
-and ``/healthz`` answers 503 ``draining`` so a proxy's health check takes it out), closes every open
+In order: it stops taking sockets (a new ``/ws`` is refused before the handshake completes with HTTP 503,
+which a proxy passes on to another gateway, and ``/healthz`` answers 503 ``draining`` so a proxy's
+health check takes it out), closes every open
 socket with 1012 ("service restart": reconnect, to another gateway), lets the backplane forget its
 devices, and only then hands over to uvicorn's own shutdown, which closes the listening socket and
 exits. A second signal goes straight to uvicorn (force exit).

@@ -243,8 +243,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.websocket("/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
         """The phones' socket: identify, then events routed to the services; pushes come back here."""
-        if websocket.app.state.gateway.drain.draining:  # refused before the handshake: HTTP 403
-            await websocket.close(CLOSE_SERVICE_RESTART, DRAIN_REASON)
+        if websocket.app.state.gateway.drain.draining:  # refused before the handshake: 503, try another gateway
+            error = {"error": {"code": "service_unavailable", "message": DRAIN_REASON}}
+            await websocket.send_denial_response(JSONResponse(error, status_code=503, headers={"Retry-After": "0"}))
             return
         await websocket.accept()
         await _serve_socket(websocket.app.state.gateway, websocket)
