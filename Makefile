@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 CONSTRAINTS := locks/constraints.txt
 UV_VERSION := 0.13.9
-PACKAGES := libs/sonalyze_protocol libs/sonalyze_acoustics gateway lobby measurement simulation storage \
+PACKAGES := libs/sonalyze_protocol libs/sonalyze_db libs/sonalyze_acoustics gateway lobby measurement simulation storage \
             tools/suite $(wildcard tools/devices)
 RUN_INPUTS := requirements.txt $(CONSTRAINTS) $(wildcard */requirements.txt libs/*/requirements.txt) \
               $(wildcard */pyproject.toml libs/*/pyproject.toml tools/*/pyproject.toml)

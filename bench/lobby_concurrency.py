@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 
+from sonalyze_db import make_engine, make_sessionmaker
 from sonalyze_lobby import migrations, service
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
-from sonalyze_lobby.db import make_engine, make_sessionmaker
 from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.broadcast import BroadcastClient
 

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from sonalyze_db import make_engine, make_sessionmaker
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
-from sonalyze_lobby.db import make_engine, make_sessionmaker
 from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.broadcast import BroadcastClient
 

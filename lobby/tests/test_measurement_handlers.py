@@ -222,6 +222,21 @@ class TestCreateSession:
         assert error_code(reply) == "service_unavailable"
         assert await lobby_state(handle, lobby) == "open"
 
+    async def test_database_down_is_service_unavailable(self, app: Any, handle: Handle, lobby: Lobby) -> None:
+        """A database outage in a ``measurement.*`` handler answers like one in ``lobby.*``, not internal_error."""
+        from sonalyze_db import make_engine, make_sessionmaker
+
+        working = app.state.sessionmaker
+        down = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        app.state.sessionmaker = make_sessionmaker(down)
+        try:
+            reply = await handle(lobby.admin, "measurement.create_session", line_up(lobby))
+        finally:
+            app.state.sessionmaker = working
+            await down.dispose()
+        assert error_code(reply) == "service_unavailable"
+        assert await lobby_state(handle, lobby) == "open"
+
     @pytest.mark.parametrize(
         ("change", "fragment"),
         [

@@ -7,10 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
-from sqlalchemy import inspect
+from sqlalchemy import ForeignKeyConstraint, UniqueConstraint, inspect
 
+from sonalyze_db import make_engine
 from sonalyze_lobby import migrations
-from sonalyze_lobby.db import make_engine
 from sonalyze_lobby.main import create_app
 from sonalyze_lobby.models import Base
 from sonalyze_lobby.settings import Settings
@@ -28,6 +28,31 @@ async def _diff(engine) -> list:
         )
 
 
+async def constraint_names(engine) -> set[str]:
+    """Foreign keys, unique constraints and indexes of the migrated database, by name."""
+
+    def read(connection) -> set[str]:
+        inspector = inspect(connection)
+        names: set[str] = set()
+        for table in set(inspector.get_table_names()) - {"alembic_version"}:
+            names |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
+            names |= {uq["name"] for uq in inspector.get_unique_constraints(table)}
+            names |= {ix["name"] for ix in inspector.get_indexes(table)}
+        return names
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def metadata_names() -> set[str]:
+    """The names the shared naming convention gives the models' keys and indexes."""
+    names: set[str] = set()
+    for table in Base.metadata.tables.values():
+        names |= {c.name for c in table.constraints if isinstance(c, ForeignKeyConstraint | UniqueConstraint)}
+        names |= {i.name for i in table.indexes}
+    return names
+
+
 class TestMigrations:
     async def test_head_matches_models_and_downgrades_cleanly(self, make_database_url) -> None:
         engine = make_engine(await make_database_url("lobby_mig"))
@@ -41,6 +66,17 @@ class TestMigrations:
             assert await _diff(engine) == []
         finally:
             await engine.dispose()
+
+    async def test_constraints_keep_their_names_under_the_shared_convention(self, make_database_url) -> None:
+        """sonalyze_db's naming convention gives the migrated database's names: none to rename."""
+        engine = make_engine(await make_database_url("lobby_names"))
+        try:
+            await migrations.upgrade(engine)
+            names = await constraint_names(engine)
+        finally:
+            await engine.dispose()
+        assert {"fk_participants_lobby_id_lobbies", "fk_lobby_events_lobby_id_lobbies"} <= names
+        assert metadata_names() <= names
 
     def test_history_is_linear_and_named_by_date(self) -> None:
         script = ScriptDirectory.from_config(migrations.alembic_config())

@@ -324,7 +324,7 @@ class TestHealth:
         assert response.json() == {"status": "ok", "service": "lobby", "database": "ok", "outbox": None}
 
     async def test_database_down_is_503(self, app, client) -> None:
-        from sonalyze_lobby.db import make_engine
+        from sonalyze_db import make_engine
 
         working = app.state.read_engine  # health reads through the read engine
         app.state.read_engine = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")

@@ -11,8 +11,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from sonalyze_storage.http_errors import app_error_for
 from sonalyze_storage.main import create_app
+from sonalyze_storage.routes import app_error_for
 from sonalyze_storage.settings import Settings
 
 

@@ -6,16 +6,15 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
-from sqlalchemy import inspect
+from sqlalchemy import ForeignKeyConstraint, UniqueConstraint, inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from sonalyze_db import make_engine
 from sonalyze_storage import migrations
-from sonalyze_storage.db import make_engine
 from sonalyze_storage.models import Base
 
-ALEMBIC_DIR = Path(migrations.ALEMBIC_INI).parent
+ALEMBIC_DIR = migrations.MIGRATIONS.directory
 EXPECTED_TABLES = set(Base.metadata.tables)
 
 
@@ -26,7 +25,7 @@ async def tables(engine: AsyncEngine) -> set[str]:
 
 
 async def alembic_cli(database_url: str, *args: str) -> str:
-    """Run the ``alembic`` command as a developer would, from ``storage/src``."""
+    """Run the ``alembic`` command as a developer would, from the directory of its ``alembic.ini``."""
     env = {**os.environ, "DATABASE_URL": database_url}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "alembic", *args,
@@ -35,6 +34,31 @@ async def alembic_cli(database_url: str, *args: str) -> str:
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     return output.decode()
+
+
+async def constraint_names(engine) -> set[str]:
+    """Foreign keys, unique constraints and indexes of the migrated database, by name."""
+
+    def read(connection) -> set[str]:
+        inspector = inspect(connection)
+        names: set[str] = set()
+        for table in set(inspector.get_table_names()) - {"alembic_version"}:
+            names |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
+            names |= {uq["name"] for uq in inspector.get_unique_constraints(table)}
+            names |= {ix["name"] for ix in inspector.get_indexes(table)}
+        return names
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def metadata_names() -> set[str]:
+    """The names the shared naming convention gives the models' keys and indexes."""
+    names: set[str] = set()
+    for table in Base.metadata.tables.values():
+        names |= {c.name for c in table.constraints if isinstance(c, ForeignKeyConstraint | UniqueConstraint)}
+        names |= {i.name for i in table.indexes}
+    return names
 
 
 class TestAlembicCommand:
@@ -70,3 +94,16 @@ class TestProgrammaticMigrations:
             assert await tables(engine) == set()
         finally:
             await engine.dispose()
+
+    async def test_constraints_keep_their_names_under_the_shared_convention(
+        self, make_database_url: Callable[[str], Awaitable[str]]
+    ) -> None:
+        """sonalyze_db's naming convention gives the migrated database's names: none to rename."""
+        engine = make_engine(await make_database_url("storage_names"))
+        try:
+            await migrations.upgrade(engine)
+            names = await constraint_names(engine)
+        finally:
+            await engine.dispose()
+        assert {"fk_analysis_outputs_job_id_upload_name_measurements", "fk_participants_lobby_id_lobbies"} <= names
+        assert metadata_names() <= names

@@ -8,9 +8,9 @@ from typing import Any, Final
 
 from fastapi import Request
 
+from sonalyze_db import guard_handlers
 from sonalyze_lobby import presence, service
 from sonalyze_lobby.context import LobbyContext
-from sonalyze_lobby.db import guard_database
 from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
 from sonalyze_lobby.presence import PresenceBatch
@@ -52,53 +52,44 @@ async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator
         )
 
 
-@guard_database
 async def create(ctx: LobbyContext, _: LobbyCreate) -> LobbyView:
     return await service.create_lobby(ctx)
 
 
-@guard_database
 async def join(ctx: LobbyContext, data: LobbyJoin) -> LobbyView:
     return await service.join_lobby(ctx, data.code)
 
 
-@guard_database
 async def leave(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
     return await service.leave_lobby(ctx, data.lobby_id)
 
 
-@guard_database
 async def get(ctx: LobbyContext, data: LobbyGet) -> LobbyView | LobbySummary:
     return await service.get_lobby_view(ctx, data)
 
 
-@guard_database
 async def start(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
     return await service.start_lobby(ctx, data.lobby_id)
 
 
-@guard_database
 async def room_snapshot(ctx: LobbyContext, data: RoomSnapshotShare) -> LobbyView:
     return await service.share_room_snapshot(ctx, data)
 
 
-@guard_database
 async def step_update(ctx: LobbyContext, data: StepUpdate) -> LobbyView:
     return await service.update_step(ctx, data)
 
 
-@guard_database
 async def profile_update(ctx: LobbyContext, data: ProfileUpdate) -> LobbyView:
     return await service.update_profile(ctx, data)
 
 
-@guard_database
 async def assign_role(ctx: LobbyContext, data: RoleAssign) -> LobbyView:
     return await service.assign_role(ctx, data)
 
 
 async def _connection_changed(ctx: LobbyContext, connected: bool) -> dict[str, Any]:
-    lobby_ids = await guard_database(presence.set_connected)(ctx, connected)
+    lobby_ids = await presence.set_connected(ctx, connected)
     return {"connected": connected, "lobby_ids": [str(i) for i in lobby_ids]}
 
 
@@ -112,7 +103,7 @@ async def device_disconnected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]
 
 async def device_presence(ctx: LobbyContext, data: PresenceBatch) -> dict[str, Any]:
     """The gateway's batch of notices (its ``device_id`` is the sender's, not one of the devices)."""
-    lobby_ids = await guard_database(presence.apply_presence)(ctx, data.changes)
+    lobby_ids = await presence.apply_presence(ctx, data.changes)
     return {"applied": len(data.changes), "lobby_ids": [str(i) for i in lobby_ids]}
 
 
@@ -131,4 +122,5 @@ LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "device.presence": Handler(PresenceBatch, device_presence),
 }
 
-HANDLERS: HandlerTable[LobbyContext] = HandlerTable({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS})
+# a database outage in any handler, ``measurement.*`` included, answers service_unavailable
+HANDLERS: HandlerTable[LobbyContext] = HandlerTable(guard_handlers({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS}))

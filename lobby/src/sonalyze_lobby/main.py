@@ -11,19 +11,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from sonalyze_db import database_status, install_outage_handlers, make_engine, make_read_engine, make_sessionmaker
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
-from sonalyze_lobby.db import (
-    DATABASE_DOWN_ERRORS,
-    database_status,
-    database_unavailable,
-    make_engine,
-    make_read_engine,
-    make_sessionmaker,
-)
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
 from sonalyze_lobby.restart import release_lost_sessions
 from sonalyze_lobby.routes import router as lobby_router
@@ -60,7 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.database_url, settings.database_pool)
         state.engine = engine
         state.sessionmaker = make_sessionmaker(engine)
-        # reads only: on SQLite they never wait behind a writer (see db.py)
+        # reads only: on SQLite they never wait behind a writer (see sonalyze_db.engine)
         state.read_engine = make_read_engine(settings.database_url, engine, settings.database_pool)
         state.read_sessionmaker = make_sessionmaker(state.read_engine)
         state.http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
@@ -99,14 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     install_json_body_rule(app, settings)
-
-    async def database_down(request: Request, error: Exception) -> JSONResponse:
-        unavailable = database_unavailable(error)
-        logger.warning("%s %s: %s", request.method, request.url.path, unavailable.message)
-        return JSONResponse(unavailable.to_body(), status_code=unavailable.http_status)
-
-    for error_type in DATABASE_DOWN_ERRORS:
-        app.add_exception_handler(error_type, database_down)
+    install_outage_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(lobby_router)
     app.include_router(gateway_handle_router(HANDLERS, lobby_context))

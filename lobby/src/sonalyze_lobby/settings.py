@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from sonalyze_lobby.db import PoolSettings
+from sonalyze_db import PoolSettings, normalize_database_url
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
@@ -49,12 +49,4 @@ class Settings(ServiceSettings):
     @classmethod
     def _async_driver(cls, value: str) -> str:
         """Plain ``postgresql://`` / ``sqlite://`` URLs get the async drivers this service runs on."""
-        value = value.strip()
-        for plain, async_ in (
-            ("postgresql://", "postgresql+asyncpg://"),
-            ("postgres://", "postgresql+asyncpg://"),
-            ("sqlite://", "sqlite+aiosqlite://"),
-        ):
-            if value.startswith(plain):
-                return async_ + value[len(plain) :]
-        return value
+        return normalize_database_url(value)

@@ -9,13 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from sonalyze_db import Database, database_status
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_storage import migrations
-from sonalyze_storage.db import database_status, make_engine, make_sessionmaker
-from sonalyze_storage.http_errors import install_database_error_handlers
-from sonalyze_storage.routers import ROUTERS
+from sonalyze_storage.routes import ROUTERS, install_database_error_handlers
 from sonalyze_storage.settings import Settings
 
 logger = logging.getLogger("sonalyze.storage")
@@ -27,16 +26,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.database_url)
-        app.state.engine = engine
-        app.state.sessionmaker = make_sessionmaker(engine)
+        # the long-term record: on SQLite every commit is synced (synchronous=FULL), so nothing the
+        # outboxes were told is stored can be lost to a power cut
+        database = Database.open(settings.database_url, settings.database_pool, synchronous="FULL")
+        app.state.database = database
         try:
             if settings.run_migrations:
-                await migrations.upgrade(engine)
+                await migrations.upgrade(database.engine)
                 logger.info("database schema is at the latest migration")
             yield
         finally:
-            await engine.dispose()
+            await database.dispose()
 
     app = FastAPI(
         title="Sonalyze storage",
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:
         """Liveness and database connectivity; 503 while the database is unreachable."""
-        database = await database_status(app.state.engine)
+        database = await database_status(app.state.database.read_engine)
         status = "ok" if database == "ok" else "degraded"
         body = {"status": status, "service": "storage", "database": database}
         return JSONResponse(body, status_code=200 if database == "ok" else 503)

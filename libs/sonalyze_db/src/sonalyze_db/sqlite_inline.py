@@ -1,13 +1,13 @@
-"""aiosqlite's interface without its thread, for the lobby's SQLite engines: each call runs inline.
+"""aiosqlite's interface without its thread, for the SQLite engines of `engine.py`: each call runs inline.
 
 aiosqlite runs every call in a worker thread: a ``lobby.get`` cost ~9 hand-offs between the event loop
 and that thread (begin, cursor, execute, fetch, close, commit, reset), each waiting for the GIL; on a
 busy 2-core machine that was most of the event's time. A statement on a few rows of an indexed table
 takes tens of microseconds, so it runs directly on the loop instead. That is safe only where SQLite
-never makes a call wait for a lock: WAL readers wait for none, and the lobby's writers take turns on
-its one writer connection in asyncio before they ask SQLite for the write lock (db.py), so only another
-process could hold it, bounded by the busy timeout. Commits do not fsync (``synchronous=NORMAL``);
-a WAL checkpoint every ~1000 pages does, for a few milliseconds.
+never makes a call wait for a lock: WAL readers wait for none, and writers take turns on the one
+writer connection in asyncio before they ask SQLite for the write lock (engine.py), so only another
+process could hold it, bounded by the busy timeout. With ``synchronous=NORMAL`` (the lobby) commits do
+not fsync; a WAL checkpoint every ~1000 pages does, for a few milliseconds.
 
 Use: ``create_async_engine("sqlite+aiosqlite:///...", module=DBAPI)``; SQLAlchemy's aiosqlite dialect
 adapts it exactly as it adapts aiosqlite.
@@ -144,7 +144,7 @@ def connect(database: str, **kwargs: Any) -> Connection:
     return Connection(database, **kwargs)
 
 
-_module = types.ModuleType("sonalyze_lobby.sqlite_inline.aiosqlite")
+_module = types.ModuleType("sonalyze_db.sqlite_inline.aiosqlite")
 _module.connect = connect  # type: ignore[attr-defined]
 _module.Connection = Connection  # type: ignore[attr-defined]
 for _name in ("DatabaseError", "Error", "IntegrityError", "NotSupportedError", "OperationalError",
