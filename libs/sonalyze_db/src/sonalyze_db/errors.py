@@ -34,7 +34,7 @@ UNIQUE_VIOLATION: Final = "23505"
 FOREIGN_KEY_VIOLATION: Final = "23503"
 
 # what a lost or refused database connection surfaces as (asyncpg may raise OSError before SQLAlchemy wraps it)
-DATABASE_DOWN_ERRORS: Final[tuple[type[BaseException], ...]] = (
+DATABASE_DOWN_ERRORS: Final[tuple[type[Exception], ...]] = (
     exc.OperationalError,
     exc.InterfaceError,
     exc.TimeoutError,

@@ -102,7 +102,11 @@ def run_env(target_metadata: MetaData, default_url: Callable[[], str]) -> None:
     if connection is not None:
         run_on(connection)
         return
-    logging_in_ini = config.config_file_name is not None and config.file_config.has_section("loggers")
-    if logging_in_ini and config.attributes.get("configure_logger", True):
-        fileConfig(config.config_file_name, disable_existing_loggers=False)
+    ini = config.config_file_name
+    if (
+        ini is not None
+        and config.file_config.has_section("loggers")
+        and config.attributes.get("configure_logger", True)
+    ):
+        fileConfig(ini, disable_existing_loggers=False)
     asyncio.run(run_async())

@@ -112,7 +112,8 @@ class Connection:
 
     @property
     def isolation_level(self) -> str | None:
-        return self._conn.isolation_level
+        level: str | None = self._conn.isolation_level
+        return level
 
     def cursor(self) -> Cursor:
         return Cursor(self._conn.cursor())

@@ -1,0 +1,121 @@
+"""The lobby's gateway events as one table, merged with the measurement protocol's (``/gateway/handle``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from fastapi import Request
+
+from sonalyze_db import guard_handlers
+from sonalyze_lobby import service
+from sonalyze_lobby.context import LobbyContext
+from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
+from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
+from sonalyze_lobby.schemas import (
+    LobbyCreate,
+    LobbyGet,
+    LobbyJoin,
+    LobbyRef,
+    LobbySummary,
+    LobbyView,
+    ProfileUpdate,
+    RoleAssign,
+    RoomSnapshotShare,
+    StepUpdate,
+)
+from sonalyze_protocol.errors import BadRequest
+from sonalyze_protocol.handlers import EmptyData, GatewayRequest, Handler, HandlerTable
+
+# events that never write: their session comes from the read engine (on SQLite: never behind a writer)
+READ_ONLY_EVENTS: Final = frozenset({"lobby.get", "measurement.session_status"})
+
+
+@asynccontextmanager
+async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator[LobbyContext]:
+    """One session per event; closed here, committed (or not) by the service."""
+    device_id = body.device_id.strip()
+    if not device_id or len(device_id) > DEVICE_ID_MAX_CHARS:
+        raise BadRequest(f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} characters")
+    state = request.app.state
+    sessionmaker = state.read_sessionmaker if body.event in READ_ONLY_EVENTS else state.sessionmaker
+    async with sessionmaker() as session:
+        yield LobbyContext(
+            device_id=device_id,
+            request_id=body.request_id,
+            session=session,
+            settings=state.settings,
+            broadcaster=state.broadcaster,
+            state=state,
+        )
+
+
+async def create(ctx: LobbyContext, _: LobbyCreate) -> LobbyView:
+    return await service.create_lobby(ctx)
+
+
+async def join(ctx: LobbyContext, data: LobbyJoin) -> LobbyView:
+    return await service.join_lobby(ctx, data.code)
+
+
+async def leave(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
+    return await service.leave_lobby(ctx, data.lobby_id)
+
+
+async def get(ctx: LobbyContext, data: LobbyGet) -> LobbyView | LobbySummary:
+    return await service.get_lobby_view(ctx, data)
+
+
+async def start(ctx: LobbyContext, data: LobbyRef) -> LobbyView:
+    return await service.start_lobby(ctx, data.lobby_id)
+
+
+async def room_snapshot(ctx: LobbyContext, data: RoomSnapshotShare) -> LobbyView:
+    return await service.share_room_snapshot(ctx, data)
+
+
+async def step_update(ctx: LobbyContext, data: StepUpdate) -> LobbyView:
+    return await service.update_step(ctx, data)
+
+
+async def profile_update(ctx: LobbyContext, data: ProfileUpdate) -> LobbyView:
+    return await service.update_profile(ctx, data)
+
+
+async def assign_role(ctx: LobbyContext, data: RoleAssign) -> LobbyView:
+    return await service.assign_role(ctx, data)
+
+
+async def _connection_changed(ctx: LobbyContext, connected: bool) -> dict[str, Any]:
+    lobby_ids = await service.set_connected(ctx, connected)
+    coordinator = getattr(ctx.state, "coordinator", None)
+    if coordinator is not None:
+        await coordinator.device_connection_changed(ctx.device_id, connected)
+    return {"connected": connected, "lobby_ids": [str(i) for i in lobby_ids]}
+
+
+async def device_connected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
+    return await _connection_changed(ctx, True)
+
+
+async def device_disconnected(ctx: LobbyContext, _: EmptyData) -> dict[str, Any]:
+    return await _connection_changed(ctx, False)
+
+
+LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
+    "lobby.create": Handler(LobbyCreate, create),
+    "lobby.join": Handler(LobbyJoin, join),
+    "lobby.leave": Handler(LobbyRef, leave),
+    "lobby.get": Handler(LobbyGet, get),
+    "lobby.start": Handler(LobbyRef, start),
+    "lobby.room_snapshot": Handler(RoomSnapshotShare, room_snapshot),
+    "lobby.step_update": Handler(StepUpdate, step_update),
+    "lobby.profile_update": Handler(ProfileUpdate, profile_update),
+    "role.assign": Handler(RoleAssign, assign_role),
+    "device.connected": Handler(EmptyData, device_connected),
+    "device.disconnected": Handler(EmptyData, device_disconnected),
+}
+
+# a database outage in any handler, ``measurement.*`` included, answers service_unavailable
+HANDLERS: HandlerTable[LobbyContext] = HandlerTable(guard_handlers({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS}))

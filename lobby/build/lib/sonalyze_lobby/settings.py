@@ -1,0 +1,52 @@
+"""Settings of the lobby service, read from the environment."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator
+
+from sonalyze_db import PoolSettings, normalize_database_url
+from sonalyze_protocol.settings import ServiceSettings, strip_url
+
+
+class Settings(ServiceSettings):
+    database_url: str = "sqlite+aiosqlite:///./lobby.db"
+    run_migrations: bool = True
+    gateway_url: str = "http://localhost:8005"  # the gateway's internal listener
+    measurement_url: str = "http://localhost:8002"
+    storage_url: str = "http://localhost:8004"
+    # a push that takes longer is given up (logged); the change itself is already committed
+    broadcast_timeout_seconds: float = Field(default=3.0, gt=0)
+    # serialised JSON size of one room snapshot; clients send it through the gateway, whose frames are capped too
+    room_snapshot_max_bytes: int = Field(default=32_768, ge=256)
+    events_page_max: int = Field(default=500, ge=1)
+    # how phones reach the gateway (e.g. https://sonalyze.example); makes ``upload_endpoint`` absolute.
+    # Empty: the endpoint is a path, resolved against the address the phone already uses.
+    public_base_url: str = ""
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
+        return value
+
+    # database connections kept / added under load / waited for (PostgreSQL; SQLite's readers)
+    database_pool_size: int = Field(default=20, ge=1)
+    database_max_overflow: int = Field(default=10, ge=0)
+    database_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @property
+    def database_pool(self) -> PoolSettings:
+        return PoolSettings(self.database_pool_size, self.database_max_overflow, self.database_pool_timeout_seconds)
+
+    @field_validator("gateway_url", "measurement_url", "storage_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return strip_url(value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        """Plain ``postgresql://`` / ``sqlite://`` URLs get the async drivers this service runs on."""
+        return normalize_database_url(value)

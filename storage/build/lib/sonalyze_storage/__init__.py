@@ -1,0 +1,1 @@
+"""Sonalyze storage service: persistent record of devices, lobbies, measurements and results."""
