@@ -90,6 +90,18 @@ class TestHttp1Pool:
         pool.close()
         assert script.connections == 2
 
+    async def test_a_5xx_answer_is_never_followed_on_its_connection(self, serve) -> None:  # type: ignore[no-untyped-def]
+        """Issue 14: a service that failed on an unhandled error closes that connection a moment later;
+        the next event must not be written into it (it failed in the place of someone else's event)."""
+        failed = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}"
+        script = ScriptedServer(lambda n: failed if n == 1 else OK)
+        pool = Http1Pool(await serve(script))
+        assert await pool.post(request_for(pool), 2.0) == (500, b"{}")
+        assert await pool.post(request_for(pool), 2.0) == (200, b'{"data":{}}')
+        assert await pool.post(request_for(pool), 2.0) == (200, b'{"data":{}}')
+        pool.close()
+        assert script.connections == 2  # a fresh one after the 500, kept for the 200s
+
     async def test_concurrent_posts_use_several_connections(self, serve) -> None:  # type: ignore[no-untyped-def]
         script = ScriptedServer(lambda n: OK)
         pool = Http1Pool(await serve(script))

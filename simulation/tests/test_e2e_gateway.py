@@ -5,8 +5,10 @@ The gateway and the simulation run as uvicorn processes on free ports (``sonalyz
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ TOKEN = "e2e-simulation-token"
 
 
 @pytest.fixture(scope="module")
-def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def suite_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SuiteConfig]:
     root = tmp_path_factory.mktemp("simulation_e2e")
     config = SuiteConfig.on_free_ports(
         data_dir=root / "data",
@@ -36,9 +38,14 @@ def gateway_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     suite = Suite(config, log_dir=root / "logs")
     suite.start(timeout_s=90)
     try:
-        yield config.url("gateway")
+        yield config
     finally:
         suite.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway_url(suite_config: SuiteConfig) -> str:
+    return suite_config.url("gateway")
 
 
 def curl_example_body() -> str:
@@ -101,3 +108,55 @@ async def test_validation_error_through_the_gateway(gateway_url: str) -> None:
         response = await client.post("/v1/simulation/simulate", json=body)
     assert response.status_code == 400
     assert "outside the room" in response.json()["error"]["message"]
+
+
+def heavy_simulation() -> dict[str, Any]:
+    """A live room with many rays: estimated ~15 s of one core, far longer than the tests wait."""
+    data = json.loads(curl_example_body())
+    data.update(method="ray_tracing", n_rays=200000, sample_rate_hz=16000)
+    data["room"]["default_material"] = {"absorption": 0.05}
+    return data
+
+
+async def running_simulations(client: httpx.AsyncClient) -> int:
+    return int((await client.get("/health")).json()["workers"]["running"])
+
+
+async def expect_stopped(simulation: httpx.AsyncClient, leave: Any) -> None:
+    """Once the simulation runs, ``leave()``; its worker must be stopped (and replaced) within 3 s."""
+    deadline = time.monotonic() + 60
+    while await running_simulations(simulation) == 0:
+        assert time.monotonic() < deadline, "the simulation never started"
+        await asyncio.sleep(0.05)
+    await leave()
+    left = time.monotonic()
+    while await running_simulations(simulation) > 0:
+        assert time.monotonic() - left < 3.0, "the simulation still runs 3 s after its client left"
+        await asyncio.sleep(0.05)
+
+
+class TestClientGone:
+    """Issue 14: a phone that leaves stops its simulation through the gateway; no worker computes for no one."""
+
+    async def test_an_http_client_that_disconnects_from_the_gateway(self, suite_config: SuiteConfig) -> None:
+        host, port = suite_config.url("gateway").removeprefix("http://").split(":")
+        body = json.dumps(heavy_simulation()).encode()
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            f"POST /v1/simulation/simulate HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+        async def leave() -> None:
+            writer.close()
+
+        async with httpx.AsyncClient(base_url=suite_config.url("simulation"), timeout=30) as simulation:
+            await expect_stopped(simulation, leave)
+
+    async def test_a_phone_whose_socket_closes_during_simulation_run(self, suite_config: SuiteConfig) -> None:
+        ws_url = suite_config.url("gateway").replace("http://", "ws://") + "/ws?device_id=leaving-phone"
+        async with httpx.AsyncClient(base_url=suite_config.url("simulation"), timeout=30) as simulation:
+            socket = await connect(ws_url)
+            await socket.send(json.dumps({"event": "simulation.run", "request_id": "1", "data": heavy_simulation()}))
+            await expect_stopped(simulation, socket.close)

@@ -7,7 +7,10 @@ reference cycles behind, so it also adds no work for the garbage collector. It d
 gateway needs: ``POST`` with a body in memory, the status and the whole (small) body back.
 
 Idle connections are dropped after `IDLE_KEEPALIVE_S`, before uvicorn's 5 s keep-alive would close
-them from its side, so a request is never written into a connection the server is closing.
+them from its side, so a request is never written into a connection the server is closing; so is a
+connection that brought a 5xx (a service failing on an unhandled error closes it a moment after
+answering, and the next event sent on it would fail in its place). Events are never sent twice: a
+``POST`` may have been acted on before its connection broke.
 """
 
 from __future__ import annotations
@@ -174,7 +177,7 @@ class Http1Pool:
             except BaseException:
                 connection.close()  # cancelled or failed mid-request: its state is unknown
                 raise
-            self._give_back(connection)
+            self._give_back(connection, status)
             return status, body
 
     def _take_idle(self) -> _Http1Connection | None:
@@ -199,8 +202,8 @@ class Http1Pool:
         self._open.add(connection)
         return connection
 
-    def _give_back(self, connection: _Http1Connection) -> None:
-        if connection.reusable:
+    def _give_back(self, connection: _Http1Connection, status: int) -> None:
+        if connection.reusable and status < 500:
             connection.idle_since_s = time.monotonic()
             self._idle.append(connection)
         else:

@@ -27,6 +27,7 @@ from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTim
 from sonalyze_gateway.router import Target
 from sonalyze_gateway.seen_devices import SeenDevices
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
+from sonalyze_protocol.disconnect import stop_when_client_leaves
 from sonalyze_protocol.envelope import RequestId
 from sonalyze_protocol.errors import AppError, InternalError, ServiceUnavailable, Timeout, code_for_status
 from sonalyze_protocol.http_errors import error_response
@@ -240,16 +241,20 @@ class Proxy:
             headers.append(("x-forwarded-prefix", prefix))
         has_body = "transfer-encoding" in request.headers or request.headers.get("content-length", "0") != "0"
         attempts = 2 if request.method in RETRIED_METHODS and not has_body else 1
+        # a client that leaves before the answer closes the upstream connection too, which stops the
+        # service's work where it listens for that (a simulation, an analysis)
+        body_sent = asyncio.Event() if has_body else None
         for attempt in range(1, attempts + 1):
             try:
-                upstream = await self._session.request(
-                    request.method,
-                    url,
-                    headers=headers,
-                    data=_request_body(request) if has_body else None,
-                    allow_redirects=False,
-                    timeout=self._timeout,
-                )
+                async with stop_when_client_leaves(request, after=body_sent):
+                    upstream = await self._session.request(
+                        request.method,
+                        url,
+                        headers=headers,
+                        data=_request_body(request, body_sent) if body_sent is not None else None,
+                        allow_redirects=False,
+                        timeout=self._timeout,
+                    )
                 break
             except TimeoutError:
                 return error_response(504, "timeout", f"{target} did not answer within {self._timeout_s:g}s")
@@ -271,10 +276,11 @@ class Proxy:
         return response
 
 
-async def _request_body(request: Request) -> AsyncIterator[bytes]:
+async def _request_body(request: Request, sent: asyncio.Event) -> AsyncIterator[bytes]:
     async for chunk in request.stream():
         if chunk:
             yield chunk
+    sent.set()
 
 
 async def _response_body(upstream: aiohttp.ClientResponse, target: Target) -> AsyncIterator[bytes]:

@@ -80,6 +80,9 @@ IDENTIFY: Final = "identify"
 IDENTIFIED: Final = "gateway.identified"
 IDENTIFY_REQUIRED: Final = "gateway.identify_required"
 PROXY_METHODS: Final = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+ABANDONED_WITH_THEIR_SOCKET: Final = frozenset({"simulation.run", "analysis.run"})
+"""Events whose forward is cancelled when their socket closes: the gateway's connection closes with it and
+the service stops the work (seconds of a worker) that nobody can receive any more."""
 # messages a socket may send while its claim to a device id is decided (at most the liveness timeout)
 PENDING_BACKLOG_MESSAGES: Final = 8
 # response headers a browser page may read (the app's web build checks the signal's hash and timing)
@@ -306,6 +309,8 @@ async def _serve_socket(gateway: Gateway, websocket: WebSocket) -> None:
         await connection.finish()
         if session.pending is not None:
             session.pending.cancel()
+        for task in list(session.abandonable):
+            task.cancel()
         last_of_device = gateway.manager.remove(connection)
         if last_of_device is not None:
             if gateway.backplane is not None:  # unless it moved to another gateway meanwhile
@@ -326,6 +331,7 @@ class _SocketSession:
     """The per-socket state machine: unidentified, deciding its claim to a device id, then routing events."""
 
     __slots__ = (
+        "abandonable",
         "backlog",
         "bucket",
         "connection",
@@ -333,7 +339,7 @@ class _SocketSession:
         "gateway",
         "max_message_bytes",
         "n_messages",
-        "pending"
+        "pending",
     )  # fmt: skip
 
     def __init__(self, gateway: Gateway, connection: Connection) -> None:
@@ -346,6 +352,7 @@ class _SocketSession:
         self.pending: asyncio.Task[None] | None = None  # the claim being decided
         self.backlog: list[str | bytes] = []  # messages that arrived meanwhile, handled once it is decided
         self.device_token: str | None = None  # the credential handed to this socket
+        self.abandonable: set[asyncio.Task[None]] = set()  # forwards of ABANDONED_WITH_THEIR_SOCKET events
 
     def identify_from_query(self, device_id: str, device_token: str | None) -> None:
         try:
@@ -403,6 +410,9 @@ class _SocketSession:
             task = asyncio.get_running_loop().create_task(self._forward(target, gate, message, time.perf_counter()))
             self.gateway.tasks.add(task)
             task.add_done_callback(self.gateway.tasks.discard)
+            if message.event in ABANDONED_WITH_THEIR_SOCKET:
+                self.abandonable.add(task)
+                task.add_done_callback(self.abandonable.discard)
 
     def _identify(self, message: ClientMessage) -> None:
         started_s = time.perf_counter()

@@ -9,8 +9,8 @@ simulation, an analysis) that is a worker computing for no one, so such endpoint
 A watcher task waits on the request's ``receive`` (which, once the body is read, yields only
 ``http.disconnect``) and cancels the endpoint's task; the pools turn that cancellation into ending the
 worker process. The block then raises `ClientGone` (nobody reads it; the log shows a 400, not a 500).
-Only for endpoints whose body has been read (FastAPI reads a declared body before the call) or that
-have none: the watcher drains what the client still sends.
+Only for endpoints whose body has been read (FastAPI reads a declared body before the call), that have
+none (the watcher drains what the client still sends), or that say when theirs is read (``after``).
 """
 
 from __future__ import annotations
@@ -36,14 +36,19 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 @asynccontextmanager
-async def stop_when_client_leaves(request: Request) -> AsyncIterator[None]:
-    """Cancel the enclosed block when ``request``'s client disconnects; it then raises `ClientGone`."""
+async def stop_when_client_leaves(request: Request, after: asyncio.Event | None = None) -> AsyncIterator[None]:
+    """Cancel the enclosed block when ``request``'s client disconnects; it then raises `ClientGone`.
+
+    ``after``: set once the block has read the request's body itself (a proxy streaming it on); the
+    watcher listens only from then on."""
     task = asyncio.current_task()
     assert task is not None
     gone = False
 
     async def watch() -> None:
         nonlocal gone
+        if after is not None:
+            await after.wait()
         await _wait_for_disconnect(request.receive)
         gone = True
         task.cancel()
