@@ -26,7 +26,7 @@ GATEWAY_URL = "http://gateway.test"
 
 
 @dataclass
-class Push:
+class RecordedPush:
     device_ids: list[str]
     event: str
     data: dict[str, Any]
@@ -36,7 +36,7 @@ class Push:
 class FakeGateway:
     """Answers ``/internal/broadcast`` like the gateway (everyone delivered) and keeps what it was sent."""
 
-    pushes: list[Push] = field(default_factory=list)
+    pushes: list[RecordedPush] = field(default_factory=list)
     failing: bool = False
     tokens: list[str | None] = field(default_factory=list)
 
@@ -45,7 +45,7 @@ class FakeGateway:
             raise httpx.ConnectError("gateway is down", request=request)
         body = json.loads(request.content)
         self.tokens.append(request.headers.get("x-internal-token"))
-        self.pushes.append(Push(body["device_ids"], body["event"], body["data"]))
+        self.pushes.append(RecordedPush(body["device_ids"], body["event"], body["data"]))
         return httpx.Response(200, json={"delivered": body["device_ids"], "offline": []})
 
     def to(self, device_id: str, event: str = "lobby.updated") -> list[dict[str, Any]]:

@@ -2,47 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from sonalyze_lobby.measurement_coordinator import (
-    PHASE_UPDATE,
-    STEP_TIMER,
+from sonalyze_lobby.measurement_protocol.effects import (
+    Analyze,
+    CancelTimer,
+    Effect,
+    ReleaseLobby,
+    SendPush,
+    StartTimer,
+    VerifyUpload,
+)
+from sonalyze_lobby.measurement_protocol.messages import (
+    DEVICE_MESSAGES,
+    INTERNAL_MESSAGES,
     AnalysisFailed,
     AnalysisFinished,
-    Analyze,
     CancelSession,
-    CancelTimer,
     ConnectionChanged,
-    DeviceError,
-    Effect,
+    ErrorReported,
     Message,
     PlaybackComplete,
-    Push,
     Ready,
     RecordingStarted,
     RecordingUploaded,
-    ReleaseLobby,
+    SpeakerAudioReady,
+    StartSpeaker,
+    TimerFired,
+    UploadVerified,
+)
+from sonalyze_lobby.measurement_protocol.payloads import (
+    status,
+)
+from sonalyze_lobby.measurement_protocol.state import (
+    STEP_TIMER,
     SessionState,
     SignalInfo,
     Slot,
-    SpeakerAudioReady,
-    StartSpeaker,
-    StartTimer,
     Step,
     Timeouts,
-    TimerFired,
-    UploadVerified,
-    VerifyUpload,
-    advance,
     app_upload_name_for,
-    new_session,
-    status,
     upload_name_for,
 )
+from sonalyze_lobby.measurement_protocol.transitions import STAY, TABLE, Outcome, advance, new_session
 from sonalyze_protocol.errors import AppError, ErrorCode
+from sonalyze_protocol.measurement_events import PHASE_UPDATE
 
 ADMIN = "admin"
 SPK1, SPK2 = "spk-a", "spk-b"
@@ -131,95 +139,127 @@ def state_at(step: Step) -> SessionState:
     return feed(state, AnalysisFinished({"pairs": []}))[0]
 
 
-def pushes(effects: list[Effect], event: str | None = None) -> list[Push]:
+def pushes(effects: list[Effect], event: str | None = None) -> list[SendPush]:
     """The pushes named ``event``; without it every push but the phase updates (tested on their own)."""
     return [
         e for e in effects
-        if isinstance(e, Push) and (e.event == event if event is not None else e.event != PHASE_UPDATE)
+        if isinstance(e, SendPush) and (e.event == event if event is not None else e.event != PHASE_UPDATE)
     ]  # fmt: skip
 
 
-MESSAGES: dict[str, Message] = {
-    "start_speaker": StartSpeaker(ADMIN),
-    "cancel_session": CancelSession(ADMIN),
-    "ready/speaker": Ready(SPK1),
-    "ready/mic": Ready(MIC1),
-    "speaker_audio_ready": SpeakerAudioReady(SPK1),
-    "recording_started": RecordingStarted(MIC1),
-    "playback_complete": PlaybackComplete(SPK1),
-    "recording_uploaded": RecordingUploaded(MIC1, "speaker_1__mic_1.wav"),
-    "error": DeviceError(MIC1, "mic broke", "mic_failure"),
+# one message of each kind, as the walk sends it in every step (internal ones fit the state they meet)
+MESSAGES: dict[str, Callable[[SessionState], Message]] = {
+    "start_speaker": lambda _: StartSpeaker(ADMIN),
+    "cancel_session": lambda _: CancelSession(ADMIN),
+    "ready/speaker": lambda _: Ready(SPK1),
+    "ready/mic": lambda _: Ready(MIC1),
+    "speaker_audio_ready": lambda _: SpeakerAudioReady(SPK1),
+    "recording_started": lambda _: RecordingStarted(MIC1),
+    "playback_complete": lambda _: PlaybackComplete(SPK1),
+    "recording_uploaded": lambda _: RecordingUploaded(MIC1, app_upload_name_for(MIC1, "speaker_1")),  # never counted
+    "repeated_upload": lambda _: RecordingUploaded(MIC1, "speaker_1__mic_1.wav"),  # counted from analyzing on
+    "error": lambda _: ErrorReported(MIC1, "mic broke", "mic_failure"),
+    "upload_verified": lambda s: UploadVerified(MIC1, "speaker_1__mic_1.wav", s.cycle),
+    "step_timer": lambda s: TimerFired(STEP_TIMER, s.timers.get(STEP_TIMER, 10_000)),
+    "stale_timer": lambda _: TimerFired(STEP_TIMER, 10_000),
+    "disconnected": lambda _: ConnectionChanged(MIC1, False),
+    "analysis_finished": lambda _: AnalysisFinished({"pairs": []}),
+    "analysis_failed": lambda _: AnalysisFailed("no chirp"),
 }
-INVALID = ErrorCode.INVALID_STATE
-SAME = "unchanged"  # accepted, but a repeat: same state, no effects
-S = Step
-# (step, message) -> the step after it, SAME, or the error code
-TABLE: dict[Step, dict[str, Step | str]] = {
-    S.IDLE: {"start_speaker": S.AWAITING_READY, "cancel_session": S.CANCELLED, "ready/speaker": INVALID,
-             "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-             "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.IDLE},
-    S.AWAITING_READY: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": S.AWAITING_READY,
-                       "ready/mic": S.AWAITING_READY, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-                       "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
-    S.AWAITING_AUDIO: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
-                       "ready/mic": SAME, "speaker_audio_ready": S.AWAITING_RECORDING, "recording_started": INVALID,
-                       "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
-    S.AWAITING_RECORDING: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
-                           "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": S.AWAITING_RECORDING,
-                           "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
-    S.AWAITING_PLAYBACK: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
-                          "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": SAME,
-                          "playback_complete": S.AWAITING_UPLOADS, "recording_uploaded": INVALID, "error": S.FAILED},
-    S.AWAITING_UPLOADS: {"start_speaker": INVALID, "cancel_session": S.CANCELLED, "ready/speaker": SAME,
-                         "ready/mic": SAME, "speaker_audio_ready": SAME, "recording_started": SAME,
-                         "playback_complete": SAME, "recording_uploaded": S.AWAITING_UPLOADS, "error": S.FAILED},
-    S.FAILED: {"start_speaker": S.AWAITING_READY, "cancel_session": S.CANCELLED, "ready/speaker": INVALID,
-               "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-               "playback_complete": INVALID, "recording_uploaded": INVALID, "error": S.FAILED},
-    # speaker_1__mic_1.wav is counted by then: its repeat is accepted quietly
-    S.ANALYZING: {"start_speaker": INVALID, "cancel_session": INVALID, "ready/speaker": INVALID,
-                  "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-                  "playback_complete": INVALID, "recording_uploaded": SAME, "error": INVALID},
-    S.COMPLETE: {"start_speaker": INVALID, "cancel_session": INVALID, "ready/speaker": INVALID,
-                 "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-                 "playback_complete": INVALID, "recording_uploaded": SAME, "error": INVALID},
-    S.CANCELLED: {"start_speaker": INVALID, "cancel_session": SAME, "ready/speaker": INVALID,
-                  "ready/mic": INVALID, "speaker_audio_ready": INVALID, "recording_started": INVALID,
-                  "playback_complete": INVALID, "recording_uploaded": INVALID, "error": INVALID},
-}  # fmt: skip
-CASES = [(step, name, expected) for step, row in TABLE.items() for name, expected in row.items()]
+DEVICE_NAMES = [n for n in MESSAGES if isinstance(MESSAGES[n](fresh()), DEVICE_MESSAGES)]
+CASES = [(step, name) for step in Step for name in MESSAGES]
 
 
 class TestTransitionTable:
+    """Walk `TABLE`: every (step, message) does what its rule says."""
+
     def test_table_covers_every_step_and_message(self) -> None:
         assert set(TABLE) == set(Step)
-        assert all(set(row) == set(MESSAGES) for row in TABLE.values())
+        assert all(set(row) == {*DEVICE_MESSAGES, *INTERNAL_MESSAGES} for row in TABLE.values())
 
-    @pytest.mark.parametrize(("step", "name", "expected"), CASES, ids=[f"{s}-{n}" for s, n, _ in CASES])
-    def test_transition(self, step: Step, name: str, expected: Step | str) -> None:
+    def test_every_message_kind_is_walked(self) -> None:
+        assert {type(make(fresh())) for make in MESSAGES.values()} == {*DEVICE_MESSAGES, *INTERNAL_MESSAGES}
+
+    @pytest.mark.parametrize(("step", "name"), CASES, ids=[f"{s}-{n}" for s, n in CASES])
+    def test_transition_follows_the_table(self, step: Step, name: str) -> None:
         state = state_at(step)
         assert state.step is step
-        message = MESSAGES[name]
-        if isinstance(expected, ErrorCode):
+        message = MESSAGES[name](state)
+        rule = TABLE[step][type(message)]
+        if name == "repeated_upload" and step in (Step.ANALYZING, Step.COMPLETE):
+            assert advance(state, message) == (state, [])  # a repeat of a counted upload, before the table
+            return
+        if rule.outcome is Outcome.REFUSED:
             with pytest.raises(AppError) as caught:
                 advance(state, message)
-            assert caught.value.code is expected
+            assert caught.value.code is ErrorCode.INVALID_STATE
             assert f"step {step.value}" in caught.value.message
             assert caught.value.extra["step"] == step.value
             return
         new_state, effects = advance(state, message)
-        if expected == SAME:
-            assert new_state == state
-            assert effects == []
-        else:
-            assert new_state.step is expected
-            if not new_state.is_final:
-                assert STEP_TIMER in new_state.timers
+        if rule.outcome is Outcome.IGNORED:
+            assert (new_state, effects) == (state, [])
+            return
+        assert (STAY if new_state.step is step else new_state.step) in rule.to
+        assert {p.event for p in pushes(effects)} <= set(rule.pushes)
+        if not new_state.is_final:
+            assert STEP_TIMER in new_state.timers
+
+    @pytest.mark.parametrize(
+        ("step", "name", "expected"),
+        [
+            (Step.IDLE, "start_speaker", Step.AWAITING_READY),
+            (Step.FAILED, "start_speaker", Step.AWAITING_READY),
+            (Step.AWAITING_READY, "ready/mic", Step.AWAITING_READY),  # the others are still awaited
+            (Step.AWAITING_AUDIO, "speaker_audio_ready", Step.AWAITING_RECORDING),
+            (Step.AWAITING_PLAYBACK, "playback_complete", Step.AWAITING_UPLOADS),
+            (Step.AWAITING_RECORDING, "error", Step.FAILED),
+            (Step.AWAITING_UPLOADS, "step_timer", Step.FAILED),
+            (Step.IDLE, "step_timer", Step.CANCELLED),
+            (Step.ANALYZING, "step_timer", Step.COMPLETE),
+            (Step.ANALYZING, "analysis_finished", Step.COMPLETE),
+            (Step.AWAITING_UPLOADS, "cancel_session", Step.CANCELLED),
+        ],
+    )
+    def test_main_moves(self, step: Step, name: str, expected: Step) -> None:
+        state = state_at(step)
+        assert advance(state, MESSAGES[name](state))[0].step is expected
+
+    @pytest.mark.parametrize(
+        ("step", "name"),
+        [
+            (Step.IDLE, "ready/speaker"),
+            (Step.AWAITING_READY, "start_speaker"),
+            (Step.AWAITING_AUDIO, "playback_complete"),
+            (Step.ANALYZING, "cancel_session"),
+            (Step.COMPLETE, "error"),
+            (Step.CANCELLED, "recording_uploaded"),  # nothing counted before the cancel
+        ],
+    )
+    def test_messages_out_of_step_are_refused(self, step: Step, name: str) -> None:
+        assert TABLE[step][type(MESSAGES[name](fresh()))].outcome is Outcome.REFUSED
+        with pytest.raises(AppError) as caught:
+            advance(state_at(step), MESSAGES[name](state_at(step)))
+        assert caught.value.code is ErrorCode.INVALID_STATE
+
+    @pytest.mark.parametrize(
+        ("step", "name"),
+        [
+            (Step.AWAITING_AUDIO, "ready/speaker"),  # late repeats
+            (Step.AWAITING_UPLOADS, "playback_complete"),
+            (Step.ANALYZING, "repeated_upload"),  # speaker_1__mic_1.wav is counted by then
+            (Step.CANCELLED, "cancel_session"),
+            (Step.AWAITING_READY, "stale_timer"),
+        ],
+    )
+    def test_repeats_and_stale_messages_change_nothing(self, step: Step, name: str) -> None:
+        state = state_at(step)
+        assert advance(state, MESSAGES[name](state)) == (state, [])
 
     @pytest.mark.parametrize("step", list(Step))
-    @pytest.mark.parametrize("name", list(MESSAGES))
+    @pytest.mark.parametrize("name", DEVICE_NAMES)
     def test_outsider_is_forbidden_in_every_step(self, step: Step, name: str) -> None:
-        message = replace(MESSAGES[name], device_id=OUTSIDER)  # type: ignore[type-var]
+        message = replace(MESSAGES[name](fresh()), device_id=OUTSIDER)  # type: ignore[type-var]
         with pytest.raises(AppError) as caught:
             advance(state_at(step), message)
         assert caught.value.code is ErrorCode.FORBIDDEN
@@ -288,7 +328,7 @@ class TestCycle:
         assert pushes(effects) == []
         state, effects = advance(state, Ready(MIC2))
         (push,) = pushes(effects)
-        assert push == Push(
+        assert push == SendPush(
             (SPK1,),
             "measurement.request_audio",
             {"session_id": "s1", "speaker_slot_id": "speaker_1", "audio_url": SIGNAL.audio_url, "signal_id": "sig-1",
@@ -322,7 +362,7 @@ class TestCycle:
         state = state_at(Step.AWAITING_RECORDING)
         state, effects = feed(state, RecordingStarted(MIC1), RecordingStarted(MIC2))
         (push,) = pushes(effects)
-        assert push == Push((SPK1,), "measurement.start_playback",
+        assert push == SendPush((SPK1,), "measurement.start_playback",
                             {"session_id": "s1", "speaker_slot_id": "speaker_1", "signal_id": "sig-1"})  # fmt: skip
         timer = next(e for e in effects if isinstance(e, StartTimer))
         assert timer.seconds == TIMEOUTS.playback_margin_s + SIGNAL.duration_s
@@ -467,7 +507,7 @@ class TestFailures:
         assert state.failure is None
 
     def test_device_error_stops_the_cycle_and_tells_everyone(self) -> None:
-        state, effects = advance(state_at(Step.AWAITING_RECORDING), DeviceError(MIC2, "permission denied", "mic"))
+        state, effects = advance(state_at(Step.AWAITING_RECORDING), ErrorReported(MIC2, "permission denied", "mic"))
         (push,) = pushes(effects)
         assert push.event == "measurement.error"
         assert set(push.device_ids) == {SPK1, SPK2, MIC1, MIC2, ADMIN}
@@ -636,7 +676,7 @@ class TestAppDialect:
         (timeout,) = pushes(effects, "measurement.error")
         assert (timeout.data["error_device_id"], timeout.data["error_code"]) == (MIC1, "step_timeout")
         assert isinstance(timeout.data["error_message"], str)
-        _, effects = advance(state, DeviceError(MIC2, "mic broke"))
+        _, effects = advance(state, ErrorReported(MIC2, "mic broke"))
         (device,) = pushes(effects, "measurement.error")
         assert (device.data["error_device_id"], device.data["error_code"], device.data["error_message"]) == (
             MIC2, "device_error", "mic broke")  # fmt: skip

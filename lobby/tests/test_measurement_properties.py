@@ -11,37 +11,43 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from sonalyze_lobby.measurement_coordinator import (
-    CYCLE_STEPS,
-    GRACE_TIMER_PREFIX,
-    STEP_TIMER,
+from sonalyze_lobby.measurement_protocol.effects import (
+    CancelTimer,
+    Effect,
+    SendPush,
+    StartTimer,
+    VerifyUpload,
+)
+from sonalyze_lobby.measurement_protocol.messages import (
     AnalysisFailed,
     AnalysisFinished,
     CancelSession,
-    CancelTimer,
     ConnectionChanged,
-    DeviceError,
-    Effect,
+    ErrorReported,
     Message,
     PlaybackComplete,
-    Push,
     Ready,
     RecordingStarted,
     RecordingUploaded,
+    SpeakerAudioReady,
+    StartSpeaker,
+    TimerFired,
+    UploadVerified,
+)
+from sonalyze_lobby.measurement_protocol.state import (
+    CYCLE_STEPS,
+    GRACE_TIMER_PREFIX,
+    STEP_TIMER,
     SessionState,
     SignalInfo,
     Slot,
-    SpeakerAudioReady,
-    StartSpeaker,
-    StartTimer,
     Step,
-    TimerFired,
-    UploadVerified,
-    VerifyUpload,
-    advance,
     awaited_in,
-    new_session,
     upload_name_for,
+)
+from sonalyze_lobby.measurement_protocol.transitions import (
+    advance,
+    new_session,
 )
 from sonalyze_protocol.errors import AppError
 
@@ -81,7 +87,7 @@ class SessionMachine(RuleBasedStateMachine):
         )  # fmt: skip
         self.armed: dict[str, int] = {}
         self.verifications: list[VerifyUpload] = []
-        self.completions: list[Push] = []
+        self.completions: list[SendPush] = []
         self._apply_effects(effects)
 
     def _apply_effects(self, effects: list[Effect]) -> None:
@@ -94,7 +100,7 @@ class SessionMachine(RuleBasedStateMachine):
                     del self.armed[key]
                 case VerifyUpload():
                     self.verifications.append(effect)
-                case Push(event="measurement.session_complete"):
+                case SendPush(event="measurement.session_complete"):
                     self.completions.append(effect)
 
     def _send(self, message: Message) -> None:
@@ -113,7 +119,7 @@ class SessionMachine(RuleBasedStateMachine):
         message: Message = [
             StartSpeaker(sender), CancelSession(sender), Ready(sender), SpeakerAudioReady(sender),
             SpeakerAudioReady(sender, "ff" * 32), RecordingStarted(sender), PlaybackComplete(sender),
-            RecordingUploaded(sender, name), DeviceError(sender, "boom"),
+            RecordingUploaded(sender, name), ErrorReported(sender, "boom"),
         ][kind]  # fmt: skip
         self._send(message)
 

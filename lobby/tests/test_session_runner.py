@@ -9,16 +9,18 @@ from typing import Any
 
 import pytest
 
-from sonalyze_lobby.measurement_coordinator import (
+from sonalyze_lobby.measurement_protocol.messages import (
     CancelSession,
     PlaybackComplete,
     Ready,
     RecordingStarted,
     RecordingUploaded,
-    SignalInfo,
-    Slot,
     SpeakerAudioReady,
     StartSpeaker,
+)
+from sonalyze_lobby.measurement_protocol.state import (
+    SignalInfo,
+    Slot,
     Step,
 )
 from sonalyze_lobby.session_runner import Coordinator, NewSession, ProtocolSettings

@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from sonalyze_lobby.measurement_coordinator import SignalInfo
+from sonalyze_lobby.measurement_protocol import SignalInfo
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
 from sonalyze_protocol.errors import AppError, BadRequest, ErrorCode, NotFound, ServiceUnavailable, Timeout
 from sonalyze_protocol.logs import REQUEST_ID_HEADER, request_id_var

@@ -13,10 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
-from sonalyze_lobby.measurement_coordinator import (
-    ANALYSIS_RESULTS,
+from sonalyze_lobby.measurement_protocol import (
     CancelSession,
-    DeviceError,
+    ErrorReported,
     Message,
     PlaybackComplete,
     Ready,
@@ -27,10 +26,12 @@ from sonalyze_lobby.measurement_coordinator import (
     SpeakerAudioReady,
     StartSpeaker,
     check_line_up,
+    payloads,
     status,
 )
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS, Lobby, LobbyState
 from sonalyze_lobby.session_runner import Coordinator, NewSession
+from sonalyze_protocol import measurement_events as events
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
 
@@ -75,7 +76,7 @@ class RecordingUploadedIn(SessionRef):
     upload_name: str = Field(min_length=1, max_length=200)
 
 
-class DeviceErrorIn(SessionRef):
+class ErrorReportIn(SessionRef):
     error_message: str = Field(min_length=1, max_length=2000)
     error_code: str | None = Field(default=None, max_length=100)
 
@@ -191,8 +192,8 @@ async def recording_uploaded(ctx: LobbyContext, data: RecordingUploadedIn) -> di
     return {**_ack(state), "upload_name": data.upload_name, "counted": True}
 
 
-async def report_error(ctx: LobbyContext, data: DeviceErrorIn) -> dict[str, Any]:
-    return _ack(await _send(ctx, data.session_id, DeviceError(ctx.device_id, data.error_message, data.error_code)))
+async def report_error(ctx: LobbyContext, data: ErrorReportIn) -> dict[str, Any]:
+    return _ack(await _send(ctx, data.session_id, ErrorReported(ctx.device_id, data.error_message, data.error_code)))
 
 
 class BroadcastResultsIn(SessionRef):
@@ -209,14 +210,8 @@ async def broadcast_results(ctx: LobbyContext, data: BroadcastResultsIn) -> dict
     if data.job_id is not None and data.job_id != state.job_id:
         raise BadRequest(f"data.job_id: session {state.session_id} measures job {state.job_id}, not {data.job_id}")
     others = [d for d in state.members if d != ctx.device_id]
-    payload = {
-        "session_id": state.session_id,
-        "job_id": state.job_id,
-        "results": data.results,
-        "from_device_id": ctx.device_id,
-        "source": "host",
-    }
-    result = await ctx.broadcaster.push(others, ANALYSIS_RESULTS, payload)
+    payload = payloads.host_results(state, data.results, ctx.device_id)
+    result = await ctx.broadcaster.push(others, events.ANALYSIS_RESULTS, dict(payload))
     return {"session_id": state.session_id, "recipients": others, "delivered": result.delivered if result else []}
 
 
@@ -230,7 +225,7 @@ MEASUREMENT_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "measurement.recording_started": Handler(SessionRef, recording_started),
     "measurement.playback_complete": Handler(SessionRef, playback_complete),
     "measurement.recording_uploaded": Handler(RecordingUploadedIn, recording_uploaded),
-    "measurement.error": Handler(DeviceErrorIn, report_error),
+    "measurement.error": Handler(ErrorReportIn, report_error),
     # older app builds' names for ready and playback_complete
     "measurement.client_ready": Handler(SessionRef, ready),
     "measurement.speaker_finished": Handler(SessionRef, playback_complete),

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sonalyze_db import UTCDateTime, naming_metadata, utcnow
+from sonalyze_lobby.roles import Role
 
 DEVICE_ID_MAX_CHARS: Final = 128
 SLOT_MAX_CHARS: Final = 64
@@ -47,12 +48,6 @@ class LobbyState(StrEnum):
     OPEN = "open"
     MEASUREMENT_RUNNING = "measurement_running"
     CLOSED = "closed"
-
-
-class Role(StrEnum):
-    NONE = "none"
-    SPEAKER = "speaker"
-    MICROPHONE = "microphone"
 
 
 class ParticipantStatus(StrEnum):

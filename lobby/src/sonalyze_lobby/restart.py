@@ -16,11 +16,12 @@ from sqlalchemy import select
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.models import Lobby, LobbyState
+from sonalyze_protocol import measurement_events as events
+from sonalyze_protocol.measurement_events import SessionCancelled
 
 logger = logging.getLogger("sonalyze.lobby.restart")
 
 RESTART_REASON: Final = "service_restarted"
-SESSION_CANCELLED: Final = "measurement.session_cancelled"
 
 
 async def release_lost_sessions(state: Any) -> int:
@@ -50,14 +51,14 @@ async def _release(state: Any, lobby_id: Any) -> None:
         ctx = LobbyContext(device_id=None, request_id=None, session=session, settings=state.settings,  # type: ignore[arg-type]
                            broadcaster=state.broadcaster, state=state)  # fmt: skip
         await service.set_state(ctx, lobby, LobbyState.OPEN)
-    data = {
+    data: SessionCancelled = {
         "session_id": None,  # the session's id was in the lost memory too
         "lobby_id": str(lobby_id),
         "reason": RESTART_REASON,
         "cancelled_by": None,
         "message": "the lobby service restarted and lost the running measurement; start it again",
     }
-    await state.broadcaster.push(phones, SESSION_CANCELLED, data)
+    await state.broadcaster.push(phones, events.SESSION_CANCELLED, dict(data))
 
 
 __all__ = ["RESTART_REASON", "release_lost_sessions"]

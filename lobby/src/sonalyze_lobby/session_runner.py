@@ -1,4 +1,4 @@
-"""The thin async shell around `measurement_coordinator`: keeps the sessions, carries out the effects.
+"""The thin async shell around `measurement_protocol`: keeps the sessions, carries out the effects.
 
 `Coordinator.send` advances one session under its lock and runs the effects in order: pushes go
 through the lobby's broadcaster, timers through a `Scheduler` (a fake clock in tests), upload checks
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from pydantic import Field
 
 from sonalyze_lobby.measurement_client import MeasurementClient
-from sonalyze_lobby.measurement_coordinator import (
+from sonalyze_lobby.measurement_protocol import (
     AnalysisFailed,
     AnalysisFinished,
     Analyze,
@@ -29,8 +29,8 @@ from sonalyze_lobby.measurement_coordinator import (
     ConnectionChanged,
     Effect,
     Message,
-    Push,
     ReleaseLobby,
+    SendPush,
     SessionState,
     SignalInfo,
     Slot,
@@ -187,7 +187,7 @@ class Coordinator:
 
     def status_for(self, session_id: str, device_id: str) -> dict[str, Any]:
         state = self.get(session_id)
-        if not state.roles_of(device_id):
+        if not state.is_member(device_id):
             raise Forbidden(f"device {device_id} is not part of measurement session {session_id}")
         return status(state)
 
@@ -291,8 +291,8 @@ class Coordinator:
         for effect in effects:
             try:
                 match effect:
-                    case Push(device_ids=device_ids, event=event, data=data):
-                        await self._pusher().push(device_ids, event, data)
+                    case SendPush(device_ids=device_ids, event=event, data=data):
+                        await self._pusher().push(device_ids, event, dict(data))
                     case StartTimer(key=key, seconds=seconds, generation=generation):
                         self._start_timer(session_id, key, seconds, generation)
                     case CancelTimer(key=key):

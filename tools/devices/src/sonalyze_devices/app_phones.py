@@ -19,9 +19,10 @@ import numpy as np
 import soundfile as sf
 
 from sonalyze_devices.app_contract import HardCastError, check_push, check_response, hard
-from sonalyze_devices.client import DeviceClient, DeviceError, Push
+from sonalyze_devices.client import DeviceClient, ErrorReply, Push
 from sonalyze_devices.phones import Faults, Phone, SharedWorld, record_wav
 from sonalyze_devices.synth import PhoneFlaws
+from sonalyze_protocol import measurement_events as events
 
 AUDIO_HASH_HEADER = "X-Audio-Hash"
 SAMPLE_RATE_HZ = 48_000
@@ -60,9 +61,9 @@ class AppPhone(Phone):
 
     common_handlers = {
         "lobby.updated": "on_lobby_updated",
-        "measurement.phase_update": "on_phase_update",
-        "measurement.analysis_results": "on_analysis_results",
-        "measurement.error": "on_error",
+        events.PHASE_UPDATE: "on_phase_update",
+        events.ANALYSIS_RESULTS: "on_analysis_results",
+        events.ERROR: "on_error",
     }
 
     def __init__(self, client: DeviceClient, slot_id: str, world: SharedWorld, *, code: str = "") -> None:
@@ -90,9 +91,9 @@ class AppPhone(Phone):
 class AppSpeakerPhone(AppPhone):
     handlers = {
         **AppPhone.common_handlers,
-        "measurement.start_measurement": "on_start_measurement",
-        "measurement.request_audio": "on_request_audio",
-        "measurement.start_playback": "on_start_playback",
+        events.START_MEASUREMENT: "on_start_measurement",
+        events.REQUEST_AUDIO: "on_request_audio",
+        events.START_PLAYBACK: "on_start_playback",
     }
 
     def __init__(self, client: DeviceClient, slot_id: str, world: SharedWorld, *, playback_s: float = 0.5) -> None:
@@ -103,14 +104,14 @@ class AppSpeakerPhone(AppPhone):
         session_id = hard(push.data, "session_id")
         if push.data.get("speaker_device_id") not in (None, self.device_id):
             return
-        await self.send("measurement.ready", {"session_id": session_id, "device_id": self.device_id})
+        await self.send(events.READY, {"session_id": session_id, "device_id": self.device_id})
 
     async def on_request_audio(self, push: Push) -> None:
         session_id = hard(push.data, "session_id")
         url = f"/v1/measurement/audio?session_id={session_id}&sample_rate={SAMPLE_RATE_HZ}&format=wav"
         response = await self.world.http.get(url)
         if response.status_code != 200:
-            raise DeviceError("signal download", str(response.status_code), response.text[:200], {})
+            raise ErrorReply("signal download", str(response.status_code), response.text[:200], {})
         body_hash = hashlib.sha256(response.content).hexdigest()
         header_hash = response.headers.get(AUDIO_HASH_HEADER)
         if header_hash is not None and header_hash.lower() != body_hash:
@@ -124,21 +125,21 @@ class AppSpeakerPhone(AppPhone):
         data = {"session_id": session_id, "device_id": self.device_id}
         if header_hash is not None:  # the app sends the hash back only when the download carried it
             data["audio_hash"] = header_hash
-        await self.send("measurement.speaker_audio_ready", data)
+        await self.send(events.SPEAKER_AUDIO_READY, data)
 
     async def on_start_playback(self, push: Push) -> None:
         session_id = hard(push.data, "session_id")
         self.world.report(self.slot_id, "playing the sweep")
         await asyncio.sleep(self.playback_s)
-        await self.send("measurement.playback_complete", {"session_id": session_id})
+        await self.send(events.PLAYBACK_COMPLETE, {"session_id": session_id})
 
 
 class AppMicrophonePhone(AppPhone):
     handlers = {
         **AppPhone.common_handlers,
-        "measurement.start_measurement": "on_start_measurement",
-        "measurement.start_recording": "on_start_recording",
-        "measurement.stop_recording": "on_stop_recording",
+        events.START_MEASUREMENT: "on_start_measurement",
+        events.START_RECORDING: "on_start_recording",
+        events.STOP_RECORDING: "on_stop_recording",
     }
 
     def __init__(
@@ -161,12 +162,12 @@ class AppMicrophonePhone(AppPhone):
 
     async def on_start_measurement(self, push: Push) -> None:
         session_id = hard(push.data, "session_id")
-        await self.send("measurement.ready", {"session_id": session_id, "device_id": self.device_id})
+        await self.send(events.READY, {"session_id": session_id, "device_id": self.device_id})
 
     async def on_start_recording(self, push: Push) -> None:
         session_id = hard(push.data, "session_id")
         hard(push.data, "speaker_slot_id")
-        await self.send("measurement.recording_started", {"session_id": session_id, "device_id": self.device_id})
+        await self.send(events.RECORDING_STARTED, {"session_id": session_id, "device_id": self.device_id})
 
     async def on_stop_recording(self, push: Push) -> None:
         session_id = hard(push.data, "session_id")
@@ -185,4 +186,4 @@ class AppMicrophonePhone(AppPhone):
             raise HardCastError(f"upload of {name} did not answer a JSON object")
         self.uploads.append(name)
         self.world.report(self.slot_id, f"uploaded {name} ({len(wav) // 1024} KiB)")
-        await self.send("measurement.recording_uploaded", {"session_id": session_id, "upload_name": name})
+        await self.send(events.RECORDING_UPLOADED, {"session_id": session_id, "upload_name": name})

@@ -20,12 +20,13 @@ import numpy as np
 
 from sonalyze_devices.app_contract import HardCastError, hard
 from sonalyze_devices.app_phones import AppMicrophonePhone, AppPhone, AppSpeakerPhone, app_client, app_upload_name
-from sonalyze_devices.client import DeviceClient, DeviceError
+from sonalyze_devices.client import DeviceClient, ErrorReply
 from sonalyze_devices.display import PairRow, Progress
 from sonalyze_devices.phones import SharedWorld
 from sonalyze_devices.room import default_layout
 from sonalyze_devices.scenario import DemoOptions, DemoResult, SimulatedRoom
 from sonalyze_devices.synth import PhoneFlaws
+from sonalyze_protocol import measurement_events as events
 
 START_TIMER_S: Final = 0.5  # the app sends start_speaker this long after sending create_session
 RESULTS_WAIT_S: Final = 30.0
@@ -124,17 +125,17 @@ async def run_app_demo(options: DemoOptions, progress: Progress) -> DemoResult:
                     try:
                         simulated = await room.pair(aliases[s], aliases[m.slot_id])
                         result.simulated[(s, m.slot_id)] = simulated
-                    except (DeviceError, httpx.HTTPError, KeyError) as exc:
+                    except (ErrorReply, httpx.HTTPError, KeyError) as exc:
                         result.errors.append({"code": "simulation_failed", "message": f"{name}: {exc}"})
                         simulated = {}
                     result.rows.append(PairRow(s, m.slot_id, measured, dict(simulated.get("broadband") or {})))
             result.simulation_id = room.simulation_id
-        except (DeviceError, HardCastError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
+        except (ErrorReply, HardCastError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
             result.errors.append({"code": getattr(exc, "code", type(exc).__name__), "message": str(exc)})
             progress.report("demo", f"stopped: {exc}")
         finally:
             progress.done()
-            pushed_to_host = sum(1 for p in host.seen if p.event == "measurement.analysis_results")
+            pushed_to_host = sum(1 for p in host.seen if p.event == events.ANALYSIS_RESULTS)
             result.results_by_phone = {
                 "host": len(host_results) + pushed_to_host,
                 **{p.slot_id: len(p.results) for p in phones},
@@ -156,7 +157,7 @@ async def _create_and_start(
     """``create_session`` then ``start_speaker`` 500 ms after sending it, as the app's timer does."""
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
-    created = asyncio.create_task(host.request("measurement.create_session", line_up))
+    created = asyncio.create_task(host.request(events.CREATE_SESSION, line_up))
     created.add_done_callback(lambda _: setattr(result, "create_session_s", loop.time() - sent_at))
     await asyncio.sleep(START_TIMER_S)
     if not created.done():
@@ -170,7 +171,7 @@ async def _create_and_start(
     progress.report(
         "host", f"session {result.session_id[:8]} (answered in {result.create_session_s * 1000:.0f} ms); start_speaker"
     )
-    await host.request("measurement.start_speaker", {"session_id": result.session_id})
+    await host.request(events.START_SPEAKER, {"session_id": result.session_id})
 
 
 async def _follow_as_host(
@@ -188,16 +189,16 @@ async def _follow_as_host(
         remaining = deadline - asyncio.get_running_loop().time()
         push = await host.next_push(timeout_s=max(remaining, 0.1))
         result.pushes.append(("host", push.event, push.data))
-        if push.event == "measurement.phase_update":
+        if push.event == events.PHASE_UPDATE:
             progress.status(f"{push.data.get('phase')}: {push.data.get('phase_description', '')}")
-        elif push.event == "measurement.speaker_complete":
+        elif push.event == events.SPEAKER_COMPLETE:
             progress.report("session", f"{push.data.get('completed_speaker_slot_id')} complete, "
                                        f"{push.data.get('remaining_speakers')} to go")  # fmt: skip
-        elif push.event in ("measurement.error", "measurement.session_cancelled"):
+        elif push.event in ("measurement.error", events.SESSION_CANCELLED):
             result.errors.append(push.data)  # the app ends its local session on any error
             progress.report("session", f"{push.event}: {push.data.get('error_message') or push.data.get('reason')}")
             return
-        elif push.event == "measurement.session_complete":
+        elif push.event == events.SESSION_COMPLETE:
             hard(push.data, "session_id")
             result.session_complete = True
             progress.report(
@@ -217,7 +218,7 @@ async def _follow_as_host(
             analysed[name] = results
             host_results.append(results)
             result.measured[(s, mic.slot_id)] = app_measured(results)
-            await host.request("measurement.broadcast_results",
+            await host.request(events.BROADCAST_RESULTS,
                                {"session_id": result.session_id, "job_id": result.job_id, "results": results})  # fmt: skip
     result.analysis = {"app_results": analysed}
     progress.report("host", f"analysed and relayed {len(analysed)} recordings")

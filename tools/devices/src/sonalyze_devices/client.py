@@ -29,7 +29,7 @@ Check = Callable[[str, Any], None]
 GATEWAY_NOTICES = frozenset({"gateway.identified", "gateway.identify_required"})
 
 
-class DeviceError(Exception):
+class ErrorReply(Exception):
     """An error frame answered a request."""
 
     def __init__(self, event: str, code: str, message: str, error: dict[str, Any]) -> None:
@@ -171,7 +171,7 @@ class DeviceClient:
             self.identified.set()
 
     async def request(self, event: str, data: dict[str, Any] | None = None, timeout_s: float | None = None) -> Any:
-        """Send one event and wait for its response data; an error frame raises `DeviceError`.
+        """Send one event and wait for its response data; an error frame raises `ErrorReply`.
 
         With ``reconnect``, a request the loss of the connection interrupted is sent once more after it is back.
         """
@@ -203,7 +203,7 @@ class DeviceClient:
             self.latencies_s.append(asyncio.get_running_loop().time() - sent_at)
         if frame["type"] == "error":
             error = frame.get("error") or {}
-            raise DeviceError(event, error.get("code", "?"), error.get("message", ""), error)
+            raise ErrorReply(event, error.get("code", "?"), error.get("message", ""), error)
         if self._check_response is not None:
             try:
                 self._check_response(event, frame.get("data"))
@@ -234,7 +234,7 @@ class DeviceClient:
         """The error object of a request that must fail (AssertionError if it succeeds)."""
         try:
             answer = await self.request(event, data, timeout_s)
-        except DeviceError as exc:
+        except ErrorReply as exc:
             return exc.error
         raise AssertionError(f"{event} should have failed but answered {answer}")
 

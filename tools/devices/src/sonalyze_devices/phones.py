@@ -13,15 +13,17 @@ import io
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import numpy as np
 import soundfile as sf
 
 from sonalyze_devices.app_contract import HardCastError
-from sonalyze_devices.client import DeviceClient, DeviceError, Push
+from sonalyze_devices.client import DeviceClient, ErrorReply, Push
 from sonalyze_devices.synth import PhoneFlaws, synthesize_recording
+from sonalyze_protocol import measurement_events as events
+from sonalyze_protocol.measurement_events import RequestAudio
 
 logger = logging.getLogger("sonalyze.devices")
 
@@ -98,7 +100,7 @@ class Phone:
                 continue
             try:
                 await getattr(self, name)(push)
-            except (DeviceError, HardCastError, httpx.HTTPError, ConnectionError, TimeoutError) as exc:
+            except (ErrorReply, HardCastError, httpx.HTTPError, ConnectionError, TimeoutError) as exc:
                 self.errors.append(f"{push.event}: {exc}")
                 self.world.report(self.slot_id, f"error while handling {push.event}: {exc}")
 
@@ -114,9 +116,9 @@ class Phone:
 
 class SpeakerPhone(Phone):
     handlers = {
-        "measurement.start_measurement": "on_start_measurement",
-        "measurement.request_audio": "on_request_audio",
-        "measurement.start_playback": "on_start_playback",
+        events.START_MEASUREMENT: "on_start_measurement",
+        events.REQUEST_AUDIO: "on_request_audio",
+        events.START_PLAYBACK: "on_start_playback",
     }
 
     def __init__(self, client: DeviceClient, slot_id: str, world: SharedWorld, *, playback_s: float = 0.5) -> None:
@@ -127,28 +129,27 @@ class SpeakerPhone(Phone):
     async def on_start_measurement(self, push: Push) -> None:
         if push.data.get("speaker_slot_id") not in (None, self.slot_id):
             return
-        await self.send("measurement.ready", {"session_id": push.data["session_id"]})
+        await self.send(events.READY, {"session_id": push.data["session_id"]})
 
     async def on_request_audio(self, push: Push) -> None:
-        samples, rate_hz, raw = await self.world.fetch_signal(push.data["audio_url"])
+        request = cast(RequestAudio, push.data)
+        samples, rate_hz, raw = await self.world.fetch_signal(request["audio_url"])
         self.signal_duration_s = samples.size / rate_hz
         self.world.report(self.slot_id, f"downloaded the signal ({self.signal_duration_s:.1f} s)")
         audio_hash = hashlib.sha256(raw).hexdigest()
-        await self.send(
-            "measurement.speaker_audio_ready", {"session_id": push.data["session_id"], "audio_hash": audio_hash}
-        )
+        await self.send(events.SPEAKER_AUDIO_READY, {"session_id": request["session_id"], "audio_hash": audio_hash})
 
     async def on_start_playback(self, push: Push) -> None:
         self.world.report(self.slot_id, "playing the sweep")
         await asyncio.sleep(self.playback_s)
-        await self.send("measurement.playback_complete", {"session_id": push.data["session_id"]})
+        await self.send(events.PLAYBACK_COMPLETE, {"session_id": push.data["session_id"]})
 
 
 class MicrophonePhone(Phone):
     handlers = {
-        "measurement.start_measurement": "on_start_measurement",
-        "measurement.start_recording": "on_start_recording",
-        "measurement.stop_recording": "on_stop_recording",
+        events.START_MEASUREMENT: "on_start_measurement",
+        events.START_RECORDING: "on_start_recording",
+        events.STOP_RECORDING: "on_stop_recording",
     }
 
     def __init__(
@@ -169,7 +170,7 @@ class MicrophonePhone(Phone):
 
     async def on_start_measurement(self, push: Push) -> None:
         self.current = dict(push.data)
-        await self.send("measurement.ready", {"session_id": push.data["session_id"]})
+        await self.send(events.READY, {"session_id": push.data["session_id"]})
 
     async def on_start_recording(self, push: Push) -> None:
         self.current.update(push.data)
@@ -178,7 +179,7 @@ class MicrophonePhone(Phone):
             self.faults._silenced = True
             self.world.report(self.slot_id, f"goes silent (fault) while {speaker} waits")
             return
-        await self.send("measurement.recording_started", {"session_id": push.data["session_id"]})
+        await self.send(events.RECORDING_STARTED, {"session_id": push.data["session_id"]})
         if self.faults.reconnect_after_recording_started:
             self.faults.reconnect_after_recording_started = False
             self.world.report(self.slot_id, "drops its connection (fault) and comes back")
@@ -201,8 +202,6 @@ class MicrophonePhone(Phone):
             headers={"Content-Type": "audio/wav", "X-Device-Id": self.device_id},
         )
         if response.status_code >= 400:
-            raise DeviceError("upload", str(response.status_code), response.text[:200], {})
+            raise ErrorReply("upload", str(response.status_code), response.text[:200], {})
         self.world.report(self.slot_id, f"uploaded {upload_name} ({len(wav) // 1024} KiB)")
-        await self.send(
-            "measurement.recording_uploaded", {"session_id": data["session_id"], "upload_name": upload_name}
-        )
+        await self.send(events.RECORDING_UPLOADED, {"session_id": data["session_id"], "upload_name": upload_name})

@@ -18,11 +18,12 @@ import httpx
 import numpy as np
 import soundfile as sf
 
-from sonalyze_devices.client import DeviceClient, DeviceError, Push
+from sonalyze_devices.client import DeviceClient, ErrorReply, Push
 from sonalyze_devices.display import PairRow, Progress
 from sonalyze_devices.phones import Faults, MicrophonePhone, SharedWorld, SpeakerPhone
 from sonalyze_devices.room import RoomLayout, default_layout
 from sonalyze_devices.synth import PhoneFlaws
+from sonalyze_protocol import measurement_events as events
 
 SIMULATION_RATE_HZ = 48000
 
@@ -129,7 +130,7 @@ class SimulatedRoom:
                 body = self.layout.simulation_request(self.pairs, sample_rate_hz=SIMULATION_RATE_HZ)
                 response = await self.http.post("/v1/simulation/simulate", json=body, timeout=180)
                 if response.status_code != 200:
-                    raise DeviceError("simulation", str(response.status_code), response.text[:300], {})
+                    raise ErrorReply("simulation", str(response.status_code), response.text[:300], {})
                 self._answer = response.json()
                 self._by_pair = {(r["source_id"], r["microphone_id"]): r for r in self._answer["results"]}
             return self._answer
@@ -149,7 +150,7 @@ class SimulatedRoom:
             params={"source_id": speaker, "microphone_id": mic, "format": "float32"},
         )
         if response.status_code != 200:
-            raise DeviceError("simulation.ir", str(response.status_code), response.text[:300], {})
+            raise ErrorReply("simulation.ir", str(response.status_code), response.text[:300], {})
         samples, rate_hz = sf.read(io.BytesIO(response.content), dtype="float64", always_2d=False)
         return samples, int(rate_hz)
 
@@ -227,7 +228,7 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             )
             result.job_id = job["job_id"]
             session = await admin.request(
-                "measurement.create_session",
+                events.CREATE_SESSION,
                 {
                     "job_id": result.job_id,
                     "lobby_id": lobby_id,
@@ -237,21 +238,21 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
             )
             result.session_id = session["session_id"]
             progress.report("admin", f"session {result.session_id[:8]} for job {result.job_id[:8]}: starting")
-            await admin.request("measurement.start_speaker", {"session_id": result.session_id})
+            await admin.request(events.START_SPEAKER, {"session_id": result.session_id})
             await _follow_session(admin, options, progress, result)
             result.measured = _measured_by_pair(result.analysis or {})
             for s in speaker_slots:
                 for m in mic_slots:
                     try:
                         result.simulated[(s, m)] = await room.pair(s, m)
-                    except (DeviceError, httpx.HTTPError, KeyError) as exc:
+                    except (ErrorReply, httpx.HTTPError, KeyError) as exc:
                         result.errors.append({"code": "simulation_failed", "message": str(exc)})
                     item = result.measured.get((s, m), {"status": "missing"})
                     measured = {"status": item.get("status"), **(item.get("broadband") or {})}
                     simulated = dict(result.simulated.get((s, m), {}).get("broadband") or {})
                     result.rows.append(PairRow(s, m, measured, simulated))
             result.simulation_id = room.simulation_id
-        except (DeviceError, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
+        except (ErrorReply, httpx.HTTPError, ConnectionError, TimeoutError, OSError) as exc:
             result.errors.append({"code": getattr(exc, "code", type(exc).__name__), "message": str(exc)})
             progress.report("demo", f"stopped: {exc}")
         finally:
@@ -272,12 +273,12 @@ async def _follow_session(admin: DeviceClient, options: DemoOptions, progress: P
         result.pushes.append(("admin", push.event, push.data))
         if options.admin_hook is not None:
             await options.admin_hook(push)
-        if push.event == "measurement.speaker_complete":
+        if push.event == events.SPEAKER_COMPLETE:
             progress.report("session", f"{push.data.get('speaker_slot_id', 'speaker')} complete")
-        elif push.event == "measurement.session_complete":
+        elif push.event == events.SESSION_COMPLETE:
             result.session_complete = True
             progress.report("session", f"complete: {len(push.data.get('recordings', []))} recordings; analysing")
-        elif push.event == "measurement.analysis_complete":
+        elif push.event == events.ANALYSIS_COMPLETE:
             result.analysis = push.data
             progress.report("analysis", "complete")
             return
@@ -294,8 +295,8 @@ async def _follow_session(admin: DeviceClient, options: DemoOptions, progress: P
             retries += 1
             await asyncio.sleep(0.5)
             progress.report("admin", f"retrying the speaker (attempt {retries + 1})")
-            await admin.request("measurement.start_speaker", {"session_id": result.session_id})
-        elif push.event == "measurement.session_cancelled":
+            await admin.request(events.START_SPEAKER, {"session_id": result.session_id})
+        elif push.event == events.SESSION_CANCELLED:
             result.errors.append(push.data)
             return
         elif push.event.startswith("measurement."):
