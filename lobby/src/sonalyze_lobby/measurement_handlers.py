@@ -34,6 +34,7 @@ from sonalyze_lobby.session_runner import Coordinator, NewSession
 from sonalyze_protocol import measurement_events as events
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
+from sonalyze_protocol.measurement_events import SessionStatus
 
 # both slot ids go into an upload name (``<speaker>__<mic>.wav``), which the measurement service caps at 100
 SLOT_ID_MAX_CHARS: Final = 47
@@ -109,7 +110,7 @@ def _check_lobby(lobby: Lobby, coordinator: Coordinator, device_ids: list[str], 
         raise InvalidState(f"lobby {lobby.code} is {lobby.state.value}")
 
 
-async def create_session(ctx: LobbyContext, data: CreateSession) -> dict[str, Any]:
+async def create_session(ctx: LobbyContext, data: CreateSession) -> SessionStatus:
     """Register the session (and so check the job) with the measurement service, check the admin,
     the line-up and the lobby, and open the session. One outgoing call and one transaction: the app starts the
     speaker 500 ms after sending this, whether or not the answer has come."""
@@ -158,15 +159,15 @@ async def _send(ctx: LobbyContext, session_id: str, message: Message) -> Session
     return await _coordinator(ctx).send(session_id, message)
 
 
-async def start_speaker(ctx: LobbyContext, data: SessionRef) -> dict[str, Any]:
+async def start_speaker(ctx: LobbyContext, data: SessionRef) -> SessionStatus:
     return status(await _send(ctx, data.session_id, StartSpeaker(ctx.device_id)))
 
 
-async def session_status(ctx: LobbyContext, data: SessionRef) -> dict[str, Any]:
+async def session_status(ctx: LobbyContext, data: SessionRef) -> SessionStatus:
     return _coordinator(ctx).status_for(data.session_id, ctx.device_id)
 
 
-async def cancel_session(ctx: LobbyContext, data: CancelSessionIn) -> dict[str, Any]:
+async def cancel_session(ctx: LobbyContext, data: CancelSessionIn) -> SessionStatus:
     return status(await _send(ctx, data.session_id, CancelSession(ctx.device_id, data.reason)))
 
 

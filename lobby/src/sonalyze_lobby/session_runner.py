@@ -45,6 +45,7 @@ from sonalyze_lobby.measurement_protocol import (
 )
 from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound
 from sonalyze_protocol.logs import bind_context
+from sonalyze_protocol.measurement_events import SessionStatus
 from sonalyze_protocol.settings import ServiceSettings
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
@@ -185,7 +186,7 @@ class Coordinator:
         """The session that keeps ``lobby_id`` in ``measurement_running``, if any."""
         return next((s for s in self._sessions.values() if s.lobby_id == lobby_id and s.holds_lobby), None)
 
-    def status_for(self, session_id: str, device_id: str) -> dict[str, Any]:
+    def status_for(self, session_id: str, device_id: str) -> SessionStatus:
         state = self.get(session_id)
         if not state.is_member(device_id):
             raise Forbidden(f"device {device_id} is not part of measurement session {session_id}")

@@ -194,7 +194,7 @@ async def _follow_as_host(
         elif push.event == events.SPEAKER_COMPLETE:
             progress.report("session", f"{push.data.get('completed_speaker_slot_id')} complete, "
                                        f"{push.data.get('remaining_speakers')} to go")  # fmt: skip
-        elif push.event in ("measurement.error", events.SESSION_CANCELLED):
+        elif push.event in (events.ERROR, events.SESSION_CANCELLED):
             result.errors.append(push.data)  # the app ends its local session on any error
             progress.report("session", f"{push.event}: {push.data.get('error_message') or push.data.get('reason')}")
             return
