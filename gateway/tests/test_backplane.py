@@ -151,6 +151,26 @@ class TestPushesAcrossGateways:
         assert (await broadcast(pair, 0, kit, [device], "gone"))["offline"] == [device]
 
 
+class TestConnectStorm:
+    async def test_hundreds_of_devices_connecting_at_once_are_all_identified_on_both(
+        self, pair: Pair, kit: Any
+    ) -> None:
+        devices = [new_device() for _ in range(300)]
+
+        async def one(index: int, device: str) -> Any:
+            ws = await socket_on(pair, index % 2, device)
+            await kit.identified(ws, timeout_s=30)
+            return ws
+
+        sockets = await asyncio.gather(*(one(i, d) for i, d in enumerate(devices)))
+        try:
+            result = await broadcast(pair, 0, kit, devices, "storm")
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        assert sorted(result["delivered"]) == sorted(devices) and result["offline"] == []
+        assert "identify failed" not in pair.log(0) + pair.log(1)
+
+
 class TestIdentityAcrossGateways:
     async def test_a_device_live_on_one_gateway_is_in_use_on_the_other(self, pair: Pair, kit: Any) -> None:
         device = new_device()

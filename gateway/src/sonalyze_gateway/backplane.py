@@ -36,6 +36,8 @@ from sonalyze_gateway.connection_manager import Connection, ConnectionManager
 
 logger = logging.getLogger("sonalyze.gateway.backplane")
 
+POOL_CONNECTIONS: Final = 32
+POOL_WAIT_S: Final = 10.0
 CLAIM_LOCK_MS: Final = 10_000
 CLAIM_RETRY_S: Final = 0.01
 # a probe of a remote socket may take the liveness timeout; the answer gets this much more to arrive
@@ -80,7 +82,11 @@ class Backplane:
         self.channel = f"{prefix}gw:{self.gateway_id}"
         self.devices_key = f"{prefix}devices"
         self.ack_timeout_s = ack_timeout_s
-        self.redis: redis.Redis = redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # a connect storm waits its turn for a connection rather than failing ("Too many connections")
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S, decode_responses=True, health_check_interval=30
+        )
+        self.redis: redis.Redis = redis.Redis.from_pool(pool)
         self._manager = manager
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
