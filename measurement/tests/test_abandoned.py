@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import socket
 import time
@@ -95,9 +96,21 @@ async def served(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
         await serving
 
 
+def analyze_request(job_id: str, via: str, token: str) -> bytes:
+    """``POST /v1/jobs/{id}/analyze``, or the gateway's ``analysis.run`` of the whole job."""
+    if via == "http":
+        return f"POST /v1/jobs/{job_id}/analyze HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n".encode()
+    body = json.dumps({"event": "analysis.run", "request_id": 1, "device_id": "phone", "data": {"job_id": job_id}})
+    return (
+        f"POST /gateway/handle HTTP/1.1\r\nHost: m\r\nContent-Type: application/json\r\nX-Internal-Token: {token}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
 class TestClientGone:
+    @pytest.mark.parametrize("via", ["http", "analysis.run"])
     async def test_a_client_that_disconnects_stops_the_analysis(
-        self, tmp_path_factory: pytest.TempPathFactory, tools: SimpleNamespace
+        self, tmp_path_factory: pytest.TempPathFactory, tools: SimpleNamespace, via: str
     ) -> None:
         settings = tools.make_settings(tmp_path_factory.mktemp("gone"))
         async with served(settings) as (app, base_url):
@@ -114,9 +127,7 @@ class TestClientGone:
                     assert upload.status_code in (200, 201), upload.text
                 host, port = base_url.removeprefix("http://").split(":")
                 _, writer = await asyncio.open_connection(host, int(port))
-                writer.write(
-                    f"POST /v1/jobs/{job_id}/analyze HTTP/1.1\r\nHost: m\r\nContent-Length: 0\r\n\r\n".encode()
-                )
+                writer.write(analyze_request(job_id, via, tools.TOKEN))
                 pid = await busy_pid(pool)
                 left = time.perf_counter()
                 writer.close()

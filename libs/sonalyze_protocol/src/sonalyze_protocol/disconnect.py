@@ -30,9 +30,14 @@ class ClientGone(BadRequest):
     """The client closed its connection before the answer; its work was stopped."""
 
 
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass  # the rest of a body nobody reads
+async def _wait_for_disconnect(receive: Receive) -> bool:
+    """True once the client has gone; False when ``receive`` cannot tell (then nothing is stopped)."""
+    try:
+        while (await receive())["type"] != "http.disconnect":
+            pass  # the rest of a body nobody reads
+    except Exception:
+        return False
+    return True
 
 
 @asynccontextmanager
@@ -49,9 +54,9 @@ async def stop_when_client_leaves(request: Request, after: asyncio.Event | None 
         nonlocal gone
         if after is not None:
             await after.wait()
-        await _wait_for_disconnect(request.receive)
-        gone = True
-        task.cancel()
+        if await _wait_for_disconnect(request.receive):
+            gone = True
+            task.cancel()
 
     watcher = asyncio.get_running_loop().create_task(watch())
     try:
