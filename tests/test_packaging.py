@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 import sys
 import tomllib
+import zipfile
 from importlib.metadata import packages_distributions
 from pathlib import Path
 
@@ -183,3 +185,31 @@ def test_dockerfile_installs_only_from_its_hash_checked_lock(image: str) -> None
             assert "--require-hashes" in line
         else:
             assert "--no-deps" in line, f"{image}: {line!r} may resolve dependencies outside the lock"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_images_install_the_suite_as_plain_packages_and_keep_no_sources(image: str) -> None:
+    text = (ROOT / image / "Dockerfile").read_text()
+    assert not re.search(r"install [^\n]*(?:\\\n[^\n]*)*\s-e\s", text), f"{image}: an editable install"
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    assert re.findall(r"COPY --from=builder (\S+)", final_stage) == ["/opt/venv"]
+
+
+@pytest.mark.parametrize("service", ["lobby", "storage"])
+def test_the_built_package_carries_its_migrations(service: str, tmp_path: Path) -> None:
+    """The image migrates from the installed package: alembic.ini, env.py, the template and every version."""
+    command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+               "--wheel-dir", str(tmp_path), str(ROOT / service)]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name for name in archive.namelist() if "/migrations/" in name}
+    migrations = ROOT / service / "src" / f"sonalyze_{service}" / "migrations"
+    expected = {
+        str(path.relative_to(migrations.parent.parent)).replace("\\", "/")
+        for path in migrations.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+    assert {f"sonalyze_{service}/migrations/{name}" for name in ("alembic.ini", "env.py", "script.py.mako")} <= expected
+    assert any("/versions/" in name for name in expected)
+    assert shipped == expected
