@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -198,10 +199,11 @@ def test_images_install_the_suite_as_plain_packages_and_keep_no_sources(image: s
 @pytest.mark.parametrize("service", ["lobby", "storage"])
 def test_the_built_package_carries_its_migrations(service: str, tmp_path: Path) -> None:
     """The image migrates from the installed package: alembic.ini, env.py, the template and every version."""
+    source = shutil.copytree(ROOT / service, tmp_path / service, ignore=shutil.ignore_patterns("*.egg-info", "build"))
     command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-               "--wheel-dir", str(tmp_path), str(ROOT / service)]  # fmt: skip
+               "--wheel-dir", str(tmp_path / "wheels"), str(source)]  # setuptools builds in the copy  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=300)
-    (wheel,) = tmp_path.glob("*.whl")
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = {name for name in archive.namelist() if "/migrations/" in name}
     migrations = ROOT / service / "src" / f"sonalyze_{service}" / "migrations"

@@ -1,1 +1,0 @@
-"""Sonalyze storage service: persistent record of devices, lobbies, measurements and results."""
