@@ -1,8 +1,8 @@
 """Gateway load benchmark: the real suite (SQLite, PostgreSQL) and the stubbed gateway, each against a
 bare FastAPI echo, interleaved; medians printed with their ratio to the bare echo.
 
-    .venv/bin/python bench/gateway_load.py                     # 3 rounds (~25 min)
-    .venv/bin/python bench/gateway_load.py --quick             # 1 round, short loads (~5 min)
+    .venv/bin/python bench/gateway_load.py --client-cpu 1      # 3 rounds, all targets (~14 min)
+    .venv/bin/python bench/gateway_load.py --quick             # 1 round, short loads (~2.5 min)
     .venv/bin/python bench/gateway_load.py --targets bare,sqlite --rounds 1
 
 Targets (``--targets``, all by default):
@@ -413,15 +413,67 @@ def verdict(key: str, value: float, bare: float) -> str:
     return ""
 
 
+# the issue's figures, in its order: (label, figure key, target as the issue states it)
+ISSUE_FIGURES: Final[tuple[tuple[str, str, str], ...]] = (
+    ("routed lobby.get 200x5/s p99 ms", "routed_200x5_p99_ms", "<= 25"),
+    ("routed lobby.get 200x5/s errors", "routed_200x5_errors", "0"),
+    ("routed lobby.get 1000x2/s p99 ms", "routed_1000x2_p99_ms", "<= 50"),
+    ("routed lobby.get 1000x2/s errors", "routed_1000x2_errors", "0"),
+    ("local identify 1000x5/s p99 ms", "local_1000x5_p99_ms", "<= 15"),
+    ("broadcast to 1000, time-to-all ms", "broadcast_1000_all_ms", "<= 1.5x bare"),
+    ("overload 3000/s: answered <1 s %", "overload_3000_within_1s_pct", "100"),
+    ("overload 3000/s: slowest answer ms", "overload_3000_max_ms", "<= 1000"),
+    ("overload 3000/s: lost (no answer)", "overload_3000_lost", "0"),
+    ("overload 3000/s: sockets closed", "overload_3000_closed", "0"),
+    ("overload 3000/s: overloaded answers", "overload_3000_overloaded", ""),
+    ("/health of every service 1 s after ms", "overload_health_max_ms", "<= 100"),
+)
+COLUMN_TITLES: Final = {
+    "sqlite": "real suite, SQLite",
+    "postgres": "real suite, PostgreSQL",
+    "stub": "stub (gateway alone)",
+}
+
+
+def cell(medians: dict[str, dict[str, float]], name: str, key: str, bare: float) -> str:
+    """``value (ratio to bare) ok|MISS`` of one target's figure."""
+    value = medians[name].get(key, float("nan"))
+    mark = verdict(key, value, bare).rpartition(" ")[2]
+    if not (bare and bare == bare and value == value):  # a count the bare echo has none of: no ratio
+        return f"{fmt(value)} {mark}".rstrip()
+    return f"{fmt(value)} ({fmt(value / bare)}x) {mark}".rstrip()
+
+
+def print_issue_table(medians: dict[str, dict[str, float]], loads: dict[str, list[float]]) -> None:
+    """The issue's figures: the real suite on SQLite and PostgreSQL side by side, then the stub, each
+    with its ratio to the bare echo and its verdict; the load average each target was measured at."""
+    names = [n for n in ("sqlite", "postgres", "stub") if n in medians]
+    bare = medians.get("bare", {})
+    width = 26
+    print("\nissue 13 figures: value (ratio to the bare echo) verdict; medians of the rounds. Routed: lobby.get of "
+          "an unknown code on the real suite (a database read), an echo on the stub and the bare echo")  # fmt: skip
+    print(f"{'figure':<38} {'target':<13} {'bare echo':>9}  " + "".join(f"{COLUMN_TITLES[n]:<{width}}" for n in names))
+    for label, key, target in ISSUE_FIGURES:
+        b = bare.get(key, float("nan"))
+        print(
+            f"{label:<38} {target:<13} {fmt(b):>9}  " + "".join(f"{cell(medians, n, key, b):<{width}}" for n in names)
+        )
+    load_line = "".join(f"{'/'.join(f'{x:.1f}' for x in loads.get(n, [])):<{width}}" for n in names)
+    print(f"{'load average (1 min) per round':<38} {'':<13} {'/'.join(f'{x:.1f}' for x in loads.get('bare', [])):>9}  "
+          + load_line)  # fmt: skip
+
+
 def print_table(medians: dict[str, dict[str, float]]) -> None:
+    """Every figure of every target beside the bare echo's."""
     names = [n for n in ALL_TARGETS if n in medians and n != "bare"]
     bare = medians.get("bare", {})
-    header = f"{'figure':<30} {'bare':>8}" + "".join(f" {n:>9} {'ratio':>6} {'target':<18}" for n in names)
-    print("\n" + header)
+    print("\nall figures (sqlite, postgres: the real suite; stub: the gateway alone in front of a stub)")
+    header = f"{'figure':<34} {'bare':>8}" + "".join(f" {n:>9} {'ratio':>6} {'target':<18}" for n in names)
+    print(header)
     keys = list(dict.fromkeys(k for n in names for k in medians[n]))
     for key in keys:
         b = bare.get(key, float("nan"))
-        line = f"{key:<30} {fmt(b):>8}"
+        line = f"{key:<34} {fmt(b):>8}"
         for n in names:
             v = medians[n].get(key, float("nan"))
             ratio = v / b if b and b == b and v == v else float("nan")
@@ -505,14 +557,18 @@ async def measure(
           f"{'' if args.client_cpu is None else f' on CPU {args.client_cpu}'}, LOG_LEVEL={args.log_level}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in names}
+    loads: dict[str, list[float]] = {name: [] for name in names}  # 1-minute load average, per round
+    started_s = time.monotonic()
     async with aiohttp.ClientSession() as session:
         for rnd in range(args.rounds):
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
             for name in order:
                 figures = await one_round(workers, targets[name], args, session, rnd)
                 rounds[name].append(figures)
+                loads[name].append(os.getloadavg()[0])
                 print(
-                    f"  round {rnd + 1} {name:<8} connect {figures['connect_1000_s']:.2f}s  "
+                    f"  round {rnd + 1} {name:<8} load {loads[name][-1]:4.1f}  "
+                    f"connect {figures['connect_1000_s']:.2f}s  "
                     f"local p99 {figures['local_1000x5_p99_ms']:.1f}ms  "
                     f"routed1000 p99 {figures['routed_1000x2_p99_ms']:.1f}ms  "
                     f"routed200 p99 {figures['routed_200x5_p99_ms']:.1f}ms  "
@@ -526,12 +582,15 @@ async def measure(
         for name, results in rounds.items()
     }
     load = os.getloadavg()
-    print(f"\nmedians of {args.rounds} rounds; load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    elapsed_s = time.monotonic() - started_s
+    print(f"\nmedians of {args.rounds} rounds, measured in {elapsed_s / 60:.1f} min; load average at the end "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")  # fmt: skip
+    print_issue_table(medians, loads)
     print_table(medians)
     out_dir = BENCH_DIR / "results"
     out_dir.mkdir(exist_ok=True)
     out = out_dir / f"gateway_load-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    record = {"started": started_at, "args": vars(args), "rounds": rounds, "medians": medians}
+    record = {"started": started_at, "args": vars(args), "rounds": rounds, "medians": medians, "load_avg_1min": loads}
     out.write_text(json.dumps(record, indent=1))
     print(f"\nper-round figures: {out}\nservice logs: {work_dir}/<target>/logs/")
     return 0
@@ -559,7 +618,10 @@ def main() -> int:
         parser.error(f"unknown targets: {', '.join(sorted(unknown))}")
     if args.quick:
         args.rounds, args.duration, args.broadcasts, args.overload_duration = 1, 3.0, 3, 5.0
-    return asyncio.run(main_async(args))
+    started_s = time.monotonic()
+    code = asyncio.run(main_async(args))
+    print(f"whole run, suites' start and stop included: {(time.monotonic() - started_s) / 60:.1f} min")
+    return code
 
 
 if __name__ == "__main__":
