@@ -114,7 +114,6 @@ def as_device(
                 session=session,
                 settings=settings,
                 broadcaster=broadcaster,
-                state=None,
             )
 
     return acting
@@ -151,7 +150,7 @@ async def app(settings: Settings, broadcaster: Broadcaster) -> AsyncIterator[Any
 
     application = create_app(settings)
     async with LifespanManager(application):
-        application.state.broadcaster = broadcaster
+        application.state.lobby.broadcaster = broadcaster
         yield application
 
 

@@ -13,14 +13,14 @@ import json
 import re
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import httpx
 import pytest
 
 from sonalyze_lobby.measurement_client import MeasurementClient, wav_duration_s
-from sonalyze_lobby.session_runner import Coordinator, ProtocolSettings, ServiceLobbyStates
+from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
 
 Handle = Callable[..., Awaitable[dict[str, Any]]]
 SAMPLE_RATE_HZ = 48_000
@@ -100,19 +100,20 @@ def measurement() -> FakeMeasurementService:
 @pytest.fixture
 async def coordinator(app: Any, measurement: FakeMeasurementService) -> AsyncIterator[Coordinator]:
     """Replaces the app's coordinator by one that talks to the fake measurement service."""
-    if app.state.coordinator is not None:
-        await app.state.coordinator.aclose()
+    lobby = app.state.lobby
+    original = lobby.coordinator
+    await original.aclose()
     async with httpx.AsyncClient(transport=httpx.MockTransport(measurement.handler)) as http:
         coordinator = Coordinator(
-            settings=ProtocolSettings(),
-            pusher=lambda: app.state.broadcaster,
+            settings=lobby.settings,
+            pusher=lambda: lobby.broadcaster,
             measurement=MeasurementClient("http://measurement.test", http, token="t"),
-            lobby_states=ServiceLobbyStates(app.state),
+            lobby_states=ServiceLobbyStates(lobby),
         )
-        app.state.coordinator = coordinator
+        lobby.coordinator = coordinator
         yield coordinator
         await coordinator.aclose()
-        app.state.coordinator = None
+        lobby.coordinator = original
 
 
 @dataclass
@@ -226,13 +227,13 @@ class TestCreateSession:
         """A database outage in a ``measurement.*`` handler answers like one in ``lobby.*``, not internal_error."""
         from sonalyze_db import make_engine, make_sessionmaker
 
-        working = app.state.sessionmaker
+        working = app.state.lobby.database
         down = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
-        app.state.sessionmaker = make_sessionmaker(down)
+        app.state.lobby.database = replace(working, sessionmaker=make_sessionmaker(down))
         try:
             reply = await handle(lobby.admin, "measurement.create_session", line_up(lobby))
         finally:
-            app.state.sessionmaker = working
+            app.state.lobby.database = working
             await down.dispose()
         assert error_code(reply) == "service_unavailable"
         assert await lobby_state(handle, lobby) == "open"

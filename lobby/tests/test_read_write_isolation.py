@@ -19,7 +19,7 @@ class TestReadsBesideAWriter:
         admin, guest = devices(2)
         created = (await handle(admin, "lobby.create"))["data"]
         lobby_id = created["lobby_id"]
-        async with app.state.sessionmaker() as writer:
+        async with app.state.lobby.database.sessionmaker() as writer:
             # the write lock, held until commit (SQLite: BEGIN IMMEDIATE on the writer connection)
             await service.get_lobby(writer, uuid.UUID(lobby_id), for_update=True)
             join = asyncio.create_task(handle(guest, "lobby.join", {"code": created["code"]}))
@@ -41,13 +41,10 @@ class TestReadsBesideAWriter:
     async def test_a_read_session_cannot_write(self, app, devices) -> None:
         """On SQLite the read engine's connections are query_only: a use case routed there by mistake fails
         loudly instead of taking the write lock unseen."""
-        if app.state.read_engine is app.state.engine:
+        if app.state.lobby.database.read_engine is app.state.lobby.database.engine:
             pytest.skip("PostgreSQL: one engine serves reads and writes")
         (device,) = devices(1)
-        async with app.state.read_sessionmaker() as session:
-            from sonalyze_lobby.context import LobbyContext
-
-            ctx = LobbyContext(device, None, session, app.state.settings, app.state.broadcaster, app.state)
+        async with app.state.lobby.context(device, None, read_only=True) as ctx:
             try:
                 await service.create_lobby(ctx)
             except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -201,14 +202,14 @@ class RecordingCoordinator:
 @pytest.fixture
 def use_coordinator(app):
     """``use_coordinator(fake)`` puts ``fake`` in place of the app's coordinator until the test ends."""
-    original = app.state.coordinator
+    original = app.state.lobby.coordinator
 
     def swap(coordinator: Any) -> Any:
-        app.state.coordinator = coordinator
+        app.state.lobby.coordinator = coordinator
         return coordinator
 
     yield swap
-    app.state.coordinator = original
+    app.state.lobby.coordinator = original
 
 
 class TestDeviceConnection:
@@ -276,12 +277,12 @@ class TestPresenceBatch:
         def count(connection: object) -> None:
             commits.append(connection)
 
-        event.listen(app.state.engine.sync_engine, "commit", count)
+        event.listen(app.state.lobby.database.engine.sync_engine, "commit", count)
         try:
             changes = [{"device_id": d, "connected": True} for d in phones]
             reply = await handle("gateway", "device.presence", {"changes": changes}, request_id=None)
         finally:
-            event.remove(app.state.engine.sync_engine, "commit", count)
+            event.remove(app.state.lobby.database.engine.sync_engine, "commit", count)
         assert reply["data"] == {"applied": 300, "lobby_ids": []}
         assert len(commits) == 1
 
@@ -326,13 +327,14 @@ class TestHealth:
     async def test_database_down_is_503(self, app, client) -> None:
         from sonalyze_db import make_engine
 
-        working = app.state.read_engine  # health reads through the read engine
-        app.state.read_engine = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        working = app.state.lobby.database  # health reads through the read engine
+        down = make_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none")
+        app.state.lobby.database = replace(working, read_engine=down)
         try:
             response = await client.get("/health")
         finally:
-            await app.state.read_engine.dispose()
-            app.state.read_engine = working
+            await down.dispose()
+            app.state.lobby.database = working
         assert response.status_code == 503
         assert response.json()["database"].startswith("error:")
 
@@ -349,7 +351,7 @@ class TestDatabaseDown:
         )
         application = create_app(broken)
         async with LifespanManager(application):
-            application.state.broadcaster = broadcaster
+            application.state.lobby.broadcaster = broadcaster
             transport = httpx.ASGITransport(app=application)
             headers = {"X-Internal-Token": broken.internal_auth_token}
             async with httpx.AsyncClient(transport=transport, base_url="http://lobby", headers=headers) as client:

@@ -23,19 +23,20 @@ from sonalyze_lobby.measurement_protocol.state import (
     Slot,
     Step,
 )
-from sonalyze_lobby.session_runner import Coordinator, NewSession, ProtocolSettings
+from sonalyze_lobby.session_runner import Coordinator, NewSession
+from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.errors import AppError, ErrorCode, ServiceUnavailable
 
 ADMIN, SPK, MIC1, MIC2 = "admin", "spk", "mic-1", "mic-2"
 SIGNAL = SignalInfo("sig-1", "/v1/measurement/audio?sample_rate=48000", duration_s=4.0)
-SETTINGS = ProtocolSettings(
+SETTINGS = Settings(
     measurement_ready_timeout_s=5,
     measurement_audio_timeout_s=6,
     measurement_recording_timeout_s=7,
     measurement_playback_margin_s=8,
     measurement_upload_timeout_s=9,
     measurement_idle_timeout_s=100,
-    measurement_analysis_timeout_s=50,
+    measurement_session_analysis_timeout_s=50,
     measurement_disconnect_grace_s=3,
     measurement_session_retention_s=1000,
 )
@@ -296,7 +297,7 @@ class TestWholeSession:
         await rig.upload(sid, MIC1, "speaker_1__mic_1.wav")
         await rig.upload(sid, MIC2, "speaker_1__mic_2.wav")
         assert rig.coordinator.get(sid).step is Step.ANALYZING
-        rig.clock.now_s += SETTINGS.measurement_analysis_timeout_s
+        rig.clock.now_s += SETTINGS.measurement_session_analysis_timeout_s
         for handle in rig.clock.handles:
             if not handle.cancelled and handle.due_s <= rig.clock.now_s:
                 handle.cancelled = True
@@ -435,3 +436,17 @@ class TestSessions:
         assert rig.coordinator.get(sid).step is Step.CANCELLED
         assert rig.pusher.last("measurement.session_cancelled")[1]["reason"] == "lobby_closed"
         await rig.coordinator.lobby_closed("l1")  # nothing left to cancel
+
+
+class TestProtocolSettings:
+    def test_the_lobby_reads_its_own_analysis_timeout_not_the_measurement_services(self, monkeypatch) -> None:
+        monkeypatch.setenv("MEASUREMENT_ANALYSIS_TIMEOUT_S", "7")  # the measurement service's, per recording
+        monkeypatch.setenv("MEASUREMENT_SESSION_ANALYSIS_TIMEOUT_S", "42")
+        monkeypatch.setenv("MEASUREMENT_READY_TIMEOUT_S", "3")
+        timeouts = Settings().protocol_timeouts
+        assert (timeouts.analysis_s, timeouts.ready_s) == (42.0, 3.0)
+
+    def test_the_old_shared_name_alone_leaves_the_lobbys_default(self, monkeypatch) -> None:
+        monkeypatch.setenv("MEASUREMENT_ANALYSIS_TIMEOUT_S", "7")
+        monkeypatch.delenv("MEASUREMENT_SESSION_ANALYSIS_TIMEOUT_S", raising=False)
+        assert Settings().protocol_timeouts.analysis_s == 180.0

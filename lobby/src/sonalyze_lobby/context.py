@@ -1,24 +1,37 @@
-"""`LobbyContext`: what every lobby and measurement handler receives, from /gateway/handle and HTTP alike."""
+"""`LobbyApp`, what the lobby's lifespan builds, and `LobbyContext`, what every use case receives.
+
+Both transports (``/gateway/handle`` and the HTTP routes), the coordinator's lobby changes and the
+restart notices get their context from `LobbyApp.context`: one session, the settings and the shared parts.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sonalyze_protocol.envelope import RequestId
 
 if TYPE_CHECKING:
+    import httpx
+
+    from sonalyze_db import Database
     from sonalyze_lobby.broadcast import Broadcaster
+    from sonalyze_lobby.session_runner import Coordinator
     from sonalyze_lobby.settings import Settings
+    from sonalyze_protocol.storage_client import StorageRecorder
 
 
 @dataclass(slots=True)
 class LobbyContext:
-    """The calling device, its request id, one database session for this use case, and the app's state.
+    """The calling device, its request id, one database session for this use case, and what it may use.
 
     The session is opened and closed by the transport; the service commits at the end of each use case.
+    ``recorder`` and ``coordinator`` are absent in unit tests of the service alone.
     """
 
     device_id: str
@@ -26,4 +39,40 @@ class LobbyContext:
     session: AsyncSession
     settings: Settings
     broadcaster: Broadcaster
-    state: Any  # app.state: settings, engine, sessionmaker, http client, broadcaster, coordinator
+    recorder: StorageRecorder | None = None
+    coordinator: Coordinator | None = None
+
+
+@dataclass(slots=True)
+class LobbyApp:
+    """Everything the lobby's routes and handlers share; built in the lifespan, kept as ``app.state.lobby``."""
+
+    settings: Settings
+    database: Database
+    http: httpx.AsyncClient
+    broadcaster: Broadcaster
+    recorder: StorageRecorder | None
+    coordinator: Coordinator = field(init=False)  # it changes lobbies through `context`: set right after
+
+    @asynccontextmanager
+    async def context(
+        self, device_id: str, request_id: RequestId, *, read_only: bool = False
+    ) -> AsyncIterator[LobbyContext]:
+        """One use case's context; ``read_only`` sessions come from the read engine (SQLite: never behind a writer)."""
+        sessionmaker = self.database.read_sessionmaker if read_only else self.database.sessionmaker
+        async with sessionmaker() as session:
+            yield LobbyContext(
+                device_id=device_id,
+                request_id=request_id,
+                session=session,
+                settings=self.settings,
+                broadcaster=self.broadcaster,
+                recorder=self.recorder,
+                coordinator=self.coordinator,
+            )
+
+
+def lobby_app(request: Request) -> LobbyApp:
+    """The `LobbyApp` of the app serving ``request``."""
+    app: LobbyApp = request.app.state.lobby
+    return app

@@ -10,7 +10,7 @@ from fastapi import Request
 
 from sonalyze_db import guard_handlers
 from sonalyze_lobby import presence, service
-from sonalyze_lobby.context import LobbyContext
+from sonalyze_lobby.context import LobbyContext, lobby_app
 from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
 from sonalyze_lobby.presence import PresenceBatch
@@ -39,17 +39,8 @@ async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator
     device_id = body.device_id.strip()
     if not device_id or len(device_id) > DEVICE_ID_MAX_CHARS:
         raise BadRequest(f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} characters")
-    state = request.app.state
-    sessionmaker = state.read_sessionmaker if body.event in READ_ONLY_EVENTS else state.sessionmaker
-    async with sessionmaker() as session:
-        yield LobbyContext(
-            device_id=device_id,
-            request_id=body.request_id,
-            session=session,
-            settings=state.settings,
-            broadcaster=state.broadcaster,
-            state=state,
-        )
+    async with lobby_app(request).context(device_id, body.request_id, read_only=body.event in READ_ONLY_EVENTS) as ctx:
+        yield ctx
 
 
 async def create(ctx: LobbyContext, _: LobbyCreate) -> LobbyView:

@@ -20,9 +20,8 @@ async def _write(recorder: StorageRecorder, lobby_fields: dict[str, Any], partic
     return ok
 
 
-def record_lobby(state: Any, lobby: Lobby) -> None:
+def record_lobby(recorder: StorageRecorder | None, lobby: Lobby) -> None:
     """Queue the lobby and every participant as they are now (participants must be loaded)."""
-    recorder: StorageRecorder | None = getattr(state, "recorder", None)
     if recorder is None:
         return
     lobby_id = str(lobby.id)

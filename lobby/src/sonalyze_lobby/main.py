@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from sonalyze_db import database_status, install_outage_handlers, make_engine, make_read_engine, make_sessionmaker
+from sonalyze_db import Database, database_status, install_outage_handlers
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
+from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
+from sonalyze_lobby.measurement_client import MeasurementClient
 from sonalyze_lobby.restart import release_lost_sessions
 from sonalyze_lobby.routes import router as lobby_router
+from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
 from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.broadcast import BroadcastClient
 from sonalyze_protocol.handlers import gateway_handle_router
@@ -30,17 +30,23 @@ from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 
 logger = logging.getLogger("sonalyze.lobby")
 
-SESSION_RUNNER_MODULE = "sonalyze_lobby.session_runner"
 
-
-def _make_coordinator(state: Any) -> Any | None:
-    """The measurement protocol's coordinator, when its module offers ``create_coordinator(app_state)``."""
-    if importlib.util.find_spec(SESSION_RUNNER_MODULE) is None:
-        return None
-    session_runner = importlib.import_module(SESSION_RUNNER_MODULE)
-    if not hasattr(session_runner, "create_coordinator"):
-        return None
-    return session_runner.create_coordinator(state)
+def make_coordinator(lobby: LobbyApp) -> Coordinator:
+    """The measurement protocol's coordinator: pushes through the lobby's broadcaster, lobby changes through
+    its service layer; closed with ``await coordinator.aclose()``."""
+    settings = lobby.settings
+    client = MeasurementClient(
+        settings.measurement_url,
+        lobby.http,
+        token=settings.internal_auth_token,
+        timeout_s=settings.http_timeout_seconds,
+    )
+    return Coordinator(
+        settings=settings,
+        pusher=lambda: lobby.broadcaster,
+        measurement=client,
+        lobby_states=ServiceLobbyStates(lobby),
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,44 +55,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = app.state
-        engine = make_engine(settings.database_url, settings.database_pool)
-        state.engine = engine
-        state.sessionmaker = make_sessionmaker(engine)
-        # reads only: on SQLite they never wait behind a writer (see sonalyze_db.engine)
-        state.read_engine = make_read_engine(settings.database_url, engine, settings.database_pool)
-        state.read_sessionmaker = make_sessionmaker(state.read_engine)
-        state.http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
-        state.broadcaster = Broadcaster(
-            BroadcastClient(
-                settings.gateway_url,
-                settings.internal_auth_token,
-                state.http,
-                timeout_s=settings.broadcast_timeout_seconds,
-            )
+        database = Database.open(settings.database_url, settings.database_pool)
+        http = httpx.AsyncClient(timeout=settings.http_timeout_seconds)
+        broadcast = BroadcastClient(
+            settings.gateway_url, settings.internal_auth_token, http, timeout_s=settings.broadcast_timeout_seconds
         )
-        state.coordinator = None
-        state.recorder = await StorageRecorder.from_settings("lobby", settings)
+        recorder = await StorageRecorder.from_settings("lobby", settings)
+        lobby = LobbyApp(settings, database, http, Broadcaster(broadcast), recorder)
+        lobby.coordinator = make_coordinator(lobby)
+        app.state.lobby = lobby
         release: asyncio.Task[int] | None = None
         try:
             if settings.run_migrations:
-                await migrations.upgrade(engine)
+                await migrations.upgrade(database.engine)
                 logger.info("database migrated to head")
-            state.coordinator = _make_coordinator(state)
+            lobby.coordinator.warm_up()
             # sessions lived in the old process's memory: their lobbies reopen and their phones are told
-            release = asyncio.get_running_loop().create_task(release_lost_sessions(state))
+            release = asyncio.get_running_loop().create_task(release_lost_sessions(lobby))
             yield
         finally:
             if release is not None:
                 release.cancel()
-            if state.coordinator is not None:
-                await state.coordinator.aclose()
-            if state.recorder is not None:
-                await state.recorder.aclose()
-            await state.http.aclose()
-            if state.read_engine is not engine:
-                await state.read_engine.dispose()
-            await engine.dispose()
+            await lobby.coordinator.aclose()
+            if recorder is not None:
+                await recorder.aclose()
+            await http.aclose()
+            await lobby.database.dispose()
 
     app = FastAPI(title="Sonalyze lobby", lifespan=lifespan)
     app.state.settings = settings
@@ -100,9 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:
         """Liveness and database connectivity; 503 while the database is unreachable."""
-        database = await database_status(app.state.read_engine)  # never queued behind writers
+        lobby: LobbyApp = app.state.lobby
+        database = await database_status(lobby.database.read_engine)  # never queued behind writers
         status = "ok" if database == "ok" else "degraded"
-        outbox = await outbox_health(getattr(app.state, "recorder", None))
+        outbox = await outbox_health(lobby.recorder)
         body = {"status": status, "service": "lobby", "database": database, "outbox": outbox}
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 

@@ -83,10 +83,9 @@ class ErrorReportIn(SessionRef):
 
 
 def _coordinator(ctx: LobbyContext) -> Coordinator:
-    coordinator = getattr(ctx.state, "coordinator", None)
-    if coordinator is None:
+    if ctx.coordinator is None:
         raise ServiceUnavailable("the measurement coordinator is not running")
-    return coordinator
+    return ctx.coordinator
 
 
 def _ack(state: SessionState) -> dict[str, Any]:

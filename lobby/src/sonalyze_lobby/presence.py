@@ -76,10 +76,9 @@ async def apply_presence(ctx: LobbyContext, changes: list[PresenceChange]) -> li
     changed = [
         lobby_id for lobby_id, device_ids in devices_by_lobby.items() if await _update_lobby(ctx, lobby_id, device_ids)
     ]
-    coordinator = getattr(ctx.state, "coordinator", None)
-    if coordinator is not None:
+    if ctx.coordinator is not None:
         for change in changes:
-            await coordinator.device_connection_changed(change.device_id, change.connected)
+            await ctx.coordinator.device_connection_changed(change.device_id, change.connected)
     return changed
 
 

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 
 from sonalyze_lobby import service
-from sonalyze_lobby.context import LobbyContext
+from sonalyze_lobby.context import LobbyContext, lobby_app
 from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
 from sonalyze_lobby.schemas import (
     EventPage,
@@ -38,18 +38,11 @@ DeviceIdHeader = Annotated[
 
 async def get_context(request: Request, device_id: DeviceIdHeader) -> AsyncIterator[LobbyContext]:
     """A `LobbyContext` for one HTTP request; the session closes after the response, the service commits."""
-    state = request.app.state
     # a GET only reads: its session comes from the read engine (on SQLite: never behind a writer)
-    sessionmaker = state.read_sessionmaker if request.method == "GET" else state.sessionmaker
-    async with sessionmaker() as session:
-        yield LobbyContext(
-            device_id=device_id.strip(),
-            request_id=request_id_var.get(),
-            session=session,
-            settings=state.settings,
-            broadcaster=state.broadcaster,
-            state=state,
-        )
+    async with lobby_app(request).context(
+        device_id.strip(), request_id_var.get(), read_only=request.method == "GET"
+    ) as ctx:
+        yield ctx
 
 
 ContextDep = Annotated[LobbyContext, Depends(get_context)]

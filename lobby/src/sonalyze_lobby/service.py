@@ -179,7 +179,7 @@ async def create_lobby(ctx: LobbyContext, *, new_code: Callable[[], str] = gener
             logger.info("lobby code collision on attempt %d, retrying", attempt)
             continue
         logger.info("lobby %s created with code %s", lobby.id, lobby.code)
-        record_lobby(ctx.state, lobby)
+        record_lobby(ctx.recorder, lobby)
         return LobbyView.of(lobby)
     raise Conflict(f"could not find a free lobby code in {CODE_ATTEMPTS} attempts")
 
@@ -206,7 +206,7 @@ async def join_lobby(ctx: LobbyContext, code: str) -> LobbyView:
             await ctx.session.rollback()
             logger.info("concurrent join of %s, retrying (%d)", ctx.device_id, attempt)
             continue
-        record_lobby(ctx.state, lobby)
+        record_lobby(ctx.recorder, lobby)
         await ctx.broadcaster.lobby_updated(lobby, Change.PARTICIPANT_JOINED, ctx.device_id)
         return LobbyView.of(lobby)
     raise Conflict("the lobby changed while joining; try again")
@@ -231,7 +231,7 @@ async def leave_lobby(ctx: LobbyContext, lobby_id: uuid.UUID) -> LobbyView:
         _close(ctx.session, lobby, ctx.device_id, reason="admin_left" if is_admin(lobby, ctx.device_id) else "empty")
     await ctx.session.commit()
     change = Change.LOBBY_CLOSED if closing else Change.PARTICIPANT_LEFT
-    record_lobby(ctx.state, lobby)
+    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, change, ctx.device_id, recipients=told)
     if closing:
         await _tell_coordinator_closed(ctx, lobby.id)
@@ -240,11 +240,10 @@ async def leave_lobby(ctx: LobbyContext, lobby_id: uuid.UUID) -> LobbyView:
 
 async def _tell_coordinator_closed(ctx: LobbyContext, lobby_id: uuid.UUID) -> None:
     """A running measurement session of a closed lobby ends now, not when its timers run out."""
-    coordinator = getattr(ctx.state, "coordinator", None)
-    if coordinator is None:
+    if ctx.coordinator is None:
         return
     try:
-        await coordinator.lobby_closed(str(lobby_id))
+        await ctx.coordinator.lobby_closed(str(lobby_id))
     except Exception:  # the lobby is closed either way; the session's own timeouts remain as a backstop
         logger.exception("coordinator failed to end the sessions of lobby %s", lobby_id)
 
@@ -292,7 +291,7 @@ async def set_state(ctx: LobbyContext, lobby: Lobby, state: LobbyState) -> Lobby
     lobby.state = state
     record(ctx.session, lobby, Change.STATE_CHANGED, ctx.device_id, previous=previous.value, state=state.value)
     await ctx.session.commit()
-    record_lobby(ctx.state, lobby)
+    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.STATE_CHANGED, ctx.device_id)
     return LobbyView.of(lobby)
 
@@ -335,7 +334,7 @@ async def assign_role(ctx: LobbyContext, body: RoleAssign) -> LobbyView:
     except IntegrityError:
         await ctx.session.rollback()
         raise Conflict(f"slot '{slot_id}' was taken at the same time; try again") from None
-    record_lobby(ctx.state, lobby)
+    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.ROLE_ASSIGNED, target.device_id)
     return LobbyView.of(lobby)
 

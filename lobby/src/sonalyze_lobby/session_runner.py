@@ -17,9 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from pydantic import Field
-
-from sonalyze_lobby.measurement_client import MeasurementClient
+from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.measurement_protocol import (
     AnalysisFailed,
     AnalysisFinished,
@@ -35,7 +33,6 @@ from sonalyze_lobby.measurement_protocol import (
     SignalInfo,
     Slot,
     StartTimer,
-    Timeouts,
     TimerFired,
     UploadVerified,
     VerifyUpload,
@@ -43,42 +40,13 @@ from sonalyze_lobby.measurement_protocol import (
     new_session,
     status,
 )
+from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound
 from sonalyze_protocol.logs import bind_context
 from sonalyze_protocol.measurement_events import SessionStatus
-from sonalyze_protocol.settings import ServiceSettings
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
 WARM_UP_ATTEMPTS = 180
-
-
-class ProtocolSettings(ServiceSettings):
-    """The protocol's waits (``MEASUREMENT_*_TIMEOUT_S`` ...), read from the environment."""
-
-    measurement_ready_timeout_s: float = Field(default=20.0, gt=0)
-    measurement_audio_timeout_s: float = Field(default=30.0, gt=0)
-    measurement_recording_timeout_s: float = Field(default=10.0, gt=0)
-    # the playback wait is this margin plus the signal's own length
-    measurement_playback_margin_s: float = Field(default=15.0, gt=0)
-    measurement_upload_timeout_s: float = Field(default=60.0, gt=0)
-    measurement_idle_timeout_s: float = Field(default=900.0, gt=0)
-    measurement_analysis_timeout_s: float = Field(default=180.0, gt=0)
-    measurement_disconnect_grace_s: float = Field(default=10.0, gt=0)
-    measurement_sample_rate_hz: int = Field(default=48_000, ge=8_000, le=192_000)
-    # finished sessions stay readable through session_status this long
-    measurement_session_retention_s: float = Field(default=3600.0, gt=0)
-
-    def timeouts(self) -> Timeouts:
-        return Timeouts(
-            ready_s=self.measurement_ready_timeout_s,
-            audio_s=self.measurement_audio_timeout_s,
-            recording_s=self.measurement_recording_timeout_s,
-            playback_margin_s=self.measurement_playback_margin_s,
-            upload_s=self.measurement_upload_timeout_s,
-            idle_s=self.measurement_idle_timeout_s,
-            analysis_s=self.measurement_analysis_timeout_s,
-            disconnect_grace_s=self.measurement_disconnect_grace_s,
-        )
 
 
 # --- collaborators -----------------------------------------------------------------------------------
@@ -149,7 +117,7 @@ class Coordinator:
     def __init__(
         self,
         *,
-        settings: ProtocolSettings,
+        settings: Settings,
         pusher: Callable[[], Pusher],
         measurement: Measurement,
         lobby_states: LobbyStates,
@@ -157,7 +125,7 @@ class Coordinator:
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     ) -> None:
         self.settings = settings
-        self.timeouts = settings.timeouts()
+        self.timeouts = settings.protocol_timeouts
         self.measurement = measurement
         self._pusher = pusher
         self._lobby_states = lobby_states
@@ -405,45 +373,16 @@ class Coordinator:
 class ServiceLobbyStates:
     """`LobbyStates` through the lobby's own service layer: its own DB session, a `LobbyEvent`, a push."""
 
-    def __init__(self, app_state: Any) -> None:
-        self._state = app_state
+    def __init__(self, app: LobbyApp) -> None:
+        self._app = app
 
     async def release(self, lobby_id: str, actor_device_id: str) -> None:
         from sonalyze_lobby import service
-        from sonalyze_lobby.context import LobbyContext
         from sonalyze_lobby.models import LobbyState
 
-        async with self._state.sessionmaker() as session:
-            ctx = LobbyContext(
-                device_id=actor_device_id,
-                request_id=None,
-                session=session,
-                settings=self._state.settings,
-                broadcaster=self._state.broadcaster,
-                state=self._state,
-            )
-            lobby = await service.get_lobby(session, uuid.UUID(lobby_id), for_update=True)
+        async with self._app.context(actor_device_id, None) as ctx:
+            lobby = await service.get_lobby(ctx.session, uuid.UUID(lobby_id), for_update=True)
             if lobby.state is not LobbyState.MEASUREMENT_RUNNING:  # closed meanwhile, or already open
-                await session.commit()
+                await ctx.session.commit()
                 return
             await service.set_state(ctx, lobby, LobbyState.OPEN)
-
-
-def create_coordinator(app_state: Any) -> Coordinator:
-    """Called by the lobby's lifespan; closed with ``await coordinator.aclose()``."""
-    settings = ProtocolSettings()
-    lobby_settings = app_state.settings
-    client = MeasurementClient(
-        lobby_settings.measurement_url,
-        app_state.http,
-        token=lobby_settings.internal_auth_token,
-        timeout_s=lobby_settings.http_timeout_seconds,
-    )
-    coordinator = Coordinator(
-        settings=settings,
-        pusher=lambda: app_state.broadcaster,
-        measurement=client,
-        lobby_states=ServiceLobbyStates(app_state),
-    )
-    coordinator.warm_up()
-    return coordinator

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 
 from sonalyze_db import PoolSettings, normalize_database_url
+from sonalyze_lobby.measurement_protocol.state import Timeouts
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 
@@ -30,6 +31,34 @@ class Settings(ServiceSettings):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("PUBLIC_BASE_URL must start with http:// or https://")
         return value
+
+    # the measurement protocol's waits (the playback wait is its margin plus the signal's own length)
+    measurement_ready_timeout_s: float = Field(default=20.0, gt=0)
+    measurement_audio_timeout_s: float = Field(default=30.0, gt=0)
+    measurement_recording_timeout_s: float = Field(default=10.0, gt=0)
+    measurement_playback_margin_s: float = Field(default=15.0, gt=0)
+    measurement_upload_timeout_s: float = Field(default=60.0, gt=0)
+    measurement_idle_timeout_s: float = Field(default=900.0, gt=0)
+    # a session's whole analysis (every recording); the measurement service's MEASUREMENT_ANALYSIS_TIMEOUT_S
+    # is its limit per recording
+    measurement_session_analysis_timeout_s: float = Field(default=180.0, gt=0)
+    measurement_disconnect_grace_s: float = Field(default=10.0, gt=0)
+    measurement_sample_rate_hz: int = Field(default=48_000, ge=8_000, le=192_000)
+    # finished sessions stay readable through session_status this long
+    measurement_session_retention_s: float = Field(default=3600.0, gt=0)
+
+    @property
+    def protocol_timeouts(self) -> Timeouts:
+        return Timeouts(
+            ready_s=self.measurement_ready_timeout_s,
+            audio_s=self.measurement_audio_timeout_s,
+            recording_s=self.measurement_recording_timeout_s,
+            playback_margin_s=self.measurement_playback_margin_s,
+            upload_s=self.measurement_upload_timeout_s,
+            idle_s=self.measurement_idle_timeout_s,
+            analysis_s=self.measurement_session_analysis_timeout_s,
+            disconnect_grace_s=self.measurement_disconnect_grace_s,
+        )
 
     # database connections kept / added under load / waited for (PostgreSQL; SQLite's readers)
     database_pool_size: int = Field(default=20, ge=1)
