@@ -167,7 +167,7 @@ async def one_setup(
         figures: dict[str, Any] = {"devices": n_devices}
         figures["connect_s"] = await connect_spread(workers, ws_urls, devices)
         await asyncio.sleep(args.settle)
-        routed = await run_load(workers, target, "routed", 2.0, args.duration)
+        routed = await run_load(workers, target, "routed", args.rate, args.duration)
         figures |= {f"routed_{k}": routed[k] for k in ("p50_ms", "p99_ms", "msgs_per_s", "errors")}
         async with aiohttp.ClientSession() as session:
             broadcast = await run_broadcasts(workers, target, devices, args.broadcasts, session)
@@ -191,7 +191,7 @@ async def main_async(args: argparse.Namespace) -> int:
     load = os.getloadavg()
     started_at = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     print(f"gateway_backplane {started_at}: {args.clients} devices per gateway, {args.rounds} round(s), "
-          f"{args.duration:g}s routed load, {args.broadcasts} broadcasts, {args.pushes} pushes per cost figure, "
+          f"{args.duration:g}s routed load at {args.rate:g}/s per device, {args.broadcasts} broadcasts, {args.pushes} pushes per cost figure, "
           f"{args.workers} client processes; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} "
           f"on {os.cpu_count()} CPUs", flush=True)  # fmt: skip
     stub_port = free_port()
@@ -243,6 +243,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=1000, help="devices per gateway")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds of routed load")
+    parser.add_argument("--rate", type=float, default=2.0, help="routed events per device per second")
     parser.add_argument("--broadcasts", type=int, default=5)
     parser.add_argument("--pushes", type=int, default=300, help="sequential pushes per cost figure")
     parser.add_argument("--workers", type=int, default=2, help="client processes (worker i on gateway i mod 2)")

@@ -60,6 +60,33 @@ if holder then return 2 end
 return 0
 """
 RELEASED_TO_ANOTHER: Final = 2
+# a broadcast in one round trip: look the devices up and publish one push to each gateway that holds some.
+# KEYS[1] devices hash; ARGV: own gateway id, channel prefix, request id, reply channel, frame, device ids...
+# Returns {gateway id of each device ('' = none), the gateways published to, each one's receiver count}.
+_ROUTE: Final = """
+local holders = redis.call('HMGET', KEYS[1], unpack(ARGV, 6))
+local where, groups, order, receivers = {}, {}, {}, {}
+for i, holder in ipairs(holders) do
+    local gateway = ''
+    if holder then gateway = string.match(holder, '^([^|]*)') end
+    where[i] = gateway
+    if gateway ~= '' and gateway ~= ARGV[1] then
+        if not groups[gateway] then
+            groups[gateway] = {}
+            table.insert(order, gateway)
+        end
+        table.insert(groups[gateway], ARGV[5 + i])
+    end
+end
+for n, gateway in ipairs(order) do
+    local message = cjson.encode({op = 'push', id = ARGV[3] .. '#' .. gateway, reply = ARGV[4],
+                                  device_ids = groups[gateway], frame = ARGV[5]})
+    receivers[n] = redis.call('PUBLISH', ARGV[2] .. gateway, message)
+end
+return {where, order, receivers}
+"""
+# Lua's unpack() takes at most a few thousand values; longer lists go in two round trips
+ROUTE_SCRIPT_MAX_DEVICES: Final = 4000
 
 
 class BackplaneUnavailable(RuntimeError):
@@ -90,12 +117,13 @@ class Backplane:
         self._manager = manager
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
-        self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._batches: dict[str, _Batch] = {}  # request id -> the acks expected for it
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._hdel_if_equal = self.redis.register_script(_HDEL_IF_EQUAL)
         self._delete_if_equal = self.redis.register_script(_DELETE_IF_EQUAL)
         self._release_script = self.redis.register_script(_RELEASE)
+        self._route = self.redis.register_script(_ROUTE)
         # figures for /healthz and the benchmark
         self.n_remote_pushes = 0
         self.n_remote_devices = 0
@@ -181,6 +209,33 @@ class Backplane:
         delivered, missing = await self._manager.broadcast(device_ids, frame)
         if not missing:
             return delivered, missing
+        if len(missing) > ROUTE_SCRIPT_MAX_DEVICES:
+            return await self._broadcast_in_two_trips(delivered, missing, frame)
+        request_id = f"{self.gateway_id}:{next(self._ids)}"
+        batch = self._batches[request_id] = _Batch()
+        try:
+            where, gateways, receivers = await self._route(
+                keys=[self.devices_key],
+                args=[self.gateway_id, f"{self.prefix}gw:", request_id, self.channel, frame, *missing],
+            )
+        except (redis.RedisError, OSError) as exc:
+            del self._batches[request_id]
+            logger.warning("backplane: routing to %d devices failed: %r", len(missing), exc)
+            return delivered, missing
+        by_gateway: dict[str, list[str]] = defaultdict(list)
+        offline: list[str] = []
+        for device_id, gateway_id in zip(missing, where, strict=True):
+            if gateway_id and gateway_id != self.gateway_id:
+                by_gateway[gateway_id].append(device_id)
+            else:
+                offline.append(device_id)
+        self._count(by_gateway)
+        replies = await self._collect(request_id, batch, dict(zip(gateways, receivers, strict=True)), by_gateway)
+        return self._merge(delivered, offline, by_gateway, replies)
+
+    async def _broadcast_in_two_trips(
+        self, delivered: list[str], missing: list[str], frame: str
+    ) -> tuple[list[str], list[str]]:
         try:
             holders = await self.redis.hmget(self.devices_key, missing)
         except (redis.RedisError, OSError) as exc:
@@ -196,12 +251,22 @@ class Backplane:
                 by_gateway[gateway_id].append(device_id)
         if not by_gateway:
             return delivered, offline
-        self.n_remote_pushes += 1
-        self.n_remote_devices += sum(len(ids) for ids in by_gateway.values())
+        self._count(by_gateway)
         replies = await self._ask_all(
             {gateway_id: {"op": "push", "device_ids": ids, "frame": frame} for gateway_id, ids in by_gateway.items()},
             self.ack_timeout_s,
         )
+        return self._merge(delivered, offline, by_gateway, replies)
+
+    def _count(self, by_gateway: dict[str, list[str]]) -> None:
+        if by_gateway:
+            self.n_remote_pushes += 1
+            self.n_remote_devices += sum(len(ids) for ids in by_gateway.values())
+
+    @staticmethod
+    def _merge(
+        delivered: list[str], offline: list[str], by_gateway: dict[str, list[str]], replies: dict[str, Any]
+    ) -> tuple[list[str], list[str]]:
         for gateway_id, ids in by_gateway.items():
             reply = replies.get(gateway_id)
             if reply is None:
@@ -234,48 +299,61 @@ class Backplane:
             await self.close_remote(gateway_id, device_id, code, reason)
 
     async def _ask_all(self, messages: dict[str, dict[str, Any]], timeout_s: float) -> dict[str, Any]:
-        """Publish each message to its gateway; the acks that arrive within ``timeout_s``.
-
-        A gateway without a subscriber (gone) answers ``{"delivered": [], "offline": <its devices>}`` for
-        pushes, False (``alive``) for probes; its stale device entries are dropped.
-        """
-        futures: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        request_ids: list[str] = []
-        loop = asyncio.get_running_loop()
+        """Publish each message to its gateway; the acks that arrive within ``timeout_s``, by gateway."""
+        request_id = f"{self.gateway_id}:{next(self._ids)}"
+        batch = self._batches[request_id] = _Batch()
         async with self.redis.pipeline(transaction=False) as pipe:
             for gateway_id, message in messages.items():
-                request_id = f"{self.gateway_id}:{next(self._ids)}"
-                request_ids.append(request_id)
-                futures[gateway_id] = self._waiting[request_id] = loop.create_future()
-                pipe.publish(
-                    f"{self.prefix}gw:{gateway_id}", orjson.dumps({**message, "id": request_id, "reply": self.channel})
-                )
+                body = {**message, "id": f"{request_id}#{gateway_id}", "reply": self.channel}
+                pipe.publish(f"{self.prefix}gw:{gateway_id}", orjson.dumps(body))
             try:
                 receivers = await pipe.execute()
             except (redis.RedisError, OSError) as exc:
                 logger.warning("backplane: publish to %s failed: %r", ", ".join(messages), exc)
                 receivers = [None] * len(messages)
+        by_gateway = {
+            gateway_id: list(message.get("device_ids") or [message["device_id"]])
+            for gateway_id, message in messages.items()
+        }
+        return await self._collect(
+            request_id, batch, dict(zip(messages, receivers, strict=True)), by_gateway, timeout_s
+        )
+
+    async def _collect(
+        self,
+        request_id: str,
+        batch: _Batch,
+        receivers: dict[str, int | None],
+        by_gateway: dict[str, list[str]],
+        timeout_s: float | None = None,
+    ) -> dict[str, Any]:
+        """The acks of ``request_id``: a gateway without a subscriber (gone) answers at once, for pushes
+        ``{"delivered": [], "offline": <its devices>}`` and ``alive: False`` for probes; its entries are dropped."""
         replies: dict[str, Any] = {}
-        pending: dict[asyncio.Future[dict[str, Any]], str] = {}
-        for (gateway_id, message), n_receivers in zip(messages.items(), receivers, strict=True):
+        awaited: set[str] = set()
+        for gateway_id, n_receivers in receivers.items():
             if n_receivers == 0:  # no such gateway any more
-                replies[gateway_id] = {"delivered": [], "offline": message.get("device_ids", []), "alive": False}
-                self._spawn(self._forget_gateway(gateway_id, message))
+                replies[gateway_id] = {"delivered": [], "offline": by_gateway.get(gateway_id, []), "alive": False}
+                self._spawn(self._forget_gateway(gateway_id, by_gateway.get(gateway_id, [])))
             elif n_receivers is not None:
-                pending[futures[gateway_id]] = gateway_id
-        if pending:
-            done, _ = await asyncio.wait(pending, timeout=timeout_s)
-            for future, gateway_id in pending.items():
-                if future in done:
-                    replies[gateway_id] = future.result()
-                else:
-                    logger.warning("backplane: gateway %s did not answer within %.1f s", gateway_id, timeout_s)
-        for request_id in request_ids:
-            self._waiting.pop(request_id, None)
+                awaited.add(gateway_id)
+        try:
+            if awaited:
+                batch.expect(awaited)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(batch.done.wait(), timeout_s or self.ack_timeout_s)
+                for gateway_id in awaited:
+                    if gateway_id in batch.replies:
+                        replies[gateway_id] = batch.replies[gateway_id]
+                    else:
+                        logger.warning("backplane: gateway %s did not answer in time", gateway_id)
+        finally:
+            self._batches.pop(request_id, None)
         return replies
 
-    async def _forget_gateway(self, gateway_id: str, message: dict[str, Any]) -> None:
-        ids = message.get("device_ids") or [message["device_id"]]
+    async def _forget_gateway(self, gateway_id: str, ids: list[str]) -> None:
+        if not ids:
+            return
         try:
             holders = await self.redis.hmget(self.devices_key, ids)
             for device_id, holder in zip(ids, holders, strict=True):
@@ -308,9 +386,10 @@ class Backplane:
             logger.warning("backplane: unreadable message %.100r", raw)
             return
         if op == "ack":
-            future = self._waiting.pop(message["id"], None)
-            if future is not None and not future.done():
-                future.set_result(message)
+            request_id, _, gateway_id = str(message["id"]).rpartition("#")
+            batch = self._batches.get(request_id)
+            if batch is not None:
+                batch.add(gateway_id, message)
         elif op == "push":  # inline, so pushes reach each device in the order they were published
             self.n_served += 1
             delivered, offline = await self._manager.broadcast(message["device_ids"], message["frame"])
@@ -348,6 +427,32 @@ class Backplane:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.warning("backplane: background call failed: %r", exc)
+
+
+class _Batch:
+    """The acks of one request to several gateways, by gateway id; ``done`` once every expected one is in.
+
+    Registered before the request goes out: an ack may be read before the request's own reply.
+    """
+
+    __slots__ = ("done", "expected", "replies")
+
+    def __init__(self) -> None:
+        self.replies: dict[str, dict[str, Any]] = {}
+        self.expected: set[str] | None = None
+        self.done = asyncio.Event()
+
+    def add(self, gateway_id: str, reply: dict[str, Any]) -> None:
+        self.replies[gateway_id] = reply
+        self._check()
+
+    def expect(self, gateway_ids: set[str]) -> None:
+        self.expected = gateway_ids
+        self._check()
+
+    def _check(self) -> None:
+        if self.expected is not None and self.expected <= self.replies.keys():
+            self.done.set()
 
 
 def _gateway_of(holder: str | bytes | None) -> str | None:

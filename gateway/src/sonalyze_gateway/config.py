@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -98,6 +99,13 @@ class Settings(ServiceSettings):
     def _port(cls, value: int) -> int:
         if not 0 <= value <= 65535:
             raise ValueError(f"must be a TCP port (0 = any free one), got {value}")
+        return value
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", value):
+            raise ValueError("GATEWAY_ID must be 1-64 letters, digits, '_', '.' or '-' (it names a Redis channel)")
         return value
 
     @field_validator("device_token_key")
