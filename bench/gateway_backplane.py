@@ -7,7 +7,10 @@ cost per push.
 Setups (every service URL on bench/gateway_stub.py, which answers at once, so the gateways are measured):
 
 - ``one``: one gateway, no ``REDIS_URL`` (today's in-process path), N devices (``--clients``, 1000);
-- ``two``: two gateways on Redis (``--redis-url``, a fresh key prefix), 2 x N devices, half on each.
+- ``two``: two gateways on Redis (``--redis-url``, a fresh key prefix), 2 x N devices, half on each;
+- ``split``: the same two gateways with N devices in all (N/2 on each): the same load as ``one``, so its
+  ratio shows what the second gateway and the backplane cost at equal work, while ``two``'s also shows
+  a machine doing twice the work (on one machine the gateways share its CPUs).
 
 Figures per setup: connect + identify of all devices at once; routed event (``lobby.bench``) p50/p99 at
 every device x 2/s; one broadcast to every device posted to the first gateway's internal listener (in
@@ -144,7 +147,7 @@ async def one_setup(
     name: str, args: argparse.Namespace, work_dir: Path, stub_url: str, workers: Workers, rnd: int
 ) -> dict[str, Any]:
     replicas = 1 if name == "one" else 2
-    n_devices = args.clients * replicas
+    n_devices = args.clients * (2 if name == "two" else 1)
     backends = {"LOBBY_URL": stub_url, "MEASUREMENT_URL": stub_url, "SIMULATION_URL": stub_url}
     config = SuiteConfig.on_free_ports(
         data_dir=work_dir / name / "data",
@@ -197,11 +200,12 @@ async def main_async(args: argparse.Namespace) -> int:
     stub_port = free_port()
     stub = start_process([sys.executable, str(BENCH_DIR / "gateway_stub.py"), str(stub_port)], work_dir / "stub.log")
     workers = Workers(args.workers, args.client_cpu)
-    rounds: dict[str, list[dict[str, Any]]] = {"one": [], "two": []}
+    setups = ("one", "two", "split")
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in setups}
     try:
         await asyncio.sleep(0.5)
         for rnd in range(args.rounds):
-            for name in ("one", "two") if rnd % 2 == 0 else ("two", "one"):
+            for name in setups[rnd % 3 :] + setups[: rnd % 3]:
                 figures = await one_setup(name, args, work_dir, f"http://127.0.0.1:{stub_port}", workers, rnd)
                 rounds[name].append(figures)
                 print(f"  round {rnd + 1} {name}: {figures['devices']} devices, connect {figures['connect_s']:.2f}s, "
@@ -218,14 +222,17 @@ async def main_async(args: argparse.Namespace) -> int:
 
     load = os.getloadavg()
     print(f"\nmedians of {args.rounds} round(s); load average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'figure':<34} {'1 gw':>9} {'2 gw':>9} {'ratio':>7}")
+    print(f"{'figure':<30} {'one':>8} {'two':>8} {'ratio':>6} {'split':>8} {'ratio':>6}")
     for key in ("devices", "connect_s", "routed_p50_ms", "routed_p99_ms", "routed_msgs_per_s", "routed_errors",
                 "broadcast_all_ms", "broadcast_per_device_p50_ms", "broadcast_probe_max_ms", "broadcast_missing"):  # fmt: skip
-        one, two = median("one", key), median("two", key)
-        print(f"{key:<34} {fmt(one):>9} {fmt(two):>9} {fmt(two / one) if one else '-':>7}")
-    print(f"\none push to one device, posted to gateway 1 ({args.pushes} sequential, 2 gateways):")
+        one, two, split = median("one", key), median("two", key), median("split", key)
+        print(
+            f"{key:<30} {fmt(one):>8} {fmt(two):>8} {fmt(two / one) if one else '-':>6}"
+            f" {fmt(split):>8} {fmt(split / one) if one else '-':>6}"
+        )
+    print(f"\none push to one device, posted to gateway 1 ({args.pushes} sequential; two and split):")
     print(f"{'figure':<34} {'local':>9} {'remote':>9} {'extra':>9}")
-    pushes = [r["push"] for r in rounds["two"]]
+    pushes = [r["push"] for name in ("two", "split") for r in rounds[name]]
     for key in pushes[0]["local"]:
         local = statistics.median(p["local"][key] for p in pushes)
         remote = statistics.median(p["remote"][key] for p in pushes)

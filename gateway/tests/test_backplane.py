@@ -237,6 +237,31 @@ class TestIdentityAcrossGateways:
             assert frame["error"]["code"] == "unauthorized" and code == UNAUTHORIZED
 
 
+@pytest.fixture(scope="module")
+def token_pair(stubs: Any, kit: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    running = start_pair(tmp_path_factory.mktemp("token-pair"), {**kit.backend_env(stubs), "DEVICE_AUTH": "token"}, kit)
+    try:
+        yield running
+    finally:
+        running.suite.stop()
+
+
+class TestTokenModeAcrossGateways:
+    async def test_an_id_issued_on_one_gateway_needs_its_credential_on_the_other(
+        self, token_pair: Pair, kit: Any
+    ) -> None:
+        device = new_device()
+        async with socket_on(token_pair, 0, device) as first:
+            token = (await kit.identified(first))["device_token"]
+        async with socket_on(token_pair, 1, device) as impostor:  # offline now, but issued: no claim without it
+            frame, code = await refusal(impostor, kit)
+        async with socket_on(token_pair, 1, device, token) as back:
+            identified = await kit.identified(back)
+        assert frame["error"]["code"] == "unauthorized" and code == UNAUTHORIZED
+        assert "has a credential" in frame["error"]["message"]
+        assert identified["device_id"] == device and identified["device_auth"] == "token"
+
+
 class TestAGatewayGoes:
     async def test_a_killed_gateway_devices_are_offline_and_free_to_claim_elsewhere(
         self, stubs: Any, kit: Any, tmp_path: Path
