@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from sonalyze_protocol.broadcast import BroadcastRequest, BroadcastResult
-
-DEVICE_ID_MAX_CHARS: Final = 128
-# printable ASCII without spaces: the id travels in the X-Device-Id header and in log lines
-DEVICE_ID_PATTERN: Final = r"^[!-~]+$"
-
-DeviceId = Annotated[str, StringConstraints(min_length=1, max_length=DEVICE_ID_MAX_CHARS, pattern=DEVICE_ID_PATTERN)]
-
+from sonalyze_protocol.ids import DEVICE_ID_MAX_CHARS, DeviceId
 
 DeviceToken = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 

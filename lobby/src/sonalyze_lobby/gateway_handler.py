@@ -12,7 +12,6 @@ from sonalyze_db import guard_handlers
 from sonalyze_lobby import presence, service
 from sonalyze_lobby.context import LobbyContext, lobby_app
 from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
-from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
 from sonalyze_lobby.presence import PresenceBatch
 from sonalyze_lobby.schemas import (
     LobbyCreate,
@@ -28,6 +27,7 @@ from sonalyze_lobby.schemas import (
 )
 from sonalyze_protocol.errors import BadRequest
 from sonalyze_protocol.handlers import EmptyData, GatewayRequest, Handler, HandlerTable
+from sonalyze_protocol.ids import DEVICE_ID_RULE, is_device_id
 
 # events that never write: their session comes from the read engine (on SQLite: never behind a writer)
 READ_ONLY_EVENTS: Final = frozenset({"lobby.get", "measurement.session_status"})
@@ -36,9 +36,9 @@ READ_ONLY_EVENTS: Final = frozenset({"lobby.get", "measurement.session_status"})
 @asynccontextmanager
 async def lobby_context(request: Request, body: GatewayRequest) -> AsyncIterator[LobbyContext]:
     """One session per event; closed here, committed (or not) by the service."""
-    device_id = body.device_id.strip()
-    if not device_id or len(device_id) > DEVICE_ID_MAX_CHARS:
-        raise BadRequest(f"device_id must be 1 to {DEVICE_ID_MAX_CHARS} characters")
+    device_id = body.device_id
+    if not is_device_id(device_id):
+        raise BadRequest(f"device_id must be {DEVICE_ID_RULE}")
     async with lobby_app(request).context(device_id, body.request_id, read_only=body.event in READ_ONLY_EVENTS) as ctx:
         yield ctx
 

@@ -29,17 +29,17 @@ from sonalyze_lobby.measurement_protocol import (
     payloads,
     status,
 )
-from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS, Lobby, LobbyState
+from sonalyze_lobby.models import Lobby, LobbyState
 from sonalyze_lobby.session_runner import Coordinator, NewSession
 from sonalyze_protocol import measurement_events as events
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
+from sonalyze_protocol.ids import DeviceId
 from sonalyze_protocol.measurement_events import SessionStatus
 
 # both slot ids go into an upload name (``<speaker>__<mic>.wav``), which the measurement service caps at 100
 SLOT_ID_MAX_CHARS: Final = 47
 SlotId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=SLOT_ID_MAX_CHARS)]
-DeviceId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=DEVICE_ID_MAX_CHARS)]
 JobId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]+$", min_length=1, max_length=128)]
 SessionId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sonalyze_db import UTCDateTime, naming_metadata, utcnow
 from sonalyze_lobby.roles import Role
+from sonalyze_protocol.ids import DEVICE_ID_MAX_CHARS
 
-DEVICE_ID_MAX_CHARS: Final = 128
 SLOT_MAX_CHARS: Final = 64
 LABEL_MAX_CHARS: Final = 128
 CODE_CHARS: Final = 6

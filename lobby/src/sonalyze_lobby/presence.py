@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.models import (
-    DEVICE_ID_MAX_CHARS,
     DevicePresence,
     Lobby,
     LobbyState,
@@ -31,6 +30,7 @@ from sonalyze_lobby.models import (
     utcnow,
 )
 from sonalyze_lobby.service import Change, get_lobby, record
+from sonalyze_protocol.ids import DeviceId
 
 # the gateway sends at most 500 notices a batch; an upsert of 1000 rows binds 3000 parameters,
 # well inside SQLite's (32766) and asyncpg's (32767) limits
@@ -40,7 +40,7 @@ PRESENCE_BATCH_MAX: Final = 1000
 class PresenceChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    device_id: str = Field(min_length=1, max_length=DEVICE_ID_MAX_CHARS)
+    device_id: DeviceId
     connected: bool
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext, lobby_app
-from sonalyze_lobby.models import DEVICE_ID_MAX_CHARS
 from sonalyze_lobby.schemas import (
     EventPage,
     LobbyGet,
@@ -23,6 +22,7 @@ from sonalyze_lobby.schemas import (
     RoomSnapshotShare,
 )
 from sonalyze_protocol.auth import require_internal_token, settings_token
+from sonalyze_protocol.ids import DEVICE_ID_MAX_CHARS, DEVICE_ID_PATTERN
 from sonalyze_protocol.logs import request_id_var
 
 DeviceIdHeader = Annotated[
@@ -31,6 +31,7 @@ DeviceIdHeader = Annotated[
         alias="X-Device-Id",
         min_length=1,
         max_length=DEVICE_ID_MAX_CHARS,
+        pattern=DEVICE_ID_PATTERN,
         description="The device acting (as the gateway would name it)",
     ),
 ]
@@ -39,9 +40,7 @@ DeviceIdHeader = Annotated[
 async def get_context(request: Request, device_id: DeviceIdHeader) -> AsyncIterator[LobbyContext]:
     """A `LobbyContext` for one HTTP request; the session closes after the response, the service commits."""
     # a GET only reads: its session comes from the read engine (on SQLite: never behind a writer)
-    async with lobby_app(request).context(
-        device_id.strip(), request_id_var.get(), read_only=request.method == "GET"
-    ) as ctx:
+    async with lobby_app(request).context(device_id, request_id_var.get(), read_only=request.method == "GET") as ctx:
         yield ctx
 
 

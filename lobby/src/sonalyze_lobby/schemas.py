@@ -19,7 +19,6 @@ from pydantic import (
 )
 
 from sonalyze_lobby.models import (
-    DEVICE_ID_MAX_CHARS,
     LABEL_MAX_CHARS,
     Lobby,
     LobbyEvent,
@@ -28,6 +27,7 @@ from sonalyze_lobby.models import (
     ParticipantStatus,
     Role,
 )
+from sonalyze_protocol.ids import DeviceId
 
 MAX_VERTICES: Final = 256
 MAX_POSITIONS: Final = 64
@@ -37,7 +37,6 @@ SLOT_ID_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
 SLOT_ID_MAX_CHARS: Final = 47
 MAX_HEIGHT_M: Final = 1_000.0
 
-DeviceId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=DEVICE_ID_MAX_CHARS)]
 SlotId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=SLOT_ID_MAX_CHARS, pattern=SLOT_ID_PATTERN),

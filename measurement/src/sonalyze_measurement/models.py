@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sonalyze_protocol.ids import DeviceId
+
 
 class JobCreate(BaseModel):
     """``POST /v1/jobs`` and ``measurement.create_job``."""
@@ -55,7 +57,7 @@ class RecordingAnnouncement(BaseModel):
     model_config = ConfigDict(extra="ignore")
     speaker_slot_id: str | None = Field(default=None, max_length=200)
     mic_slot_id: str | None = Field(default=None, max_length=200)
-    device_id: str | None = Field(default=None, max_length=200)
+    device_id: DeviceId | None = None
     signal_id: str | None = Field(default=None, max_length=100)
 
 
