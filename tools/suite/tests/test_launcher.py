@@ -177,6 +177,8 @@ class TestGatewayReplicas:
         third = config.service_env(gateway, "gateway-3")
         assert third["INTERNAL_PORT"] == "8025" and third["REDIS_URL"] == config.redis_url
         assert "DEVICE_REGISTRY_PATH" not in third  # the registry is shared in Redis
+        assert third["OUTBOX_DIR"].endswith("outbox/gateway-3")  # not the first gateway's queue
+        assert config.service_env(gateway)["OUTBOX_DIR"].endswith(".run/outbox")
         lobby = next(s for s in SERVICES if s.name == "lobby")
         assert config.service_env(lobby)["GATEWAY_URL"].split(",") == [
             "http://127.0.0.1:8005", "http://127.0.0.1:8015", "http://127.0.0.1:8025",

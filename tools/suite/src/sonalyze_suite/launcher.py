@@ -254,7 +254,9 @@ class SuiteConfig:
             env["OUTBOX_DIR"] = str((self.state_dir / "outbox").resolve())
         elif spec.name == "measurement":
             env["MEASUREMENT_DATA_DIR"] = str(self.data_dir.resolve())
-        env.setdefault("OUTBOX_DIR", str((self.state_dir / "outbox").resolve()))
+        # a second gateway keeps its own queue (one SQLite outbox file per process, same name in each)
+        outbox = self.state_dir / "outbox" if name == spec.name else self.state_dir / "outbox" / name
+        env.setdefault("OUTBOX_DIR", str(outbox.resolve()))
         env.update(self.extra_env.get(spec.name, {}))
         if name != spec.name:
             env.update(self.extra_env.get(name, {}))
