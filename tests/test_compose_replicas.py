@@ -80,6 +80,25 @@ def test_the_nginx_config_passes_websocket_upgrades_to_both_gateways() -> None:
     assert int(re.search(r"client_max_body_size (\d+)m;", conf).group(1)) >= 50  # type: ignore[union-attr]
 
 
+def test_compose_merges_the_override_as_intended_when_its_plugin_is_here() -> None:
+    """``docker compose config`` (no engine needed) with the real merge rules, where the plugin is installed."""
+    docker = shutil.which("docker")
+    if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
+        pytest.skip("the docker compose plugin is not installed")
+    env = {**os.environ, "INTERNAL_AUTH_TOKEN": "compose-config-check-" + uuid.uuid4().hex}
+    result = subprocess.run(
+        [docker, "compose", "-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml", "config", "--format", "json"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    services = orjson.loads(result.stdout)["services"]
+    assert [name for name, svc in services.items() if svc.get("ports")] == ["proxy"]
+    assert services["gateway-2"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["gateway-2"]["environment"]["LOBBY_URL"] == "http://lobby:8000"  # the rest from gateway
+    assert [v["source"] for v in services["gateway-2"]["volumes"]] == ["outbox_gateway_2"]
+    assert services["lobby"]["environment"]["GATEWAY_URL"] == "http://gateway:8001,http://gateway-2:8001"
+
+
 # -- live: the repository's nginx.conf in front of two gateway processes --------------------------------------
 
 

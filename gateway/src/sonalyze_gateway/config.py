@@ -125,7 +125,7 @@ class Settings(ServiceSettings):
             return [origin.strip().rstrip("/") for origin in value.split(",") if origin.strip()]
         return value
 
-    @field_validator("cors_allowed_origin_regex", "redis_url", mode="before")
+    @field_validator("cors_allowed_origin_regex", "redis_url", "device_registry_path", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return value or None
