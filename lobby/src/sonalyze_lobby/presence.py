@@ -64,7 +64,7 @@ async def apply_presence(ctx: LobbyContext, changes: list[PresenceChange]) -> li
         select(Participant.lobby_id, Participant.device_id)
         .join(Lobby, Lobby.id == Participant.lobby_id)
         .where(
-            Participant.device_id.in_(last),
+            Participant.device_id.in_(list(last)),
             Participant.status == ParticipantStatus.JOINED,
             Lobby.state != LobbyState.CLOSED,
         )
