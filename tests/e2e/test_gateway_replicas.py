@@ -3,7 +3,8 @@
 The phones of one session are spread over both gateways (the lobby pushes through either one's
 internal listener and reaches them all); then one gateway is killed mid-session (SIGKILL: no drain,
 no notice) and its phones reconnect to the other, which tells the lobby they went and came back, so
-the lobby sends again what it waits for; the session completes. Needs Redis (``TEST_REDIS_URL``,
+the lobby sends again what it waits for; the session completes. The same with a drained gateway
+(SIGTERM: its sockets are closed with 1012). Needs Redis (``TEST_REDIS_URL``,
 default ``redis://127.0.0.1:6379/0``); skipped without it, except under CI.
 """
 
@@ -91,16 +92,22 @@ class TestTwoGateways:
         assert len(placed) == 2  # both gateways held phones of the session
         assert not any(client.reconnects for client in result.clients.values())
 
-    async def test_a_gateway_killed_mid_session_its_phones_reconnect_to_the_other_and_it_completes(
-        self, replicated_suite: Suite
+    @pytest.mark.parametrize("how", ["killed", "drained"])
+    async def test_a_gateway_killed_or_drained_mid_session_its_phones_reconnect_to_the_other_and_it_completes(
+        self, replicated_suite: Suite, how: str
     ) -> None:
-        victim_url = replicated_suite.config.url("gateway-2").replace("http://", "ws://") + "/ws"
+        victim = "gateway-2"
+        if victim not in replicated_suite.children:  # the previous case stopped it: back for this one
+            await asyncio.to_thread(replicated_suite.start_service, victim)
+            await asyncio.to_thread(replicated_suite.wait_healthy, [victim], 60.0)
+        victim_url = replicated_suite.config.url(victim).replace("http://", "ws://") + "/ws"
         timeline: dict[str, float] = {"start": time.monotonic()}
+        stop = replicated_suite.kill_service if how == "killed" else replicated_suite.stop_service
 
         async def admin_hook(push: Push) -> None:
             if push.event == "measurement.speaker_complete" and "killed" not in timeline:
                 timeline["killed"] = time.monotonic()
-                await asyncio.to_thread(replicated_suite.kill_service, "gateway-2")
+                await asyncio.to_thread(stop, victim)  # SIGKILL, or SIGTERM: drain, close with 1012
 
         result = await run_split_session(replicated_suite, seed=12, reconnect=True, admin_hook=admin_hook)
         timeline["done"] = time.monotonic()
@@ -110,10 +117,12 @@ class TestTwoGateways:
         moved = {slot: c.reconnects for slot, c in result.clients.items() if c.urls[0] == victim_url}
         assert moved and all(len(r) == 1 for r in moved.values()), moved
         assert all(url != victim_url and took_s < 5 for r in moved.values() for _, url, took_s in r), moved
+        if how == "drained":
+            assert {code for r in moved.values() for code, _, _ in r} == {1012}
         kept = [c for c in result.clients.values() if c.urls[0] != victim_url]
         assert not any(c.reconnects for c in kept)
         print(
-            f"\nkill timeline: killed at +{timeline['killed'] - timeline['start']:.1f} s, "
+            f"\n{how} timeline: {how} at +{timeline['killed'] - timeline['start']:.1f} s, "
             f"{len(moved)} phones back within "
             f"{max(took for r in moved.values() for _, _, took in r) * 1000:.0f} ms, "
             f"session complete at +{timeline['done'] - timeline['start']:.1f} s; "
