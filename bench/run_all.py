@@ -20,6 +20,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 # (script, quick arguments, full arguments)
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("gateway_load.py", ["--quick"], []),
+    ("lobby_cpu.py", [], []),
     ("gateway_clients.py", ["--rounds", "1"], []),
     ("gateway_identity.py", ["--connects", "50", "--reclaims", "1"], []),
     ("acoustics_parameters.py", ["--seeds", "1"], ["--pyrato"]),
