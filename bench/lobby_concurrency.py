@@ -60,7 +60,7 @@ async def main(admin_url: str | None) -> None:
 
         async def act(device_id, use_case, *args):
             async with sessions() as session:
-                ctx = LobbyContext(device_id, None, session, settings, broadcaster, None)
+                ctx = LobbyContext(device_id, None, session, settings, broadcaster)
                 return await use_case(ctx, *args)
 
         prefix = uuid.uuid4().hex[:6]

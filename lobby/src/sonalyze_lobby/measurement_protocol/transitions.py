@@ -383,8 +383,8 @@ UPLOAD_REPORTED = accepted(
     report_upload,
     to={STAY},
     does="a valid name for (current speaker, this microphone), ours or the app's: VerifyUpload (the runner "
-    "answers UploadVerified); another pair's or an invalid name: bad_request; a repeat: ignored "
-    "(another device's: forbidden; the previous speaker's name: bad_request)",
+    "answers UploadVerified); another pair's or an invalid name: bad_request; from a microphone no longer "
+    "awaited: ignored (a counted upload's repeat is settled before the table)",
 )
 COUNT_UPLOAD = accepted(
     count_upload,
