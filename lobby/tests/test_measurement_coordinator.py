@@ -50,7 +50,7 @@ from sonalyze_lobby.measurement_protocol.state import (
 )
 from sonalyze_lobby.measurement_protocol.transitions import STAY, TABLE, Outcome, advance, new_session
 from sonalyze_protocol.errors import AppError, ErrorCode
-from sonalyze_protocol.measurement_events import PHASE_UPDATE
+from sonalyze_protocol.measurement_events import PHASE_UPDATE, PUSH_PAYLOADS, fits_payload
 
 ADMIN = "admin"
 SPK1, SPK2 = "spk-a", "spk-b"
@@ -732,3 +732,36 @@ class TestPhaseUpdates:
     def test_a_refused_or_repeated_message_pushes_no_phase(self) -> None:
         state = state_at(Step.AWAITING_AUDIO)
         assert advance(state, Ready(MIC1)) == (state, [])
+
+
+class TestPayloadModels:
+    """Every push the coordinator sends fits its model in `sonalyze_protocol.measurement_events`."""
+
+    def sessions(self) -> list[list[Effect]]:
+        runs: list[list[Effect]] = []
+        state, effects = feed(
+            fresh(), StartSpeaker(ADMIN), ConnectionChanged(MIC2, False), ConnectionChanged(MIC2, True)
+        )
+        for speaker, slot in ((SPK1, "speaker_1"), (SPK2, "speaker_2")):
+            state, more = feed(
+                state, Ready(speaker), Ready(MIC1), Ready(MIC2), SpeakerAudioReady(speaker),
+                RecordingStarted(MIC1), RecordingStarted(MIC2), PlaybackComplete(speaker),
+            )  # fmt: skip
+            effects += more
+            state, more = upload_all(state, slot)
+            effects += more
+        entries = [{"upload_name": "speaker_1__mic_1.wav", "app_results": {"rt": {"rt60_s": 0.5}}}]
+        runs.append(effects + advance(state, AnalysisFinished({"results": entries}, {"n": 1}))[1])
+        runs.append(advance(state, AnalysisFailed("no chirp"))[1])
+        timed_out = state_at(Step.AWAITING_AUDIO)
+        runs.append(advance(timed_out, TimerFired(STEP_TIMER, timed_out.timers[STEP_TIMER]))[1])
+        runs.append(advance(state_at(Step.AWAITING_RECORDING), ErrorReported(MIC1, "broke"))[1])
+        runs.append(advance(state_at(Step.IDLE), ErrorReported(MIC1, "broke", "mic"))[1])
+        runs.append(advance(state_at(Step.AWAITING_READY), CancelSession(ADMIN, "noisy"))[1])
+        return runs
+
+    def test_every_push_fits_its_model(self) -> None:
+        sent = [e for run in self.sessions() for e in run if isinstance(e, SendPush)]
+        assert {p.event for p in sent} == set(PUSH_PAYLOADS)  # every kind of push was seen
+        for push in sent:
+            assert fits_payload(push.event, dict(push.data)), (push.event, sorted(push.data))

@@ -6,8 +6,6 @@ JSON a phone receives is exactly what the app's dialect expects (spec phone-app.
 ``NotRequired`` keys are left out when they have no value; every other key is always present (maybe ``null``).
 """
 
-from __future__ import annotations
-
 from typing import Any, Final, NotRequired, TypedDict
 
 # --- what devices send (``/gateway/handle`` events of the lobby) ---------------------------------------
@@ -254,3 +252,32 @@ class SessionStatus(TypedDict):
     results: Any
     analysis_error: str | None
     cancel_reason: str | None
+
+
+# each push the lobby sends -> its payload model(s) (measurement.error has one per cause)
+PUSH_PAYLOADS: Final[dict[str, tuple[type, ...]]] = {
+    START_MEASUREMENT: (StartMeasurement,),
+    REQUEST_AUDIO: (RequestAudio,),
+    START_RECORDING: (StartRecording,),
+    START_PLAYBACK: (StartPlayback,),
+    STOP_RECORDING: (StopRecording,),
+    SPEAKER_COMPLETE: (SpeakerComplete,),
+    SESSION_COMPLETE: (SessionComplete,),
+    SESSION_CANCELLED: (SessionCancelled,),
+    ERROR: (StepTimeoutError, DeviceReportedError, AnalysisFailedError),
+    ANALYSIS_COMPLETE: (AnalysisComplete,),
+    ANALYSIS_RESULTS: (AnalysisResults,),
+    PHASE_UPDATE: (PhaseUpdate,),
+}
+
+
+def fits_payload(event: str, data: dict[str, Any]) -> bool:
+    """Whether ``data`` has every always-sent key of one of ``event``'s models and no undeclared key."""
+    return any(
+        _keys(m, "__required_keys__") <= data.keys() <= _keys(m, "__annotations__") for m in PUSH_PAYLOADS[event]
+    )
+
+
+def _keys(model: type, attribute: str) -> frozenset[str]:
+    """A `TypedDict` class's ``__required_keys__`` or declared keys (typed checkers see only ``type``)."""
+    return frozenset(getattr(model, attribute))
