@@ -37,8 +37,11 @@ METRICS = {"t20_s": ("T20", 0.10), "t30_s": ("T30", 0.10), "edt_s": ("EDT", 0.10
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="drift 0 only")
+    parser.add_argument(
+        "--sweep-s", type=float, default=None, help="sweep duration (default: the service's; high_end profile: 10)"
+    )
     args = parser.parse_args()
-    params = resolve_params(48000)
+    params = resolve_params(48000, duration_s=args.sweep_s)
     pcm16, timing = render(params)
     signal = pcm16.astype(np.float64) / 32768.0
     workdir = Path(tempfile.mkdtemp(prefix="sonalyze-coverage-"))

@@ -9,6 +9,7 @@ Runs at 16 kHz in one process (about a minute).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -93,3 +94,91 @@ def test_air_absorption_shortens_the_hybrid_tail_as_eyring_says() -> None:
     t30 = parameters["bands"]["8000"]["t30_s"]
     assert t30 is not None, parameters["null_reasons"]
     assert abs(t30 / eyring[6] - 1.0) <= 0.15, (t30, eyring[6])
+
+
+# The hybrid against high-order image sources on the early response (issue 15). Which reference, and why:
+# image sources are specular, so they are the reference of a room without scattering (same physics: any
+# difference is the hybrid's join). With scattering they are not: their late field is carried by grazing
+# paths and decays 35-75 % slower than Eyring in these boxes, and the ray tracer alone (no join at all) departs
+# from them as much as the hybrid (EDT -19 %, C80 +2 dB on average). There the reference is the ray tracer
+# itself, same scattering, averaged over seeds. Values are mid-band means (as ISO 3382-1's single numbers),
+# averaged over rooms, absorptions and positions: one position's specular response swings by 10-20 % (EDT)
+# and 2-3 dB (C) between positions 1 m apart, which no statistical tail follows; each position is held to a
+# looser bound that still catches a join that loses or gains energy (the old join: EDT -40 %, C50 +5 dB).
+POSITIONS = {
+    "5x4x2.5": (((1.3, 1.1, 1.5), (3.6, 2.9, 1.2)), ((0.8, 2.9, 1.7), (4.1, 1.2, 1.1))),
+    "8x6x3": (((2.0, 1.5, 1.5), (5.6, 4.0, 1.2)), ((1.2, 4.6, 1.7), (6.5, 1.3, 1.1))),
+}
+JND = {"edt_s": 5.0, "c50_db": 1.0, "c80_db": 1.0}
+PER_POSITION = {"edt_s": 25.0, "c50_db": 3.0, "c80_db": 3.5}
+
+
+def _cells() -> list[tuple[v.Room, float]]:
+    return [
+        (dataclasses.replace(room, source_m=source, microphone_m=microphone), absorption)
+        for room in (SMALL, ROOM)
+        for source, microphone in POSITIONS[room.name]
+        for absorption in (0.1, 0.3, 0.5)
+    ]
+
+
+def _check(errors: list[dict[str, float | None]], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        values = [e[key] for e in errors if e[key] is not None]
+        assert len(values) >= len(errors) // 2, (key, errors)
+        assert abs(float(np.mean(values))) <= JND[key], (key, float(np.mean(values)), values)
+        assert max(abs(x) for x in values) <= PER_POSITION[key], (key, values)
+
+
+def test_hybrid_without_scattering_matches_high_order_image_sources() -> None:
+    errors = []
+    for room, absorption in _cells():
+        hybrid_values, _ = v.run(v.request(room, "hybrid", absorption, 0.0))
+        errors.append(v.early_errors(hybrid_values, v.reference(room, absorption)))
+    _check(errors, ("edt_s", "c50_db", "c80_db"))
+    t30 = [e["t30_s"] for e in errors if e["t30_s"] is not None]
+    assert abs(float(np.mean(t30))) <= 10.0, t30  # the late decay follows the image sources' too
+
+
+def test_hybrid_with_scattering_matches_the_ray_tracer_on_the_early_response() -> None:
+    errors = []
+    for room, absorption in _cells()[::2]:
+        hybrid_values, _ = v.run(v.request(room, "hybrid", absorption, 0.3))
+        rays = [v.run(v.request(room, "ray_tracing", absorption, 0.3, seed=seed))[0] for seed in (11, 12)]
+        mean_rays = {
+            "bands": {
+                b: {
+                    k: (
+                        None
+                        if any(r["bands"][b][k] is None for r in rays)
+                        else float(np.mean([r["bands"][b][k] for r in rays]))
+                    )
+                    for k in ("edt_s", "t30_s", "c50_db", "c80_db")
+                }
+                for b in v.MID_BANDS
+            }
+        }
+        errors.append(v.early_errors(hybrid_values, mean_rays))
+    _check(errors, ("edt_s", "c50_db", "c80_db"))
+
+
+@pytest.mark.parametrize("scattering", [0.0, 0.3])
+def test_readme_room_early_response_and_sti(scattering: float) -> None:
+    """The README's request (5 x 4 x 2.5 m, absorption 0.2, 48 kHz): once EDT 0.28 against 0.47 s, C50 9.6 against
+    4.3 dB, STI 0.83 against 0.74 (issue 15). Against image sources without scattering, the ray tracer with."""
+    room = v.Room("readme", (5.0, 4.0, 2.5), (2.5, 0.5, 1.2), (2.5, 3.5, 1.2))
+    hybrid_values, _ = v.run(v.request(room, "hybrid", 0.2, scattering, sample_rate_hz=48000))
+    if scattering == 0.0:
+        references = [v.reference(room, 0.2, sample_rate_hz=48000)]
+    else:
+        references = [
+            v.run(v.request(room, "ray_tracing", 0.2, scattering, seed=seed, sample_rate_hz=48000))[0]
+            for seed in (1, 2, 3, 4)
+        ]
+    sti = float(np.mean([r["broadband"]["sti"] for r in references]))
+    assert abs(hybrid_values["broadband"]["sti"] - sti) <= 0.03, (hybrid_values["broadband"]["sti"], sti)
+    for key, limit in (("edt_s", 5.0), ("c50_db", 1.0), ("c80_db", 1.0)):
+        value = v.mid_mean(hybrid_values, key)
+        ref = float(np.mean([v.mid_mean(r, key) for r in references]))
+        error = 100.0 * (value / ref - 1.0) if key.endswith("_s") else value - ref
+        assert abs(error) <= limit, (key, value, ref)

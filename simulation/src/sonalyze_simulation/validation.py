@@ -24,7 +24,11 @@ from sonalyze_simulation.simulate import simulate
 
 MID_BANDS: Final = ("500", "1000", "2000")
 REFERENCE_ORDER: Final = 60
-"""Image-source order of the reference (a shoebox 2.5 m high: about 440 ms of complete response)."""
+"""Image-source order of the reference (a shoebox 2.5 m high: about 440 ms of complete response) ..."""
+
+REFERENCE_ORDER_ABSORBING: Final = 30
+"""... or 30 at absorption >= 0.2, where 30 reflections take 29 dB or more off every path: EDT, C50, C80
+and T30 of order 30 equal order 60's within 0.01 dB and 1 % in these rooms (measured), at a fifth of the cost."""
 SAMPLE_RATE_HZ: Final = 16000
 """Enough for the mid bands and quick; the grid compares models, not the 8 kHz band."""
 NO_LIMITS: Final = Limits(max_pairs=100, cost_budget_s=1e9)
@@ -138,10 +142,36 @@ def compare_polygon(polygon: dict[str, Any], shoebox: dict[str, Any]) -> Polygon
     )
 
 
-def reference(room: Room, absorption: float) -> dict[str, Any]:
+def reference_order(absorption: float) -> int:
+    return REFERENCE_ORDER if absorption < 0.2 else REFERENCE_ORDER_ABSORBING
+
+
+def reference(room: Room, absorption: float, **extra: Any) -> dict[str, Any]:
     """High-order image sources (scattering plays no part in them)."""
-    parameters, _ = run(request(room, "ism", absorption, 0.0, max_order=REFERENCE_ORDER))
+    parameters, _ = run(request(room, "ism", absorption, 0.0, max_order=reference_order(absorption), **extra))
     return parameters
+
+
+def mid_mean(parameters: dict[str, Any], key: str) -> float | None:
+    """Mean of a value over `MID_BANDS` (ISO 3382-1's single numbers average bands likewise); None if one is null."""
+    values = [parameters["bands"][b][key] for b in MID_BANDS]
+    if any(value is None for value in values):
+        return None
+    return sum(values) / len(values)
+
+
+def early_errors(parameters: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
+    """EDT and T30 in %, C50 and C80 in dB: mid-band means of ``parameters`` against ``reference``'s."""
+    out: dict[str, float | None] = {}
+    for key in ("edt_s", "t30_s", "c50_db", "c80_db"):
+        value, ref = mid_mean(parameters, key), mid_mean(reference, key)
+        if value is None or ref is None:
+            out[key] = None
+        elif key.endswith("_s"):
+            out[key] = 100.0 * (value / ref - 1.0)
+        else:
+            out[key] = value - ref
+    return out
 
 
 def fmt(value: float | None, width: int = 7) -> str:
