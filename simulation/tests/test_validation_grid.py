@@ -124,7 +124,9 @@ def _cells() -> list[tuple[v.Room, float]]:
 
 def _check(errors: list[dict[str, float | None]], keys: tuple[str, ...]) -> None:
     for key in keys:
-        values = [e[key] for e in errors if e[key] is not None]
+        # both null (0.0: EDT of a strong direct sound at absorption 0.5) says nothing; one null is a miss
+        assert sum(e[key] is None for e in errors) <= len(errors) // 4, (key, errors)
+        values = [e[key] for e in errors if e[key] is not None and e[key] != 0.0]
         assert len(values) >= len(errors) // 2, (key, errors)
         assert abs(float(np.mean(values))) <= JND[key], (key, float(np.mean(values)), values)
         assert max(abs(x) for x in values) <= PER_POSITION[key], (key, values)
@@ -145,19 +147,7 @@ def test_hybrid_with_scattering_matches_the_ray_tracer_on_the_early_response() -
     for room, absorption in _cells()[::2]:
         hybrid_values, _ = v.run(v.request(room, "hybrid", absorption, 0.3))
         rays = [v.run(v.request(room, "ray_tracing", absorption, 0.3, seed=seed))[0] for seed in (11, 12)]
-        mean_rays = {
-            "bands": {
-                b: {
-                    k: (
-                        None
-                        if any(r["bands"][b][k] is None for r in rays)
-                        else float(np.mean([r["bands"][b][k] for r in rays]))
-                    )
-                    for k in ("edt_s", "t30_s", "c50_db", "c80_db")
-                }
-                for b in v.MID_BANDS
-            }
-        }
+        mean_rays = v.mean_parameters(rays)
         errors.append(v.early_errors(hybrid_values, mean_rays))
     _check(errors, ("edt_s", "c50_db", "c80_db"))
 

@@ -160,12 +160,25 @@ def mid_mean(parameters: dict[str, Any], key: str) -> float | None:
     return sum(values) / len(values)
 
 
+def mean_parameters(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Band values averaged over runs (seeds of the ray tracer): null where any run is null."""
+    keys = ("edt_s", "t30_s", "c50_db", "c80_db")
+    bands: dict[str, dict[str, float | None]] = {}
+    for band in MID_BANDS:
+        values = {k: [r["bands"][band][k] for r in runs] for k in keys}
+        bands[band] = {k: None if None in vs else sum(vs) / len(vs) for k, vs in values.items()}
+    return {"bands": bands}
+
+
 def early_errors(parameters: dict[str, Any], reference: dict[str, Any]) -> dict[str, float | None]:
-    """EDT and T30 in %, C50 and C80 in dB: mid-band means of ``parameters`` against ``reference``'s."""
+    """EDT and T30 in %, C50 and C80 in dB: mid-band means of ``parameters`` against ``reference``'s (0 when both
+    are null, None when one is)."""
     out: dict[str, float | None] = {}
     for key in ("edt_s", "t30_s", "c50_db", "c80_db"):
         value, ref = mid_mean(parameters, key), mid_mean(reference, key)
-        if value is None or ref is None:
+        if value is None and ref is None:
+            out[key] = 0.0  # both agree the value cannot be had (EDT of a strong direct sound)
+        elif value is None or ref is None:
             out[key] = None
         elif key.endswith("_s"):
             out[key] = 100.0 * (value / ref - 1.0)
