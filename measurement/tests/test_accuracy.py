@@ -305,3 +305,17 @@ def test_grid_at_20_db_still_reports_what_it_can_measure(grid_at_20_db) -> None:
         if case.t60_1k_s <= 1.0:
             bands = grid_at_20_db[case.name].item["bands"]
             assert any(bands[band]["t20_s"] is not None for band in MID), case.name
+
+
+def test_grid_at_20_db_reports_t20_in_nine_tenths_of_the_mid_bands(grid_at_20_db) -> None:
+    """Issue 15: rooms with T <= 2 s at 20 dB peak-to-noise give T20 in at least 80 % of the 250 Hz-4 kHz bands
+    (each within 10 %, by the test above). The noise-compensated curve is trusted down to its truncation point
+    for T20 (`T20_DECAY_MARGIN_DB`): 25 of 25 here, worst error 4.6 %; with the 5 dB margin T30 keeps, 20 of 25.
+    Asked: 90 %, so going back fails."""
+    reported = total = 0
+    for case in GRID_AT_20_DB:
+        if case.t60_1k_s <= 2.0:
+            bands = grid_at_20_db[case.name].item["bands"]
+            reported += sum(bands[band]["t20_s"] is not None for band in MID)
+            total += len(MID)
+    assert reported >= 0.9 * total, (reported, total)
