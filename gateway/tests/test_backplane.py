@@ -143,12 +143,29 @@ class TestPushesAcrossGateways:
             events = [(await kit.recv_frame(ws))["event"] for _ in range(30)]
         assert events == [f"step.{i}" for i in range(30)]
 
-    async def test_a_device_that_left_is_offline_on_both(self, pair: Pair, kit: Any) -> None:
+    async def test_a_device_that_left_is_offline_on_both_and_the_lobby_hears_it_a_moment_later(
+        self, pair: Pair, kit: Any, stubs: Any
+    ) -> None:
         device = new_device()
         async with socket_on(pair, 1, device) as ws:
             await kit.identified(ws)
         await asyncio.sleep(0.3)  # the release is written in the background
         assert (await broadcast(pair, 0, kit, [device], "gone"))["offline"] == [device]
+        assert [c["event"] for c in await stubs.calls("lobby", device)] == ["device.connected"]
+        await asyncio.sleep(1.2)  # not back anywhere within RELEASE_NOTICE_DELAY_S: it left
+        assert [c["event"] for c in await stubs.calls("lobby", device)] == ["device.connected", "device.disconnected"]
+
+    async def test_a_device_back_on_the_other_gateway_at_once_is_announced_once_in_order(
+        self, pair: Pair, kit: Any, stubs: Any
+    ) -> None:
+        device = new_device()
+        async with socket_on(pair, 1, device) as ws:
+            await kit.identified(ws)
+        async with socket_on(pair, 0, device) as back:  # the way a drained or dropped phone comes back
+            await kit.identified(back)
+            await asyncio.sleep(1.5)  # past the old gateway's notice delay
+            heard = [c["event"] for c in await stubs.calls("lobby", device)]
+        assert heard == ["device.connected", "device.disconnected", "device.connected"]
 
 
 class TestConnectStorm:

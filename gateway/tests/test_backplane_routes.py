@@ -109,7 +109,8 @@ async def test_a_gone_gateway_devices_are_offline_at_once_and_forgotten(sides: t
     took_s = asyncio.get_running_loop().time() - started
     await asyncio.sleep(0.1)
     assert (delivered, offline) == ([], ["dev-b"]) and took_s < 0.5
-    assert await a.backplane.remote_holder("dev-b") is None  # the stale entry was dropped
+    # the stale entry was dropped, and marked: whoever admits it next tells the lobby it went and came back
+    assert await a.backplane.whereabouts("dev-b") == (None, True)
 
 
 async def test_probe_and_close_through_the_other_gateway(sides: tuple[Side, Side]) -> None:

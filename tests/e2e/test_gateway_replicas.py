@@ -66,8 +66,10 @@ async def replicated_suite(
         yield running
 
 
-async def run_split_session(suite: Suite, **options: Any) -> DemoResult:
+async def run_split_session(suite: Suite, home: int = 0, **options: Any) -> DemoResult:
+    """The admin and the HTTP calls on gateway ``home``, the phones spread over both."""
     urls = suite.config.gateway_urls()
+    urls = urls[home:] + urls[:home]
     demo = DemoOptions(
         gateway_url=urls[0],
         more_gateway_urls=urls[1:],
@@ -92,14 +94,22 @@ class TestTwoGateways:
         assert len(placed) == 2  # both gateways held phones of the session
         assert not any(client.reconnects for client in result.clients.values())
 
-    @pytest.mark.parametrize("how", ["killed", "drained"])
+    @pytest.mark.parametrize(
+        ("how", "victim"),
+        [
+            ("killed", "gateway-2"),
+            ("drained", "gateway-2"),
+            # the gateway the services push through first: their broadcast client moves on to the other
+            ("killed", "gateway"),
+        ],
+    )
     async def test_a_gateway_killed_or_drained_mid_session_its_phones_reconnect_to_the_other_and_it_completes(
-        self, replicated_suite: Suite, how: str
+        self, replicated_suite: Suite, how: str, victim: str
     ) -> None:
-        victim = "gateway-2"
-        if victim not in replicated_suite.children:  # the previous case stopped it: back for this one
-            await asyncio.to_thread(replicated_suite.start_service, victim)
-            await asyncio.to_thread(replicated_suite.wait_healthy, [victim], 60.0)
+        for name in replicated_suite.config.gateway_names:  # an earlier case stopped one: back for this one
+            if name not in replicated_suite.children:
+                await asyncio.to_thread(replicated_suite.start_service, name)
+                await asyncio.to_thread(replicated_suite.wait_healthy, [name], 60.0)
         victim_url = replicated_suite.config.url(victim).replace("http://", "ws://") + "/ws"
         timeline: dict[str, float] = {"start": time.monotonic()}
         stop = replicated_suite.kill_service if how == "killed" else replicated_suite.stop_service
@@ -109,11 +119,13 @@ class TestTwoGateways:
                 timeline["killed"] = time.monotonic()
                 await asyncio.to_thread(stop, victim)  # SIGKILL, or SIGTERM: drain, close with 1012
 
-        result = await run_split_session(replicated_suite, seed=12, reconnect=True, admin_hook=admin_hook)
+        home = 1 if victim == "gateway" else 0  # the admin and HTTP stay on the gateway that lives
+        result = await run_split_session(replicated_suite, home, seed=12, reconnect=True, admin_hook=admin_hook)
         timeline["done"] = time.monotonic()
 
         assert "killed" in timeline
         assert result.ok, (result.errors, result.phone_errors)
+        assert result.errors == []  # no step timed out: the lobby re-sent what it awaited at once
         moved = {slot: c.reconnects for slot, c in result.clients.items() if c.urls[0] == victim_url}
         assert moved and all(len(r) == 1 for r in moved.values()), moved
         assert all(url != victim_url and took_s < 5 for r in moved.values() for _, url, took_s in r), moved
@@ -122,7 +134,7 @@ class TestTwoGateways:
         kept = [c for c in result.clients.values() if c.urls[0] != victim_url]
         assert not any(c.reconnects for c in kept)
         print(
-            f"\n{how} timeline: {how} at +{timeline['killed'] - timeline['start']:.1f} s, "
+            f"\n{victim} {how} timeline: {how} at +{timeline['killed'] - timeline['start']:.1f} s, "
             f"{len(moved)} phones back within "
             f"{max(took for r in moved.values() for _, _, took in r) * 1000:.0f} ms, "
             f"session complete at +{timeline['done'] - timeline['start']:.1f} s; "

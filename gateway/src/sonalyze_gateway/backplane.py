@@ -48,18 +48,25 @@ _DELETE_IF_EQUAL: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-_HDEL_IF_EQUAL: Final = """
-if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
-"""
 # release: 1 = we held it (now forgotten), 0 = nobody held it, 2 = another socket (here or elsewhere) holds it
+# ... and on 1 leaves a "just left" mark (KEYS[2], ARGV[3] ms): whoever admits the device meanwhile
+# tells the lobby it went and came back, since pushes to it in the gap were lost
 _RELEASE: Final = """
 local holder = redis.call('HGET', KEYS[1], ARGV[1])
-if holder == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) return 1 end
+if holder == ARGV[2] then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+    return 1
+end
 if holder then return 2 end
 return 0
 """
 RELEASED_TO_ANOTHER: Final = 2
+# how long a closed socket's device is "just left": a reconnect within it (anywhere) is announced as such
+LEFT_MARK_MS: Final = 10_000
+# the old gateway says "disconnected" only after this, and only if the device is not back anywhere:
+# otherwise its notice could reach the lobby after the new gateway's "connected"
+RELEASE_NOTICE_DELAY_S: Final = 1.0
 # a broadcast in one round trip: look the devices up and publish one push to each gateway that holds some.
 # KEYS[1] devices hash; ARGV: own gateway id, channel prefix, request id, reply channel, frame, device ids...
 # Returns {gateway id of each device ('' = none), the gateways published to, each one's receiver count}.
@@ -120,7 +127,6 @@ class Backplane:
         self._batches: dict[str, _Batch] = {}  # request id -> the acks expected for it
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._hdel_if_equal = self.redis.register_script(_HDEL_IF_EQUAL)
         self._delete_if_equal = self.redis.register_script(_DELETE_IF_EQUAL)
         self._release_script = self.redis.register_script(_RELEASE)
         self._route = self.redis.register_script(_ROUTE)
@@ -162,26 +168,51 @@ class Backplane:
 
     async def bound(self, device_id: str, connection: Connection) -> None:
         """``connection`` of this gateway now holds ``device_id``."""
-        await self.redis.hset(self.devices_key, device_id, self._holder(connection))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.devices_key, device_id, self._holder(connection))
+            pipe.delete(self._left_key(device_id))
+            await pipe.execute()
 
     def released(self, device_id: str, connection: Connection, notify: Callable[[str, str], None]) -> None:
-        """The device's last socket here closed: forget it, and tell the lobby (``notify``) it left, unless a
-        newer socket holds it by now (it moved to another gateway, whose notices the lobby gets instead)."""
+        """The device's last socket here closed: forget it and, unless it is back somewhere within
+        ``RELEASE_NOTICE_DELAY_S``, tell the lobby (``notify``) it left. If it is back, the gateway that
+        took it has told the lobby (gone and back, in order) and this one says nothing."""
         self._spawn(self._release(device_id, self._holder(connection), notify))
 
     async def _release(self, device_id: str, holder: str, notify: Callable[[str, str], None]) -> None:
         try:
-            outcome = await self._release_script(keys=[self.devices_key], args=[device_id, holder])
+            outcome = await self._release_script(
+                keys=[self.devices_key, self._left_key(device_id)], args=[device_id, holder, LEFT_MARK_MS]
+            )
         except (redis.RedisError, OSError) as exc:
             logger.warning("backplane: could not release %s: %r", device_id, exc)
-            outcome = 1
-        if outcome != RELEASED_TO_ANOTHER:
             notify(device_id, "device.disconnected")
+            return
+        if outcome == RELEASED_TO_ANOTHER:
+            return
+        await asyncio.sleep(RELEASE_NOTICE_DELAY_S)
+        try:
+            back = await self.redis.hexists(self.devices_key, device_id)
+        except (redis.RedisError, OSError):
+            back = False
+        if not back:
+            notify(device_id, "device.disconnected")
+
+    async def whereabouts(self, device_id: str) -> tuple[str | None, bool]:
+        """The id of another gateway that holds ``device_id`` (else None), and whether it just left a socket."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.devices_key, device_id)
+            pipe.exists(self._left_key(device_id))
+            holder, left = await pipe.execute()
+        gateway_id = _gateway_of(holder)
+        return (None if gateway_id == self.gateway_id else gateway_id), bool(left)
 
     async def remote_holder(self, device_id: str) -> str | None:
         """The id of another gateway that holds ``device_id``, else None."""
-        gateway_id = _gateway_of(await self.redis.hget(self.devices_key, device_id))
-        return None if gateway_id == self.gateway_id else gateway_id
+        return (await self.whereabouts(device_id))[0]
+
+    def _left_key(self, device_id: str) -> str:
+        return f"{self.prefix}left:{device_id}"
 
     def _holder(self, connection: Connection) -> str:
         return f"{self.gateway_id}|{connection.connection_id}"
@@ -358,7 +389,10 @@ class Backplane:
             holders = await self.redis.hmget(self.devices_key, ids)
             for device_id, holder in zip(ids, holders, strict=True):
                 if holder is not None and _gateway_of(holder) == gateway_id:
-                    await self._hdel_if_equal(keys=[self.devices_key], args=[device_id, holder])
+                    # it left without a word (its gateway died): marked, so its return is announced as one
+                    await self._release_script(
+                        keys=[self.devices_key, self._left_key(device_id)], args=[device_id, holder, LEFT_MARK_MS]
+                    )
         except (redis.RedisError, OSError) as exc:
             logger.debug("backplane: cleanup of %s failed: %r", gateway_id, exc)
 

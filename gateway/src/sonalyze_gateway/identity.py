@@ -97,8 +97,9 @@ class DeviceIdentity:
     ) -> Admission | None:
         """Admit ``connection`` as ``device_id`` (calling ``bind``) or raise `IdentityRefused`.
 
-        ``bind(moved)``: ``moved`` is True when the device's socket was on another gateway until now
-        (that gateway does not tell the lobby it left; the caller does, before the device is back).
+        ``bind(moved)``: ``moved`` is True when the device's socket was on another gateway until now, or
+        closed moments ago (the gateway it was on does not tell the lobby it left; the caller does, before
+        the device is back, so the lobby hears both in order).
 
         None when the connection went away while its claim was decided.
         """
@@ -121,14 +122,14 @@ class DeviceIdentity:
             )
             async with shared_lock:
                 holders = [c for c in self._manager.connections_of(device_id) if not c.closed and c is not connection]
-                remote = await backplane.remote_holder(device_id) if backplane is not None else None
+                remote, just_left = await backplane.whereabouts(device_id) if backplane is not None else (None, False)
                 if (holders or remote) and token is None:
                     # only claim mode gets here: token mode refused above, since a live id is an issued one
                     await self._refuse_unless_all_dead(device_id, holders, remote)
                 if connection.closed:
                     return None
                 generation = await self.registry.issue(device_id)
-                bind(remote is not None)
+                bind(remote is not None or just_left)
                 if backplane is not None:
                     await backplane.bound(device_id, connection)
                     if remote is not None:
