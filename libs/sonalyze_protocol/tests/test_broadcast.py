@@ -54,3 +54,20 @@ class TestBroadcastClient:
             second = await client.push(["a"], "e", {})
         assert first is not None and first.delivered == ["a"] and second is not None
         assert seen == ["gw1", "gw2", "gw2"]  # the one that answered is kept
+
+    async def test_a_gateway_that_drops_the_connection_mid_request_hands_over_but_a_timeout_does_not(self) -> None:
+        seen: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            seen.append(str(request.url.host))
+            if request.url.host == "gw1":
+                raise httpx.ReadError("connection reset by peer")
+            if request.url.host == "slow":
+                raise httpx.ReadTimeout("no answer")
+            return httpx.Response(200, json={"delivered": ["a"], "offline": []})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as http:
+            handed = await BroadcastClient("http://gw1,http://gw2", "tok", http).push(["a"], "e", {})
+            slow = await BroadcastClient("http://slow,http://gw2", "tok", http).push(["a"], "e", {})
+        assert handed is not None and handed.delivered == ["a"] and slow is None
+        assert seen == ["gw1", "gw2", "slow"]

@@ -32,7 +32,9 @@ class BroadcastClient:
     A change that has been committed must not fail because the gateway is down; clients catch up
     through the service's own polling endpoint. ``gateway_url`` may list several gateways' internal
     listeners, comma-separated (replicas on one backplane: any of them reaches every device); a push
-    goes to the one that answered last and moves on to the next when one cannot be reached.
+    goes to the one that answered last and moves on to the next when one cannot be reached or drops the
+    connection (a gateway killed mid-request: the push may then arrive twice, never not at all; a timeout
+    is not retried).
     """
 
     def __init__(self, gateway_url: str, token: str, client: httpx.AsyncClient, timeout_s: float = 5.0) -> None:
@@ -58,8 +60,11 @@ class BroadcastClient:
                 )
                 response.raise_for_status()
                 result = BroadcastResult.model_validate(response.json())
-            except (httpx.ConnectError, httpx.RemoteProtocolError) as exc:  # that gateway is gone: the next one
-                logger.warning("broadcast of %s: %s unreachable (%s)", event, self._urls[index], exc)
+            except httpx.TimeoutException as exc:  # it may still deliver: not sent twice
+                logger.warning("broadcast of %s to %d devices timed out: %s", event, len(ids), exc)
+                return None
+            except httpx.TransportError as exc:  # that gateway is gone (refused, reset): the next one
+                logger.warning("broadcast of %s: %s unreachable (%r)", event, self._urls[index], exc)
                 continue
             except (httpx.HTTPError, ValueError) as exc:
                 logger.warning("broadcast of %s to %d devices failed: %s", event, len(ids), exc)
