@@ -17,9 +17,10 @@ from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
 from sonalyze_lobby.measurement_client import MeasurementClient
-from sonalyze_lobby.restart import release_lost_sessions
+from sonalyze_lobby.restart import keep_leases
 from sonalyze_lobby.routes import router as lobby_router
 from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
+from sonalyze_lobby.session_store import DatabaseStore, Replica
 from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.broadcast import BroadcastClient
 from sonalyze_protocol.handlers import gateway_handle_router
@@ -31,9 +32,9 @@ from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
 logger = logging.getLogger("sonalyze.lobby")
 
 
-def make_coordinator(lobby: LobbyApp) -> Coordinator:
+def make_coordinator(lobby: LobbyApp, store: DatabaseStore | None = None) -> Coordinator:
     """The measurement protocol's coordinator: pushes through the lobby's broadcaster, lobby changes through
-    its service layer; closed with ``await coordinator.aclose()``."""
+    its service layer, each transition stored in ``store``; closed with ``await coordinator.aclose()``."""
     settings = lobby.settings
     client = MeasurementClient(
         settings.measurement_url,
@@ -46,6 +47,7 @@ def make_coordinator(lobby: LobbyApp) -> Coordinator:
         pusher=lambda: lobby.broadcaster,
         measurement=client,
         lobby_states=ServiceLobbyStates(lobby),
+        store=store,
     )
 
 
@@ -62,20 +64,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         recorder = await StorageRecorder.from_settings("lobby", settings)
         lobby = LobbyApp(settings, database, http, Broadcaster(broadcast), recorder)
-        lobby.coordinator = make_coordinator(lobby)
+        store = DatabaseStore(lobby, Replica(settings.replica_id, settings.replica_url, settings.session_lease_s))
+        lobby.coordinator = make_coordinator(lobby, store)
         app.state.lobby = lobby
-        release: asyncio.Task[int] | None = None
+        leases: asyncio.Task[None] | None = None
         try:
             if settings.run_migrations:
                 await migrations.upgrade(database.engine)
                 logger.info("database migrated to head")
             lobby.coordinator.warm_up()
-            # sessions lived in the old process's memory: their lobbies reopen and their phones are told
-            release = asyncio.get_running_loop().create_task(release_lost_sessions(lobby))
+            # stored sessions resume (this replica's from before a restart, others' whose lease expired)
+            leases = asyncio.get_running_loop().create_task(keep_leases(lobby, store))
             yield
         finally:
-            if release is not None:
-                release.cancel()
+            if leases is not None:
+                leases.cancel()
             await lobby.coordinator.aclose()
             if recorder is not None:
                 await recorder.aclose()

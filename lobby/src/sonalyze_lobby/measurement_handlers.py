@@ -7,6 +7,8 @@ the message to the coordinator (`session_runner.Coordinator`); the state machine
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -134,10 +136,14 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> SessionStatu
         device_ids = [s.device_id for s in (*speakers, *microphones)]
         _check_lobby(lobby, coordinator, device_ids, ctx.device_id)
         disconnected = frozenset(p.device_id for p in lobby.joined if not p.connected)
-        if lobby.state is LobbyState.OPEN:
-            await service.set_state(ctx, lobby, LobbyState.MEASUREMENT_RUNNING)
-        else:
-            await ctx.session.commit()
+
+        async def commit(state: SessionState, deadlines: Mapping[str, datetime]) -> None:
+            coordinator.add_row(ctx.session, state, deadlines)  # stored with the lobby's change
+            if lobby.state is LobbyState.OPEN:
+                await service.set_state(ctx, lobby, LobbyState.MEASUREMENT_RUNNING)
+            else:
+                await ctx.session.commit()
+
         state = await coordinator.open_session(
             NewSession(
                 lobby_id=str(data.lobby_id),
@@ -149,7 +155,8 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> SessionStatu
                 disconnected=disconnected,
                 upload_base_url=ctx.settings.public_base_url,
                 session_id=session_id,
-            )
+            ),
+            commit,
         )
     return status(state)
 

@@ -164,3 +164,26 @@ class DevicePresence(Base):
     device_id: Mapped[str] = mapped_column(String(DEVICE_ID_MAX_CHARS), primary_key=True)
     connected: Mapped[bool] = mapped_column(Boolean)
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MeasurementSession(Base):
+    """A measurement session's coordinator state, written at every transition (`session_store`).
+
+    ``state`` is the versioned JSON of the `SessionState` with its timers' absolute deadlines (UTC);
+    ``running`` is false once the session is final. ``owner`` is the lobby replica driving it until
+    ``lease_expires_at`` (renewed while it lives); ``owner_url`` is where the others forward its events.
+    """
+
+    __tablename__ = "measurement_sessions"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lobby_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lobbies.id", ondelete="CASCADE"), index=True)
+    step: Mapped[str] = mapped_column(String(32))
+    running: Mapped[bool] = mapped_column(Boolean, index=True)
+    state_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[dict[str, Any]] = mapped_column()
+    owner: Mapped[str | None] = mapped_column(String(128), default=None)
+    owner_url: Mapped[str | None] = mapped_column(String(256), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

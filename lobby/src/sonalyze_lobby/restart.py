@@ -1,14 +1,19 @@
-"""After a restart: tell the phones of every measurement session the lobby lost, and reopen their lobbies.
+"""After a restart (or a replica's death): resume the stored measurement sessions; tell phones of lost ones.
 
-The coordinator keeps running sessions in memory, so a lobby process that restarts has none, while
-the database still says ``measurement_running``. Until sessions survive restarts, each such lobby goes
-back to ``open`` (pushing ``lobby.updated``) and its joined phones get ``measurement.session_cancelled``
-with reason ``service_restarted``, so nobody waits for a step that will never come.
+`resume_sessions` takes over every running session this replica may drive (its own from before the
+restart, or one whose owner's lease expired) and hands it to `Coordinator.resume`. A session whose state
+cannot be decoded (another ``STATE_VERSION``) is ended: its lobby goes back to ``open`` and its phones get
+``measurement.session_cancelled`` with reason ``service_restarted``; so does a lobby left
+``measurement_running`` with no running session at all (a session of a version that kept them in memory,
+or ``lobby.start`` without a session), once, when the process starts.
+`keep_leases` runs for the process's life: it renews this replica's leases and takes over expired ones.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 import uuid
 from typing import Final
 
@@ -17,6 +22,7 @@ from sqlalchemy import select
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.models import Lobby, LobbyState
+from sonalyze_lobby.session_store import DatabaseStore, UndecodableState, decode
 from sonalyze_protocol import measurement_events as events
 from sonalyze_protocol.measurement_events import SessionCancelled
 
@@ -25,39 +31,83 @@ logger = logging.getLogger("sonalyze.lobby.restart")
 RESTART_REASON: Final = "service_restarted"
 
 
-async def release_lost_sessions(app: LobbyApp) -> int:
-    """Reopen every lobby left ``measurement_running`` and notify its phones; returns how many (best effort)."""
+async def resume_sessions(app: LobbyApp, store: DatabaseStore) -> int:
+    """Resume every session this replica can take over; returns how many it resumed (best effort)."""
+    coordinator = app.coordinator
+    resumed = 0
+    for row in await store.claim_resumable(exclude=coordinator.driven()):
+        started = time.monotonic()
+        try:
+            stored = decode(row.state_version, row.state)
+        except UndecodableState as exc:
+            logger.warning("measurement session %s cannot be resumed (%s): cancelled", row.session_id, exc)
+            await store.end_undecodable(row.session_id)
+            await _release(app, row.lobby_id, row.session_id)
+            continue
+        try:
+            await coordinator.resume(stored.state, stored.deadlines)
+            resumed += 1
+            logger.warning(
+                "resumed measurement session %s in step %s (%.0f ms)",
+                row.session_id,
+                stored.state.step.value,
+                (time.monotonic() - started) * 1000,
+            )
+        except Exception:  # one session must not keep the others waiting
+            logger.exception("could not resume measurement session %s", row.session_id)
+    return resumed
+
+
+async def release_orphaned_lobbies(app: LobbyApp, store: DatabaseStore) -> int:
+    """Reopen lobbies left ``measurement_running`` without a running session; returns how many."""
+    held = await store.lobbies_with_running_sessions()
     async with app.database.sessionmaker() as session:
         query = select(Lobby.id).where(Lobby.state == LobbyState.MEASUREMENT_RUNNING, Lobby.closed_at.is_(None))
-        lobby_ids = list((await session.execute(query)).scalars())
+        lobby_ids = [lobby_id for lobby_id in (await session.execute(query)).scalars() if lobby_id not in held]
     for lobby_id in lobby_ids:
         try:
-            await _release(app, lobby_id)
+            await _release(app, lobby_id, None)
         except Exception:  # one lobby must not keep the others waiting
             logger.exception("could not reopen lobby %s after the restart", lobby_id)
     if lobby_ids:
-        logger.warning("reopened %d lobbies whose measurement sessions were lost in a restart", len(lobby_ids))
+        logger.warning("reopened %d lobbies left measurement_running without a session", len(lobby_ids))
     return len(lobby_ids)
 
 
-async def _release(app: LobbyApp, lobby_id: uuid.UUID) -> None:
+async def keep_leases(app: LobbyApp, store: DatabaseStore) -> None:
+    """Resume what can be resumed now, reopen orphaned lobbies, then renew this replica's leases and take
+    over expired ones every third of the lease, until cancelled."""
+    await resume_sessions(app, store)
+    await release_orphaned_lobbies(app, store)
+    interval_s = store.replica.lease_s / 3
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await store.renew()
+            await resume_sessions(app, store)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database may be down for a while: try again next round
+            logger.exception("renewing the measurement sessions' leases failed")
+
+
+async def _release(app: LobbyApp, lobby_id: uuid.UUID, session_id: str | None) -> None:
     # the lobby itself acts: no device (the change is logged without an actor)
     async with app.context(None, None) as ctx:  # type: ignore[arg-type]
         lobby = await service.get_lobby(ctx.session, lobby_id, for_update=True)
-        started_since = app.coordinator.holding(str(lobby_id)) is not None
-        if lobby.state is not LobbyState.MEASUREMENT_RUNNING or started_since:
+        if lobby.state is not LobbyState.MEASUREMENT_RUNNING or app.coordinator.holding(str(lobby_id)) is not None:
             await ctx.session.commit()
             return
         phones = [p.device_id for p in lobby.joined]
         await service.set_state(ctx, lobby, LobbyState.OPEN)
     data: SessionCancelled = {
-        "session_id": None,  # the session's id was in the lost memory too
+        "session_id": session_id,
         "lobby_id": str(lobby_id),
         "reason": RESTART_REASON,
         "cancelled_by": None,
-        "message": "the lobby service restarted and lost the running measurement; start it again",
+        "message": "the lobby service restarted and could not resume the running measurement; start it again",
     }
     await app.broadcaster.push(phones, events.SESSION_CANCELLED, dict(data))
 
 
-__all__ = ["RESTART_REASON", "release_lost_sessions"]
+__all__ = ["RESTART_REASON", "keep_leases", "release_orphaned_lobbies", "resume_sessions"]

@@ -4,8 +4,9 @@
 through the lobby's broadcaster, timers through a `Scheduler` (a fake clock in tests), upload checks
 and the analysis through `MeasurementClient`, lobby state changes through the lobby's service layer.
 Outcomes come back into the state machine as messages (`UploadVerified`, `TimerFired`, ...).
-Sessions live in memory (the spec's choice): a lobby restart forgets them, and a lobby left in
-``measurement_running`` without a session may start a new one.
+With a `SessionStore` (the lobby's database, `session_store`), every transition's state and timer deadlines
+are written before its effects run, and `resume` picks a stored session up again after a restart or from a
+replica that died: timers re-armed from their deadlines, the awaited command sent again.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sonalyze_lobby.context import LobbyApp
@@ -33,17 +35,19 @@ from sonalyze_lobby.measurement_protocol import (
     SignalInfo,
     Slot,
     StartTimer,
+    Step,
     TimerFired,
     UploadVerified,
     VerifyUpload,
     advance,
     new_session,
+    payloads,
     status,
 )
 from sonalyze_lobby.settings import Settings
-from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound
+from sonalyze_protocol.errors import AppError, Conflict, Forbidden, NotFound, ServiceUnavailable
 from sonalyze_protocol.logs import bind_context
-from sonalyze_protocol.measurement_events import SessionStatus
+from sonalyze_protocol.measurement_events import PHASE_UPDATE, SessionStatus
 
 logger = logging.getLogger("sonalyze.lobby.measurement")
 WARM_UP_ATTEMPTS = 180
@@ -93,6 +97,20 @@ class Measurement(Protocol):
     async def analyze(self, job_id: str, timeout_s: float) -> Any: ...
 
 
+class LeaseLost(ServiceUnavailable):
+    """Another lobby replica drives the session now: this one must not write its state."""
+
+
+class SessionStore(Protocol):
+    """Where each transition's state goes before its effects (`session_store.DatabaseStore`)."""
+
+    def add(self, session: Any, state: SessionState, deadlines: Mapping[str, datetime]) -> None: ...
+
+    async def save(
+        self, state: SessionState, deadlines: Mapping[str, datetime], *, release_lobby: bool
+    ) -> Callable[[], Awaitable[None]] | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class NewSession:
     """A checked request for a session: the lobby rules have been applied by the caller."""
@@ -123,6 +141,8 @@ class Coordinator:
         lobby_states: LobbyStates,
         scheduler: Scheduler | None = None,
         new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+        store: SessionStore | None = None,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.timeouts = settings.protocol_timeouts
@@ -131,7 +151,10 @@ class Coordinator:
         self._lobby_states = lobby_states
         self._scheduler = scheduler or LoopScheduler()
         self._new_id = new_id
+        self.store = store
+        self._wall_clock = wall_clock
         self._sessions: dict[str, SessionState] = {}
+        self._deadlines: dict[str, dict[str, datetime]] = {}  # per session: timer key -> wall-clock deadline
         self._locks: dict[str, asyncio.Lock] = {}
         self._lobby_locks: dict[str, asyncio.Lock] = {}
         self._timers: dict[tuple[str, str], Cancellable] = {}
@@ -184,8 +207,13 @@ class Coordinator:
 
     # --- changes ---
 
-    async def open_session(self, request: NewSession) -> SessionState:
-        """Register a new session (the caller holds `lobby_lock` and has set the lobby's state)."""
+    async def open_session(
+        self,
+        request: NewSession,
+        commit: Callable[[SessionState, Mapping[str, datetime]], Awaitable[None]] | None = None,
+    ) -> SessionState:
+        """Register a new session (the caller holds `lobby_lock`). ``commit`` writes the lobby's change and
+        (`add_row`) the session's row in one transaction, before the session starts."""
         if (other := self.holding(request.lobby_id)) is not None:
             raise Conflict(f"lobby {request.lobby_id} already has measurement session {other.session_id}")
         session_id = request.session_id or self._new_id()
@@ -201,6 +229,10 @@ class Coordinator:
             disconnected=request.disconnected,
             upload_base_url=request.upload_base_url,
         )
+        deadlines = self._deadlines_after(session_id, state, effects)
+        if commit is not None:
+            await commit(state, deadlines)
+        self._deadlines[session_id] = deadlines
         self._sessions[session_id] = state
         self._locks[session_id] = asyncio.Lock()
         async with self._locks[session_id]:
@@ -221,12 +253,85 @@ class Coordinator:
         async with self._locks[session_id]:
             before = self._sessions[session_id]
             state, effects = advance(before, message)
+            deadlines = self._deadlines_after(session_id, state, effects)
+            announce = await self._persist(before, state, deadlines, effects)
+            self._deadlines[session_id] = deadlines
             self._sessions[session_id] = state
             if state.step != before.step:
                 logger.info("session %s: %s -> %s (%s)", session_id, before.step, state.step, type(message).__name__)
-            follow_ups = await self._carry_out(state, effects)
+            follow_ups = await self._carry_out(state, effects, announce)
         await self._follow(follow_ups)
         return self._sessions.get(session_id, state)
+
+    # --- persistence and resuming ---
+
+    def add_row(self, session: Any, state: SessionState, deadlines: Mapping[str, datetime]) -> None:
+        """Add a new session's row to the caller's transaction (no store: nothing)."""
+        if self.store is not None:
+            self.store.add(session, state, deadlines)
+
+    def _deadlines_after(self, session_id: str, state: SessionState, effects: list[Effect]) -> dict[str, datetime]:
+        """The wall-clock deadline of every timer ``state`` has armed, after ``effects``."""
+        now = self._wall_clock()
+        deadlines = dict(self._deadlines.get(session_id, {}))
+        for effect in effects:
+            if isinstance(effect, StartTimer):
+                deadlines[effect.key] = now + timedelta(seconds=effect.seconds)
+            elif isinstance(effect, CancelTimer):
+                deadlines.pop(effect.key, None)
+        return {key: deadline for key, deadline in deadlines.items() if key in state.timers}
+
+    async def _persist(
+        self, before: SessionState, state: SessionState, deadlines: dict[str, datetime], effects: list[Effect]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Write a changed state (and its lobby's release) before any effect runs; a failed write refuses
+        the message (the state stays as it was)."""
+        if self.store is None or (state == before and deadlines == self._deadlines.get(state.session_id)):
+            return None
+        release = any(isinstance(effect, ReleaseLobby) for effect in effects)
+        try:
+            return await self.store.save(state, deadlines, release_lobby=release)
+        except LeaseLost:
+            self._drop(state.session_id)
+            raise
+
+    async def resume(self, state: SessionState, deadlines: Mapping[str, datetime]) -> None:
+        """Drive a stored session again (after a restart, or taken over from a replica): timers re-armed from
+        their deadlines (one that passed fires at once: the usual ``step_timeout``), the awaited devices sent
+        their command again, everyone the current phase, an interrupted analysis started again."""
+        session_id = state.session_id
+        if session_id in self._sessions or self._closed:
+            return
+        self._sessions[session_id] = state
+        self._deadlines[session_id] = {k: v for k, v in deadlines.items() if k in state.timers}
+        self._locks[session_id] = asyncio.Lock()
+        async with self._locks[session_id]:
+            now = self._wall_clock()
+            for key, generation in state.timers.items():
+                deadline = deadlines.get(key)
+                delay_s = max(0.0, (deadline - now).total_seconds()) if deadline is not None else 0.0
+                self._start_timer(session_id, key, delay_s, generation)
+            effects: list[Effect] = list(payloads.command_pushes(state, state.awaited))
+            effects.append(SendPush(state.members, PHASE_UPDATE, payloads.phase_progress(state)))
+            if state.step is Step.ANALYZING:
+                effects.append(Analyze(state.job_id))
+            follow_ups = await self._carry_out(state, effects)
+        await self._follow(follow_ups)
+        logger.info("measurement session %s resumed in step %s", session_id, state.step.value)
+
+    def driven(self) -> set[str]:
+        """The sessions this process drives now."""
+        return set(self._sessions)
+
+    def _drop(self, session_id: str) -> None:
+        """Stop driving a session another replica took over: its timers stop, its state is forgotten."""
+        for key in [k for k in self._timers if k[0] == session_id]:
+            self._timers.pop(key).cancel()
+        if (expiry := self._expiries.pop(session_id, None)) is not None:
+            expiry.cancel()
+        self._sessions.pop(session_id, None)
+        self._deadlines.pop(session_id, None)
+        logger.warning("measurement session %s is driven by another replica now", session_id)
 
     async def device_connection_changed(self, device_id: str, connected: bool) -> None:
         """Called by the lobby on ``device.connected`` / ``device.disconnected``."""
@@ -240,7 +345,7 @@ class Coordinator:
             await self._send_quietly(state.session_id, CancelSession(state.admin_device_id, "lobby_closed"))
 
     async def aclose(self) -> None:
-        """Stop every timer and background task (lobby shutdown); sessions are not persisted."""
+        """Stop every timer and background task (lobby shutdown); a stored session resumes in the next process."""
         self._closed = True
         for handle in [*self._timers.values(), *self._expiries.values()]:
             handle.cancel()
@@ -253,8 +358,11 @@ class Coordinator:
 
     # --- effects ---
 
-    async def _carry_out(self, state: SessionState, effects: list[Effect]) -> list[Callable[[], Awaitable[None]]]:
-        """Run the effects in order; return the calls whose answers must be fed back after the lock."""
+    async def _carry_out(
+        self, state: SessionState, effects: list[Effect], announce: Callable[[], Awaitable[None]] | None = None
+    ) -> list[Callable[[], Awaitable[None]]]:
+        """Run the effects in order; return the calls whose answers must be fed back after the lock.
+        With a store, the lobby was released in the transition's transaction: ``announce`` pushes it."""
         follow_ups: list[Callable[[], Awaitable[None]]] = []
         session_id = state.session_id
         for effect in effects:
@@ -272,7 +380,10 @@ class Coordinator:
                     case Analyze(job_id=job_id):
                         self._spawn(self._analyze(session_id, job_id))
                     case ReleaseLobby(lobby_id=lobby_id):
-                        await self._lobby_states.release(lobby_id, state.admin_device_id)
+                        if self.store is None:
+                            await self._lobby_states.release(lobby_id, state.admin_device_id)
+                        elif announce is not None:
+                            await announce()
             except Exception:  # one failed effect (a push, a DB write) must not skip the rest
                 logger.exception("session %s: effect %r failed", session_id, effect)
         if state.is_final and session_id not in self._expiries and not self._closed:
@@ -364,6 +475,7 @@ class Coordinator:
         state = self._sessions.get(session_id)
         if state is not None and state.is_final:
             del self._sessions[session_id]
+            self._deadlines.pop(session_id, None)
             self._locks.pop(session_id, None)
 
 

@@ -60,6 +60,14 @@ class Settings(ServiceSettings):
             disconnect_grace_s=self.measurement_disconnect_grace_s,
         )
 
+    # replicas (one database): each measurement session is driven by one replica, its lease renewed every
+    # third of SESSION_LEASE_S; another replica takes over once it expires. REPLICA_ID must differ between
+    # replicas and stay the same across a replica's restarts (it takes its own sessions back at once);
+    # REPLICA_URL is where the other replicas forward events of sessions this one drives.
+    replica_id: str = Field(default="lobby", min_length=1, max_length=128)
+    replica_url: str = ""
+    session_lease_s: float = Field(default=5.0, gt=0)
+
     # database connections kept / added under load / waited for (PostgreSQL; SQLite's readers)
     database_pool_size: int = Field(default=20, ge=1)
     database_max_overflow: int = Field(default=10, ge=0)
@@ -69,7 +77,7 @@ class Settings(ServiceSettings):
     def database_pool(self) -> PoolSettings:
         return PoolSettings(self.database_pool_size, self.database_max_overflow, self.database_pool_timeout_seconds)
 
-    @field_validator("gateway_url", "measurement_url", "storage_url")
+    @field_validator("gateway_url", "measurement_url", "storage_url", "replica_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return strip_url(value)

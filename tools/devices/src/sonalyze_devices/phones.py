@@ -50,6 +50,8 @@ class SharedWorld:
     signal_cache: dict[str, tuple[np.ndarray, int, bytes]] = field(default_factory=dict)
     # a slot id as the session names it -> the room layout's name for the same position
     slot_aliases: dict[str, str] = field(default_factory=dict)
+    # every phone waits this long before each answer it sends (so a test can act while a step waits)
+    answer_delay_s: float = 0.0
 
     async def fetch_signal(self, audio_url: str) -> tuple[np.ndarray, int, bytes]:
         """Download (once) the sweep the speakers play, through the gateway's HTTP proxy."""
@@ -111,6 +113,8 @@ class Phone:
         await self.client.close()
 
     async def send(self, event: str, data: dict[str, Any]) -> Any:
+        if self.world.answer_delay_s:
+            await asyncio.sleep(self.world.answer_delay_s)
         return await self.client.request(event, data)
 
 

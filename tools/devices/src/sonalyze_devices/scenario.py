@@ -50,6 +50,8 @@ class DemoOptions:
     # closed or lost opens it again at the next gateway
     more_gateway_urls: list[str] = field(default_factory=list)
     reconnect: bool = False
+    # each phone waits this long before every answer (a step then lasts at least this long)
+    answer_delay_s: float = 0.0
 
     @property
     def ws_url(self) -> str:
@@ -177,7 +179,12 @@ async def run_demo(options: DemoOptions, progress: Progress) -> DemoResult:
 
     async with httpx.AsyncClient(base_url=options.gateway_url, timeout=60) as http:
         room = SimulatedRoom(http, layout, [(s, m) for s in speaker_slots for m in mic_slots])
-        world = SharedWorld(http=http, impulse_responses=room.impulse_response, report=progress.report)
+        world = SharedWorld(
+            http=http,
+            impulse_responses=room.impulse_response,
+            report=progress.report,
+            answer_delay_s=options.answer_delay_s,
+        )
         admin = options.client(0, f"admin-{run_tag}")
         speakers = [
             SpeakerPhone(options.client(1 + i, f"{slot}-{run_tag}"), slot, world)
