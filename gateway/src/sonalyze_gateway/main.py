@@ -404,8 +404,8 @@ class _SocketSession:
         else:
             gate = self.gateway.gates[target]
             if not gate.try_enter():
-                error = Overloaded(f"{target} is busy, try again later", retry_after_ms=gate.retry_after_ms)
-                self._reply_error(message.event, message.request_id, error)
+                busy = Overloaded(f"{target} is busy, try again later", retry_after_ms=gate.retry_after_ms)
+                self._reply_error(message.event, message.request_id, busy)
                 return
             task = asyncio.get_running_loop().create_task(self._forward(target, gate, message, time.perf_counter()))
             self.gateway.tasks.add(task)

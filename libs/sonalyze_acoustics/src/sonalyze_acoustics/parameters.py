@@ -870,11 +870,13 @@ def _room_parameters(
     assumptions = _sti.StiAssumptions(speech_level_dba=_sti.DEFAULT_SPEECH_LEVEL_DBA, noise_levels_db=None)
     sti_value: float | None = None
     sti_reason: str | None = None
-    missing = [band for band in OCTAVE_BANDS_HZ if band not in results or results[band].mtf is None]
-    if missing:
+    mtfs = {band: results[band].mtf for band in OCTAVE_BANDS_HZ if band in results}
+    present = [mtf for mtf in mtfs.values() if mtf is not None]
+    if len(present) < len(OCTAVE_BANDS_HZ):
+        missing = [band for band in OCTAVE_BANDS_HZ if mtfs.get(band) is None]
         sti_reason = "STI needs all seven octave bands; missing: " + ", ".join(f"{band} Hz" for band in missing)
     else:
-        mtf = np.stack([results[band].mtf for band in OCTAVE_BANDS_HZ])
+        mtf = np.stack(present)
         sti_value = _sti.speech_transmission_index(mtf).sti
 
     return RoomParameters(
