@@ -133,6 +133,10 @@ class TestPushesAcrossGateways:
                 assert all(f["data"] == {"n": 1} for f in frames)
         for result in results:
             assert sorted(result["delivered"]) == sorted([on_a, on_b]) and result["offline"] == [ghost]
+        async with httpx.AsyncClient() as client:
+            health = [(await client.get(pair.http_url(i) + "/healthz")).json() for i in (0, 1)]
+        assert health[0]["gateway_id"] != health[1]["gateway_id"]
+        assert all(h["backplane"]["remote_pushes"] >= 1 and h["backplane"]["served_pushes"] >= 1 for h in health)
 
     async def test_many_pushes_to_a_device_on_the_other_gateway_arrive_in_order(self, pair: Pair, kit: Any) -> None:
         device = new_device()

@@ -135,6 +135,13 @@ class Backplane:
         self.n_remote_devices = 0
         self.n_served = 0
 
+    def figures(self) -> dict[str, int]:
+        return {
+            "remote_pushes": self.n_remote_pushes,
+            "remote_devices": self.n_remote_devices,
+            "served_pushes": self.n_served,
+        }
+
     async def start(self) -> None:
         try:
             await self.redis.ping()

@@ -233,6 +233,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             forwards=forwards,
             outbox=await outbox_health(getattr(request.app.state, "recorder", None)),
             gateway_id=backplane.gateway_id if backplane is not None else None,
+            backplane=backplane.figures() if backplane is not None else None,
         )
         if gateway.drain.draining:
             return JSONResponse(health.model_dump(), status_code=503)

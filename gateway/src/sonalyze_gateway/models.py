@@ -55,6 +55,8 @@ class Health(BaseModel):
     forwards: dict[str, ForwardLoad] = {}
     outbox: dict[str, int] | None = None  # records waiting for storage: pending, dead (None: recording off)
     gateway_id: str | None = None  # this gateway's id on the Redis backplane (None: no backplane)
+    # pushes this gateway sent to others (and for how many devices), and pushes it served for others
+    backplane: dict[str, int] | None = None
 
 
 __all__ = [
