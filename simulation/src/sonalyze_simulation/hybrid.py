@@ -190,7 +190,8 @@ def fit_tail(
         energy = energy.sum(axis=0)
     times = (np.arange(energy.shape[1]) + 0.5) * bin_s
     first = int(np.searchsorted(times, start_s))
-    envelopes, slopes = [], []
+    envelopes: list[NDArray[np.float64]] = []
+    slopes: list[float] = []
     last_bin = energy.shape[1]
     for band in energy:
         if np.count_nonzero(band[first:] > 0) < MIN_FIT_BINS:
@@ -215,9 +216,11 @@ def fit_tail(
         if slope >= 0:
             return None
         slopes.append(float(slope))
-    stacked = np.stack([db[:last_bin] for db in envelopes])
+    stacked = np.stack([db[:last_bin] for db in envelopes]).astype(np.float64)
     end = max(last_bin - int(np.ceil(SMOOTHING_FRACTION * last_bin)), first + MIN_FIT_BINS)
-    return TailModel(tuple(float(c) for c in centres_hz), times[:end], stacked[:, :end], tuple(slopes))
+    return TailModel(
+        tuple(float(c) for c in centres_hz), times[:end].astype(np.float64), stacked[:, :end], tuple(slopes)
+    )
 
 
 def synthesize_tail(

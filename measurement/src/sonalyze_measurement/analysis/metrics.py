@@ -155,7 +155,7 @@ def fill_parameters(
     """Room parameters of ``ir`` into ``result`` (bands outside what was measured nulled), and its response."""
     quality = result["quality"]
     room = room_parameters(ir, fs, direct_index=direct_index, band_limits_hz=band_limits_hz)
-    parameters = room.as_dict()
+    parameters: dict[str, Any] = room.as_dict()
     null_reasons: dict[str, str] = dict(parameters["null_reasons"])
     bands = parameters["bands"]
     low_hz, high_hz = band_limits_hz or (0.0, fs / 2)
