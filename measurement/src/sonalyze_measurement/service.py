@@ -308,8 +308,10 @@ async def analyze_upload(services: Services, body: AnalysisRun) -> dict[str, Any
         else:
             await _check_signal_hash(services, signal, body.audio_hash)
             async with jobs.analysis_lock(job_id):
-                item = _fresh_stored_item(services, job_id, info, signal.signal_id)
-                if item is None:
+                fresh = _fresh_stored_item(services, job_id, info, signal.signal_id)
+                if fresh is not None:
+                    item = fresh
+                else:
                     (item,) = await services.pool.run([_task(services, job_id, name, announced, signal)])
     else:
         source: dict[str, Any] = {"source": body.source}

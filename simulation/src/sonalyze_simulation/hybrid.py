@@ -188,7 +188,7 @@ def fit_tail(
     energy = np.asarray(histogram, dtype=np.float64)
     if energy.ndim == 3:  # (directions, bands, bins)
         energy = energy.sum(axis=0)
-    times = (np.arange(energy.shape[1]) + 0.5) * bin_s
+    times = (np.arange(energy.shape[1], dtype=np.float64) + 0.5) * bin_s
     first = int(np.searchsorted(times, start_s))
     envelopes: list[NDArray[np.float64]] = []
     slopes: list[float] = []

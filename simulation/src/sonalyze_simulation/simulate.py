@@ -146,10 +146,8 @@ def simulate(plan: SimulationPlan) -> SimulationOutput:
             distance_m = math.dist(source.position_m, mic.position_m)
             index = direct_index(distance_m, plan.sample_rate_hz)
             room_values = room_parameters(ir, float(plan.sample_rate_hz), direct_index=index)
-            parameters = room_values.as_dict()
-            parameters["plots"] = plot_data(
-                ir, plan.sample_rate_hz, room_values.direct_index, room_values.decay_curves()
-            )
+            plots = plot_data(ir, plan.sample_rate_hz, room_values.direct_index, room_values.decay_curves())
+            parameters: dict[str, Any] = {**room_values.as_dict(), "plots": plots}
             pairs.append(
                 PairOutput(
                     source_id=source.id,

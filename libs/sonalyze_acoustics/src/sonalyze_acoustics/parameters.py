@@ -50,7 +50,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Final
+from typing import Final, TypedDict
 
 import numpy as np
 
@@ -254,6 +254,15 @@ class BandParameters:
         return {name: _finite_or_none(getattr(self, name)) for name in _FIELDS}
 
 
+class RoomParametersDict(TypedDict):
+    """`RoomParameters.as_dict`: values by field name (bands by their nominal frequency as text)."""
+
+    broadband: dict[str, float | None]
+    bands: dict[str, dict[str, float | None]]
+    null_reasons: dict[str, str]
+    quality: dict[str, object]
+
+
 @dataclass(frozen=True)
 class RoomParameters:
     """Parameters of one impulse response: broadband, per octave band, STI, and quality figures.
@@ -284,7 +293,7 @@ class RoomParameters:
         everything = [("broadband", self.broadband), *((str(b), self.bands[b]) for b in OCTAVE_BANDS_HZ)]
         return {key: p.decay_curve.as_dict() if p.decay_curve else None for key, p in everything}
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self) -> RoomParametersDict:
         """JSON-safe dict (no NaN or Infinity) in the shape of the measurement results."""
         null_reasons: dict[str, str] = {}
         broadband = self.broadband.values()

@@ -157,20 +157,24 @@ async def _create_and_start(
     """``create_session`` then ``start_speaker`` 500 ms after sending it, as the app's timer does."""
     loop = asyncio.get_running_loop()
     sent_at = loop.time()
-    created = asyncio.create_task(host.request(events.CREATE_SESSION, line_up))
-    created.add_done_callback(lambda _: setattr(result, "create_session_s", loop.time() - sent_at))
+
+    async def create() -> tuple[Any, float]:
+        reply = await host.request(events.CREATE_SESSION, line_up)
+        return reply, loop.time() - sent_at
+
+    created = asyncio.create_task(create())
     await asyncio.sleep(START_TIMER_S)
     if not created.done():
         await asyncio.gather(created, return_exceptions=True)
+        result.create_session_s = loop.time() - sent_at
         raise TimeoutError(
             f"measurement.create_session answered after {result.create_session_s * 1000:.0f} ms: "
             f"the app's {START_TIMER_S * 1000:.0f} ms timer would have skipped start_speaker"
         )
-    session = created.result()
+    session, answered_s = created.result()
+    result.create_session_s = answered_s
     result.session_id = hard(session, "session_id")
-    progress.report(
-        "host", f"session {result.session_id[:8]} (answered in {result.create_session_s * 1000:.0f} ms); start_speaker"
-    )
+    progress.report("host", f"session {result.session_id[:8]} (answered in {answered_s * 1000:.0f} ms); start_speaker")
     await host.request(events.START_SPEAKER, {"session_id": result.session_id})
 
 
