@@ -183,6 +183,11 @@ class TestGatewayHandle:
         reply = await handle("x" * 500, "lobby.create")
         assert reply["error"]["code"] == "bad_request"
 
+    def test_events_are_served_in_front_of_every_middleware(self, app) -> None:
+        from sonalyze_protocol.handlers import GatewayHandleFastPath
+
+        assert app.user_middleware[0].cls is GatewayHandleFastPath
+
 
 class RecordingCoordinator:
     def __init__(self) -> None:

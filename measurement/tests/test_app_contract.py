@@ -324,3 +324,12 @@ class TestOtherSources:
         assert wrong["error"]["code"] == "bad_request"
         missing = await _handle(app, tools, "analysis.run", {**data, "sweep_upload": "nope.wav"})
         assert missing["error"]["code"] == "not_found"
+
+
+def test_events_are_served_in_front_of_every_middleware(tmp_path) -> None:
+    from sonalyze_measurement.main import create_app
+    from sonalyze_measurement.settings import Settings
+    from sonalyze_protocol.handlers import GatewayHandleFastPath
+
+    settings = Settings(measurement_data_dir=tmp_path, internal_auth_token="t", log_level="WARNING")
+    assert create_app(settings).user_middleware[0].cls is GatewayHandleFastPath

@@ -67,3 +67,12 @@ class TestTransport:
     async def test_unknown_event(self, client: httpx.AsyncClient) -> None:
         error = (await handle(client, "simulation.teleport", {})).json()["error"]
         assert error["code"] == "unknown_event"
+
+
+def test_events_are_served_in_front_of_every_middleware() -> None:
+    from sonalyze_protocol.handlers import GatewayHandleFastPath
+    from sonalyze_simulation.main import create_app
+    from sonalyze_simulation.settings import Settings
+
+    app = create_app(Settings(internal_auth_token=TOKEN, log_level="WARNING"))
+    assert app.user_middleware[0].cls is GatewayHandleFastPath

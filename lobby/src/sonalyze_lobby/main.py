@@ -23,7 +23,7 @@ from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
 from sonalyze_lobby.session_store import DatabaseStore, Replica
 from sonalyze_lobby.settings import Settings
 from sonalyze_protocol.broadcast import BroadcastClient
-from sonalyze_protocol.handlers import gateway_handle_router
+from sonalyze_protocol.handlers import install_gateway_handle
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_outage_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(lobby_router)
-    app.include_router(gateway_handle_router(HANDLERS, lobby_context))
+    install_gateway_handle(app, settings, HANDLERS, lobby_context)  # after the last add_middleware
 
     @app.get("/health", tags=["health"])
     async def health() -> JSONResponse:

@@ -17,7 +17,7 @@ from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore
 from sonalyze_protocol.disconnect import stopped_when_caller_leaves
-from sonalyze_protocol.handlers import gateway_handle_router
+from sonalyze_protocol.handlers import install_gateway_handle
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(router)
-    app.include_router(gateway_handle_router(HANDLERS, stopped_when_caller_leaves(ANALYSIS_EVENTS)))
+    install_gateway_handle(
+        app, settings, HANDLERS, stopped_when_caller_leaves(ANALYSIS_EVENTS)
+    )  # after the last add_middleware
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, Any]:

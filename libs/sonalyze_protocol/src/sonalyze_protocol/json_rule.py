@@ -99,7 +99,7 @@ class JsonBodyRule:
         first = await receive()
         chunks = [first.get("body", b"")]
         if not declared_json and first["type"] == "http.request" and not _starts_like_json(chunks[0]):
-            await self.app(scope, _replay([first], receive), send)  # not JSON (a raw upload): stream on
+            await self.app(scope, replay([first], receive), send)  # not JSON (a raw upload): stream on
             return
         size = len(chunks[0])
         message = first
@@ -119,7 +119,7 @@ class JsonBodyRule:
             except AppError as exc:
                 await self._reject(scope, receive, send, exc)
                 return
-        await self.app(scope, _replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
+        await self.app(scope, replay([{"type": "http.request", "body": body, "more_body": False}], receive), send)
 
     def _too_large(self) -> AppError:
         return MessageTooLarge(f"JSON body is larger than {self.max_bytes} bytes")
@@ -137,7 +137,7 @@ def _starts_like_json(chunk: bytes) -> bool:
     return not stripped or stripped[0] in _JSON_STARTS
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
+def replay(messages: list[Message], receive: Receive) -> Receive:
     """A receive that first yields ``messages``, then what the client still sends (a disconnect)."""
     pending = list(messages)
 
