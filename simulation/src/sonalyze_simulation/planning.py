@@ -1,15 +1,18 @@
-"""From a validated request to a `SimulationPlan`: geometry checks, materials, defaults, the cost guard.
+"""The plan of one simulation: what a worker runs (`SimulationPlan`), and how a request becomes one (`make_plan`).
 
-Everything a client can get wrong about the room as a whole is found here and reported as `BadRequest`
-with the field at fault (``field``) and, for unknown materials, the closest names (``close_matches``).
-Pure: no I/O, no pyroomacoustics.
+`make_plan` runs in the service process: geometry checks, materials, defaults, ray-tracing settings, the
+cost guard. Everything a client can get wrong about the room as a whole is found here and reported as
+`BadRequest` with the field at fault (``field``) and, for unknown materials, the closest names
+(``close_matches``). The plan itself is frozen dataclasses of plain numbers, pickled to a worker and turned
+into a pyroomacoustics room there (`acoustics.pyroom`), so the hand-over is cheap and exact. Pure: no I/O,
+no pyroomacoustics.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 import numpy as np
 
@@ -25,7 +28,6 @@ from sonalyze_simulation.acoustics.metrics import (
 )
 from sonalyze_simulation.cost import CostEstimate, CostInputs, advice, estimate_cost
 from sonalyze_simulation.materials import close_matches, find_material
-from sonalyze_simulation.plan import GeometryPlan, PlacementPlan, SimulationPlan, SurfacePlan
 from sonalyze_simulation.schemas import (
     DEFAULT_SCATTERING,
     MaterialSpec,
@@ -35,7 +37,116 @@ from sonalyze_simulation.schemas import (
     SimulationRequest,
     band_coefficients,
 )
-from sonalyze_simulation.simulate_raytracing import ray_tracing_plan
+
+Vec3 = tuple[float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SurfacePlan:
+    """One surface: its name (``wall_0`` ... ``floor``, ``ceiling``), area and coefficients per band."""
+
+    name: str
+    area_m2: float
+    material: str
+    absorption: tuple[float, ...]
+    scattering: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementPlan:
+    id: str
+    position_m: Vec3
+
+
+@dataclass(frozen=True, slots=True)
+class GeometryPlan:
+    """A shoebox (``dimensions_m``) or an extruded floor plan (``vertices`` + ``height_m``).
+
+    Walls follow the floor plan: wall ``i`` joins vertex ``i`` to ``i + 1``; a shoebox's floor plan is
+    ``(0, 0), (x, 0), (x, y), (0, y)``. ``surfaces`` lists the walls in order, then floor, then ceiling.
+    """
+
+    kind: Literal["shoebox", "polygon"]
+    vertices: tuple[tuple[float, float], ...]
+    height_m: float
+    volume_m3: float
+    surface_m2: float
+    floor_area_m2: float
+    surfaces: tuple[SurfacePlan, ...]
+
+    @property
+    def n_walls(self) -> int:
+        return len(self.vertices)
+
+    @property
+    def dimensions_m(self) -> Vec3:
+        """Shoebox only: (width, depth, height)."""
+        return (self.vertices[2][0], self.vertices[2][1], self.height_m)
+
+
+@dataclass(frozen=True, slots=True)
+class RayTracingPlan:
+    n_rays: int
+    receiver_radius_m: float
+    energy_threshold: float
+    time_threshold_s: float
+    hist_bin_size_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class SimulationPlan:
+    geometry: GeometryPlan
+    sources: tuple[PlacementPlan, ...]
+    microphones: tuple[PlacementPlan, ...]
+    method: Literal["ism", "ray_tracing", "hybrid"]
+    max_order: int | None
+    sample_rate_hz: int
+    air_absorption: bool
+    ray_tracing: RayTracingPlan | None
+    seed: int
+    hybrid_early_s: float = 0.05
+    """Hybrid only: how long after the direct sound the image sources carry the response (`hybrid`)."""
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.sources) * len(self.microphones)
+
+
+# ray tracing (methods ray_tracing and hybrid): the hybrid traces rays only for reflections above
+# max_order, below it the image sources give the exact early arrivals; rays stop when their energy falls
+# 70 dB or after time_threshold_s
+RECEIVER_RADIUS_M: Final = 0.5
+"""Radius of the sphere around each microphone that counts ray hits (pyroomacoustics' default)."""
+MIN_RAYS: Final = 5000
+MAX_AUTO_RAYS: Final = 100_000
+TARGET_HITS_PER_BIN: Final = 20
+RAY_ENERGY_THRESHOLD: Final = 1e-7
+HIST_BIN_SIZE_S: Final = 0.004
+MAX_TIME_THRESHOLD_S: Final = 10.0
+
+
+def default_n_rays(volume_m3: float) -> int:
+    """Rays for ~20 receiver hits per 4 ms histogram bin, clamped to [5 000, 100 000].
+
+    ``n = 20 V / (pi r^2 c dt)``: Vorländer (2008), *Auralization*, eq. 11.12, as pyroomacoustics applies it.
+    Small rooms get the floor (a smoother tail for little cost), large halls the ceiling (cost guard).
+    """
+    if volume_m3 <= 0:
+        raise ValueError(f"volume_m3 must be > 0, got {volume_m3}")
+    hits_per_ray = math.pi * RECEIVER_RADIUS_M**2 * SPEED_OF_SOUND_M_S * HIST_BIN_SIZE_S / volume_m3
+    return int(min(MAX_AUTO_RAYS, max(MIN_RAYS, TARGET_HITS_PER_BIN / hits_per_ray)))
+
+
+def ray_tracing_plan(volume_m3: float, longest_rt60_s: float, n_rays: int | None) -> RayTracingPlan:
+    """Settings for one run; the time limit is twice the longest expected RT60 (at least 0.5 s, at most 10 s)."""
+    return RayTracingPlan(
+        n_rays=n_rays or default_n_rays(volume_m3),
+        receiver_radius_m=RECEIVER_RADIUS_M,
+        energy_threshold=RAY_ENERGY_THRESHOLD,
+        time_threshold_s=min(MAX_TIME_THRESHOLD_S, max(0.5, 2.0 * longest_rt60_s)),
+        hist_bin_size_s=HIST_BIN_SIZE_S,
+    )
+
 
 MIN_DIMENSION_M: Final = 1.0
 MAX_DIMENSION_M: Final = 200.0

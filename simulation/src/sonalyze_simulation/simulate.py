@@ -22,7 +22,7 @@ from sonalyze_acoustics.plots import plot_data
 from sonalyze_simulation import hybrid
 from sonalyze_simulation.acoustics import pyroom
 from sonalyze_simulation.acoustics.metrics import SPEED_OF_SOUND_M_S
-from sonalyze_simulation.plan import SimulationPlan
+from sonalyze_simulation.planning import SimulationPlan
 
 MIN_IR_S: Final = 0.1
 """Responses shorter than this (low image orders in small rooms) are padded with zeros: the shared

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sonalyze_simulation.plan import SimulationPlan
+    from sonalyze_simulation.planning import SimulationPlan
     from sonalyze_simulation.simulate import SimulationOutput
 
 

@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from sonalyze_simulation.acoustics.metrics import AIR_ATTENUATION_PER_M, SPEED_OF_SOUND_M_S
 from sonalyze_simulation.bands import BAND_CENTERS_HZ
 from sonalyze_simulation.geometry import signed_area_m2
-from sonalyze_simulation.plan import SimulationPlan, SurfacePlan
+from sonalyze_simulation.planning import SimulationPlan, SurfacePlan
 
 # our wall index on the shoebox floor plan (0,0)-(x,0)-(x,y)-(0,y) -> pyroomacoustics' wall name
 SHOEBOX_WALL_NAMES: tuple[str, ...] = ("south", "east", "north", "west")
