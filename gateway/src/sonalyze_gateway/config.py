@@ -28,6 +28,7 @@ class DeviceAuth(StrEnum):
 class Settings(ServiceSettings):
     """``LOBBY_URL`` ... ``HTTP_TIMEOUT_SECONDS`` as the spec lists them, plus the gateway's own knobs (backpressure, identity, CORS)."""
 
+    # comma-separated for lobby replicas (LOBBY_REPLICAS): events go to one, the next when it cannot be reached
     lobby_url: str = "http://localhost:8001"
     measurement_url: str = "http://localhost:8002"
     simulation_url: str = "http://localhost:8003"

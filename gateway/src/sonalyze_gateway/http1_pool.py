@@ -32,6 +32,10 @@ class ConnectionFailed(Exception):
     """No connection, or it broke before the whole response arrived."""
 
 
+class ConnectFailed(ConnectionFailed):
+    """No connection could be made: nothing was sent (another replica may take the request)."""
+
+
 class ResponseTimeout(Exception):
     """No complete response within the timeout."""
 
@@ -198,7 +202,7 @@ class Http1Pool:
         except TimeoutError:
             raise ResponseTimeout() from None
         except OSError as exc:
-            raise ConnectionFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
+            raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {exc.strerror or exc}") from None
         self._open.add(connection)
         return connection
 

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from yarl import URL
 
-from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
+from sonalyze_gateway.http1_pool import ConnectFailed, ConnectionFailed, Http1Pool, ResponseTimeout
 from sonalyze_gateway.router import Target
 from sonalyze_gateway.seen_devices import SeenDevices
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
@@ -106,40 +106,63 @@ def header_safe(value: RequestId) -> str | None:
 
 
 class EventForwarder:
-    """Posts one client event to a service's ``/gateway/handle`` and returns its ``data`` or raises `AppError`."""
+    """Posts one client event to a service's ``/gateway/handle`` and returns its ``data`` or raises `AppError`.
+
+    A target's URL may list replicas, comma-separated (``LOBBY_URL``): events go to the last one that
+    answered, and to the next one when no connection can be made (nothing was sent, so nothing is sent twice).
+    """
 
     def __init__(self, base_urls: Mapping[Target, str], token: str, timeout_s: float) -> None:
         if not (token.isascii() and token.isprintable()):
             raise ValueError("INTERNAL_AUTH_TOKEN must be printable ASCII (it travels in a header)")
-        self._pools = {target: Http1Pool(url) for target, url in base_urls.items()}
+        self._pools = {target: [Http1Pool(u) for u in replica_urls(url)] for target, url in base_urls.items()}
         self._heads = {
-            target: pool.request_head(HANDLE_PATH, [], 0).removesuffix(b"Content-Length: 0\r\n\r\n")
-            + f"Content-Type: application/json\r\n{INTERNAL_TOKEN_HEADER}: {token}\r\n".encode("ascii")
-            for target, pool in self._pools.items()
+            target: [
+                pool.request_head(HANDLE_PATH, [], 0).removesuffix(b"Content-Length: 0\r\n\r\n")
+                + f"Content-Type: application/json\r\n{INTERNAL_TOKEN_HEADER}: {token}\r\n".encode("ascii")
+                for pool in pools
+            ]
+            for target, pools in self._pools.items()
         }
+        self._current = dict.fromkeys(self._pools, 0)
         self._timeout_s = timeout_s
 
     async def forward(
         self, target: Target, event: str, request_id: RequestId, device_id: str, data: dict[str, Any]
     ) -> Any:
         body = orjson.dumps({"event": event, "request_id": request_id, "device_id": device_id, "data": data})
-        head = self._heads[target]
+        extra = b""
         if (did := header_safe(device_id)) is not None:
-            head += f"X-Device-Id: {did}\r\n".encode()
+            extra += f"X-Device-Id: {did}\r\n".encode()
         if (rid := header_safe(request_id)) is not None:
-            head += f"X-Request-Id: {rid}\r\n".encode()
-        request = head + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-        try:
-            status, raw = await self._pools[target].post(request, self._timeout_s)
-        except ResponseTimeout:
-            raise Timeout(f"{target} did not answer within {self._timeout_s:g}s") from None
-        except ConnectionFailed as exc:
-            raise ServiceUnavailable(f"{target} is unavailable: {exc}") from None
-        return _reply_data(target, status, raw)
+            extra += f"X-Request-Id: {rid}\r\n".encode()
+        tail = extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        pools, start = self._pools[target], self._current[target]
+        failure = ""
+        for step in range(len(pools)):
+            index = (start + step) % len(pools)
+            try:
+                status, raw = await pools[index].post(self._heads[target][index] + tail, self._timeout_s)
+            except ConnectFailed as exc:  # nothing was sent: the next replica may take it
+                failure = str(exc)
+                continue
+            except ResponseTimeout:
+                raise Timeout(f"{target} did not answer within {self._timeout_s:g}s") from None
+            except ConnectionFailed as exc:
+                raise ServiceUnavailable(f"{target} is unavailable: {exc}") from None
+            self._current[target] = index
+            return _reply_data(target, status, raw)
+        raise ServiceUnavailable(f"{target} is unavailable: {failure}")
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
+        for pools in self._pools.values():
+            for pool in pools:
+                pool.close()
+
+
+def replica_urls(url: str) -> list[str]:
+    """The replicas of a comma-separated URL list, in order (one URL: itself)."""
+    return [part.strip().rstrip("/") for part in url.split(",") if part.strip()]
 
 
 def _reply_data(target: Target, status: int, raw: bytes) -> Any:

@@ -31,7 +31,7 @@ from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
 from sonalyze_gateway.drain import CLOSE_SERVICE_RESTART, DRAIN_REASON, DrainState, drain_before_exit
 from sonalyze_gateway.gc_tuning import GcTuning
-from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session
+from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Proxy, make_session, replica_urls
 from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
 from sonalyze_gateway.internal import InternalListener, create_internal_app
 from sonalyze_gateway.liveness import prober_for
@@ -153,7 +153,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             manager=manager,
             forwarder=forwarder,
             notifier=LifecycleNotifier(forwarder, seen),
-            proxy=Proxy(session, urls, settings.http_timeout_seconds),
+            proxy=Proxy(session, {t: replica_urls(u)[0] for t, u in urls.items()}, settings.http_timeout_seconds),
             gc_tuning=GcTuning(closed_sockets=lambda: gateway.manager.n_closed),
             gates={
                 target: ServiceGate(

@@ -13,6 +13,7 @@ from sonalyze_lobby import presence, service
 from sonalyze_lobby.context import LobbyContext, lobby_app
 from sonalyze_lobby.measurement_handlers import MEASUREMENT_HANDLERS
 from sonalyze_lobby.presence import PresenceBatch
+from sonalyze_lobby.replicas import route_to_owner
 from sonalyze_lobby.schemas import (
     LobbyCreate,
     LobbyGet,
@@ -113,5 +114,8 @@ LOBBY_HANDLERS: dict[str, Handler[LobbyContext, Any]] = {
     "device.presence": Handler(PresenceBatch, device_presence),
 }
 
-# a database outage in any handler, ``measurement.*`` included, answers service_unavailable
-HANDLERS: HandlerTable[LobbyContext] = HandlerTable(guard_handlers({**LOBBY_HANDLERS, **MEASUREMENT_HANDLERS}))
+# a database outage in any handler, ``measurement.*`` included, answers service_unavailable; an event naming a
+# session another lobby replica drives goes to that replica (`replicas`)
+HANDLERS: HandlerTable[LobbyContext] = HandlerTable(
+    guard_handlers({**LOBBY_HANDLERS, **route_to_owner(MEASUREMENT_HANDLERS)})
+)

@@ -17,6 +17,8 @@ from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
 from sonalyze_lobby.measurement_client import MeasurementClient
+from sonalyze_lobby.replicas import connection_relay
+from sonalyze_lobby.replicas import router as replicas_router
 from sonalyze_lobby.restart import keep_leases
 from sonalyze_lobby.routes import router as lobby_router
 from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
@@ -66,6 +68,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lobby = LobbyApp(settings, database, http, Broadcaster(broadcast), recorder)
         store = DatabaseStore(lobby, Replica(settings.replica_id, settings.replica_url, settings.session_lease_s))
         lobby.coordinator = make_coordinator(lobby, store)
+        if settings.replica_url:  # one of several replicas: the others hear of connection changes
+            lobby.coordinator.relay = connection_relay(lobby, store)
         app.state.lobby = lobby
         leases: asyncio.Task[None] | None = None
         try:
@@ -92,6 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_outage_handlers(app)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(lobby_router)
+    app.include_router(replicas_router)
     install_gateway_handle(app, settings, HANDLERS, lobby_context)  # after the last add_middleware
 
     @app.get("/health", tags=["health"])

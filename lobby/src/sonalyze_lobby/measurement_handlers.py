@@ -33,6 +33,7 @@ from sonalyze_lobby.measurement_protocol import (
 )
 from sonalyze_lobby.models import Lobby, LobbyState
 from sonalyze_lobby.session_runner import Coordinator, NewSession
+from sonalyze_lobby.session_store import running_session_of
 from sonalyze_protocol import measurement_events as events
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
@@ -138,6 +139,8 @@ async def create_session(ctx: LobbyContext, data: CreateSession) -> SessionStatu
         disconnected = frozenset(p.device_id for p in lobby.joined if not p.connected)
 
         async def commit(state: SessionState, deadlines: Mapping[str, datetime]) -> None:
+            if (other_id := await running_session_of(ctx.session, lobby.id)) is not None:  # on another replica
+                raise Conflict(f"lobby {lobby.code} already runs measurement session {other_id}", session_id=other_id)
             coordinator.add_row(ctx.session, state, deadlines)  # stored with the lobby's change
             if lobby.state is LobbyState.OPEN:
                 await service.set_state(ctx, lobby, LobbyState.MEASUREMENT_RUNNING)

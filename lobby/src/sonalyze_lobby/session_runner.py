@@ -152,6 +152,8 @@ class Coordinator:
         self._scheduler = scheduler or LoopScheduler()
         self._new_id = new_id
         self.store = store
+        # replicas: tells the replicas driving a device's other sessions about its connection (`replicas`)
+        self.relay: Callable[[str, bool, set[str]], Awaitable[None]] | None = None
         self._wall_clock = wall_clock
         self._sessions: dict[str, SessionState] = {}
         self._deadlines: dict[str, dict[str, datetime]] = {}  # per session: timer key -> wall-clock deadline
@@ -319,6 +321,15 @@ class Coordinator:
         await self._follow(follow_ups)
         logger.info("measurement session %s resumed in step %s", session_id, state.step.value)
 
+    def retain(self, state: SessionState) -> None:
+        """Keep a finished session read from the store, so its status stays readable here too."""
+        if state.is_final and state.session_id not in self._sessions and not self._closed:
+            self._sessions[state.session_id] = state
+            self._locks[state.session_id] = asyncio.Lock()
+            self._expiries[state.session_id] = self._scheduler.call_later(
+                self.settings.measurement_session_retention_s, lambda: self._forget(state.session_id)
+            )
+
     def driven(self) -> set[str]:
         """The sessions this process drives now."""
         return set(self._sessions)
@@ -338,6 +349,11 @@ class Coordinator:
         for session_id, state in list(self._sessions.items()):
             if device_id in state.device_ids and not state.is_final:
                 await self._send_quietly(session_id, ConnectionChanged(device_id, connected))
+        if self.relay is not None:
+            try:
+                await self.relay(device_id, connected, set(self._sessions))
+            except Exception:  # the other replicas' sessions have their grace timers and resends
+                logger.exception("relaying %s's connection to the other replicas failed", device_id)
 
     async def lobby_closed(self, lobby_id: str) -> None:
         """The lobby closed (its admin left): its running session is cancelled for everyone."""

@@ -29,6 +29,7 @@ from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.history import record_lobby
 from sonalyze_lobby.measurement_protocol import SessionState, Step
+from sonalyze_lobby.measurement_protocol.state import HOLDING_STEPS
 from sonalyze_lobby.models import LobbyState, MeasurementSession
 from sonalyze_lobby.session_runner import LeaseLost
 
@@ -48,6 +49,32 @@ class UndecodableState(ValueError):
 class Stored:
     state: SessionState
     deadlines: dict[str, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """A session's row as far as routing needs it."""
+
+    session_id: str
+    running: bool
+    owner: str | None
+    owner_url: str | None
+    lease_expired: bool
+    state_version: int
+    document: dict[str, Any]
+
+    def device_ids(self) -> set[str]:
+        session = self.document.get("session", {}) if isinstance(self.document, dict) else {}
+        slots = [*session.get("speakers", []), *session.get("microphones", [])]
+        return {str(slot.get("device_id")) for slot in slots if isinstance(slot, dict)}
+
+
+async def running_session_of(session: AsyncSession, lobby_id: uuid.UUID) -> str | None:
+    """The session holding a lobby on any replica, if there is one (call with the lobby's row locked)."""
+    query = select(MeasurementSession.session_id).where(
+        MeasurementSession.lobby_id == lobby_id, MeasurementSession.step.in_([step.value for step in HOLDING_STEPS])
+    )
+    return (await session.scalars(query.limit(1))).first()
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +128,10 @@ class DatabaseStore:
     def __init__(self, app: LobbyApp, replica: Replica) -> None:
         self._app = app
         self.replica = replica
+
+    @property
+    def app(self) -> LobbyApp:
+        return self._app
 
     def add(self, session: AsyncSession, state: SessionState, deadlines: Deadlines) -> None:
         """Add a new session's row to ``session`` (committed by the caller, with its lobby's change)."""
@@ -212,6 +243,38 @@ class DatabaseStore:
             )
             await session.commit()
 
+    async def locate(self, session_id: str) -> Located | None:
+        """Where a session is driven, as its row says (None: no such session)."""
+        async with self._app.database.sessionmaker() as session:
+            row = await session.get(MeasurementSession, session_id)
+            await session.commit()
+        if row is None:
+            return None
+        expired = row.lease_expires_at is None or row.lease_expires_at < utcnow()
+        return Located(row.session_id, row.running, row.owner, row.owner_url, expired, row.state_version, row.state)
+
+    async def running_elsewhere(self, driven: set[str]) -> list[Located]:
+        """The running sessions other replicas drive (for relaying a device's connection changes)."""
+        async with self._app.database.sessionmaker() as session:
+            query = select(MeasurementSession).where(
+                MeasurementSession.running.is_(True), MeasurementSession.owner != self.replica.replica_id
+            )
+            rows = [r for r in (await session.scalars(query)).all() if r.session_id not in driven]
+            await session.commit()
+        now = utcnow()
+        return [
+            Located(
+                r.session_id,
+                r.running,
+                r.owner,
+                r.owner_url,
+                r.lease_expires_at is None or r.lease_expires_at < now,
+                r.state_version,
+                r.state,
+            )
+            for r in rows
+        ]
+
     async def lobbies_with_running_sessions(self) -> set[uuid.UUID]:
         async with self._app.database.sessionmaker() as session:
             query = select(MeasurementSession.lobby_id).where(MeasurementSession.running.is_(True))
@@ -224,9 +287,11 @@ __all__ = [
     "STATE_VERSION",
     "DatabaseStore",
     "LeaseLost",
+    "Located",
     "Replica",
     "Stored",
     "UndecodableState",
     "decode",
     "encode",
+    "running_session_of",
 ]

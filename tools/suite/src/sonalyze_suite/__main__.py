@@ -1,7 +1,8 @@
 """``python -m sonalyze_suite run``: what ``make run`` does.
 
 Starts the five services on 127.0.0.1:8000-8004 (``GATEWAY_REPLICAS=N``: N gateways on 8000, 8010, ...
-sharing the Redis backplane at ``REDIS_URL``, default ``redis://127.0.0.1:6379/0``) (SQLite files under ``.run/``, recordings under
+sharing the Redis backplane at ``REDIS_URL``, default ``redis://127.0.0.1:6379/0``) (``LOBBY_REPLICAS=2``: lobbies on
+8001 and 8011 on the PostgreSQL database at ``LOBBY_DATABASE_URL``) (SQLite files under ``.run/``, recordings under
 ``./measurement_data``), waits until all are healthy, prints where they are, streams their logs
 with a service prefix and stops them all on Ctrl-C.
 """
@@ -30,7 +31,8 @@ def print_table(suite: Suite) -> None:
     config = suite.config
     gateway = config.url("gateway")
     ws = gateway.replace("http://", "ws://") + "/ws"
-    names = [n for s in SERVICES for n in (config.gateway_names if s.name == "gateway" else [s.name])]
+    replicas = {"gateway": config.gateway_names, "lobby": config.lobby_names}
+    names = [n for s in SERVICES for n in replicas.get(s.name, [s.name])]
     rows = [(name, config.url(name), suite.health_url(name)) for name in names if name in suite.children]
     width = max(len(r[1]) for r in rows)
     print("\nSonalyze is running:\n", flush=True)
@@ -43,6 +45,9 @@ def print_table(suite: Suite) -> None:
     if config.gateway_replicas > 1:
         print(f"  gateways      {config.gateway_replicas} on one Redis backplane ({config.redis_url}); any of")
         print("                them reaches every device; a stopped one (SIGTERM) closes its sockets with 1012")
+    if config.lobby_replicas > 1:
+        print(f"  lobbies       {config.lobby_replicas} on one PostgreSQL database; each session is driven by one,")
+        print("                another takes it over within seconds when it dies (lobby README, After a restart)")
     print(f"  recordings    {config.data_dir.resolve()}")
     print(f"  databases     {config.lobby_database_url or config.sqlite_url('lobby')}")
     print(f"                {config.storage_database_url or config.sqlite_url('storage')}")

@@ -60,17 +60,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def gateway_replica_names(replicas: int) -> list[str]:
-    """``gateway``, ``gateway-2``, ``gateway-3``, ...: the gateways' names as services."""
-    return ["gateway"] + [f"gateway-{k + 1}" for k in range(1, replicas)]
+REPLICATED: Final = ("gateway", "lobby")  # the services that may run as several processes
+
+
+def gateway_replica_names(replicas: int, service: str = "gateway") -> list[str]:
+    """``gateway``, ``gateway-2``, ``gateway-3``, ...: the replicas' names as services (lobby likewise)."""
+    return [service] + [f"{service}-{k + 1}" for k in range(1, replicas)]
 
 
 def replica_index(name: str) -> int | None:
-    """0 for ``gateway``, k - 1 for ``gateway-k``, None for another service."""
-    if name == "gateway":
+    """0 for ``gateway``/``lobby``, k - 1 for ``gateway-k``/``lobby-k``, None for another service."""
+    if name in REPLICATED:
         return 0
     prefix, _, number = name.partition("-")
-    return int(number) - 1 if prefix == "gateway" and number.isdigit() else None
+    return int(number) - 1 if prefix in REPLICATED and number.isdigit() else None
+
+
+def replica_base(name: str) -> str:
+    """The service a replica's name belongs to (``lobby-2`` -> ``lobby``)."""
+    return name.partition("-")[0] if replica_index(name) is not None else name
 
 
 def check_redis(url: str, timeout_s: float = REDIS_CHECK_TIMEOUT_S) -> str | None:
@@ -120,6 +128,8 @@ class SuiteConfig:
     gateway_replicas: int = 1
     redis_url: str | None = None
     redis_key_prefix: str | None = None  # None: the gateway's default
+    # LOBBY_REPLICAS: lobbies on one PostgreSQL database (ports 8001, 8011, ...), one coordinator per session
+    lobby_replicas: int = 1
     internal_ports: dict[str, int] = field(default_factory=dict)  # replicas' internal ports, when not stepped
     token_generated: bool = field(init=False, default=False)
     key_generated: bool = field(init=False, default=False)
@@ -146,7 +156,10 @@ class SuiteConfig:
             gateway_replicas=int(env.get("GATEWAY_REPLICAS") or 1),
             redis_url=env.get("REDIS_URL") or None,
             redis_key_prefix=env.get("REDIS_KEY_PREFIX") or None,
+            lobby_replicas=int(env.get("LOBBY_REPLICAS") or 1),
         )
+        if config.lobby_replicas < 1:
+            raise ValueError(f"LOBBY_REPLICAS must be at least 1, got {config.lobby_replicas}")
         if config.gateway_replicas < 1:
             raise ValueError(f"GATEWAY_REPLICAS must be at least 1, got {config.gateway_replicas}")
         if config.gateway_replicas > 1 and not config.redis_url:
@@ -166,6 +179,8 @@ class SuiteConfig:
         for name in config.gateway_names[1:]:
             config.ports[name] = free_port(config.host)
             config.internal_ports[name] = free_port(config.host)
+        for name in config.lobby_names[1:]:
+            config.ports[name] = free_port(config.host)
         return config
 
     @property
@@ -173,12 +188,26 @@ class SuiteConfig:
         return gateway_replica_names(self.gateway_replicas)
 
     @property
+    def lobby_names(self) -> list[str]:
+        return gateway_replica_names(self.lobby_replicas, "lobby")
+
+    @property
     def started_services(self) -> tuple[str, ...]:
-        """``services`` with ``gateway`` followed by its replicas."""
+        """``services`` with ``gateway`` and ``lobby`` each followed by its replicas."""
         names: list[str] = []
         for name in self.services:
-            names.extend(self.gateway_names if name == "gateway" else [name])
+            replicas = {"gateway": self.gateway_names, "lobby": self.lobby_names}
+            names.extend(replicas.get(name, [name]))
         return tuple(names)
+
+    def lobby_database_problem(self) -> str | None:
+        """Why the lobby replicas cannot share the configured database (None: they can)."""
+        if self.lobby_replicas > 1 and not (self.lobby_database_url or "").startswith("postgresql"):
+            return (
+                f"LOBBY_REPLICAS={self.lobby_replicas} needs one PostgreSQL database for all lobbies: set "
+                "LOBBY_DATABASE_URL=postgresql+asyncpg://user@host:5432/dbname (a SQLite file cannot be shared)"
+            )
+        return None
 
     def port(self, service: str) -> int:
         if service in self.ports:
@@ -186,7 +215,7 @@ class SuiteConfig:
         index = replica_index(service)
         if index is None:
             raise KeyError(service)
-        return self.ports["gateway"] + REPLICA_PORT_STEP * index
+        return self.ports[replica_base(service)] + REPLICA_PORT_STEP * index
 
     def internal_port(self, gateway: str = "gateway") -> int:
         if gateway == "gateway":
@@ -226,7 +255,7 @@ class SuiteConfig:
         name = name or spec.name
         urls = {
             "GATEWAY_URL": self.services_gateway_url,
-            "LOBBY_URL": self.url("lobby"),
+            "LOBBY_URL": ",".join(self.url(lobby) for lobby in self.lobby_names),
             "MEASUREMENT_URL": self.url("measurement"),
             "SIMULATION_URL": self.url("simulation"),
             "STORAGE_URL": self.url("storage"),
@@ -248,6 +277,11 @@ class SuiteConfig:
         elif spec.name == "lobby":
             env["DATABASE_URL"] = self.lobby_database_url or self.sqlite_url("lobby")
             env.setdefault("RUN_MIGRATIONS", "true")
+            if self.lobby_replicas > 1:  # replica k > 1 starts once the first has migrated the database
+                env["REPLICA_ID"] = name
+                env["REPLICA_URL"] = self.url(name)
+                if name != spec.name:
+                    env["RUN_MIGRATIONS"] = "false"
         elif spec.name == "storage":
             env["DATABASE_URL"] = self.storage_database_url or self.sqlite_url("storage")
             env.setdefault("RUN_MIGRATIONS", "true")
@@ -267,7 +301,7 @@ def _spec_of(name: str) -> ServiceSpec:
     """The spec of a service, or of the gateway for a replica (``gateway-2``)."""
     spec = next((s for s in SERVICES if s.name == name), None)
     if spec is None and replica_index(name) is not None:
-        spec = next(s for s in SERVICES if s.name == "gateway")
+        spec = next(s for s in SERVICES if s.name == replica_base(name))
     if spec is None:
         raise KeyError(f"no service named {name!r}")
     return spec
@@ -315,7 +349,7 @@ class Suite:
         self._log_files: list[IO[str]] = []
 
     def _sink_for(self, name: str) -> Callable[[str], None]:
-        width = max(len(n) for n in (*(s.name for s in SERVICES), *self.config.gateway_names))
+        width = max(len(n) for n in (*(s.name for s in SERVICES), *self.config.gateway_names, *self.config.lobby_names))
         prefix = f"{name:<{width}} | "
         log_file = None
         if self.log_dir is not None:
@@ -375,9 +409,16 @@ class Suite:
                     f"gateway: {problem}. Several gateways (GATEWAY_REPLICAS > 1) share a Redis backplane: "
                     "start Redis (redis-server) or point REDIS_URL at one"
                 )
-            for name in self.config.started_services:
+            if "lobby" in self.config.services and (problem := self.config.lobby_database_problem()):
+                raise ServiceFailed(f"lobby: {problem}")
+            later = self.config.lobby_names[1:]  # after the first lobby has migrated the database
+            first = [name for name in self.config.started_services if name not in later]
+            for name in first:
                 self.start_service(name)
-            self.wait_healthy(self.config.started_services, timeout_s)
+            self.wait_healthy(first, timeout_s)
+            for name in later:
+                self.start_service(name)
+            self.wait_healthy(later, timeout_s)
         except BaseException:
             self.stop()
             raise
