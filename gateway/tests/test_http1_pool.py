@@ -8,6 +8,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from sonalyze_gateway.http1_pool import ConnectionFailed, Http1Pool, ResponseTimeout
+from sonalyze_gateway.http_client import EventForwarder
+from sonalyze_gateway.router import Target
+from sonalyze_protocol.errors import ServiceUnavailable
 from sonalyze_suite.launcher import free_port
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"data":{}}'
@@ -141,3 +144,41 @@ class TestHttp1Pool:
     def test_only_plain_http_urls(self, url: str) -> None:
         with pytest.raises(ValueError):
             Http1Pool(url)
+
+
+class TestReplicaFailover:
+    """``LOBBY_URL`` listing replicas: the next one only when no connection could be made (nothing was sent)."""
+
+    async def test_an_unreachable_replica_is_skipped_and_the_one_that_answered_kept(self, serve) -> None:  # type: ignore[no-untyped-def]
+
+        alive = ScriptedServer(lambda n: OK)
+        dead = f"http://127.0.0.1:{free_port()}"
+        forwarder = EventForwarder({Target.LOBBY: f"{dead}, {await serve(alive)}/"}, "t", 2.0)
+        try:
+            assert await forwarder.forward(Target.LOBBY, "lobby.get", "r1", "dev-1", {}) == {}
+            assert await forwarder.forward(Target.LOBBY, "lobby.get", "r2", "dev-1", {}) == {}
+            assert len(alive.requests) == 2 and alive.connections == 1  # kept on the live one
+        finally:
+            forwarder.close()
+
+    async def test_a_replica_that_breaks_mid_request_is_not_retried_elsewhere(self, serve) -> None:  # type: ignore[no-untyped-def]
+
+        cut = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nConnection: close\r\n\r\nonly-part"
+        breaking, other = ScriptedServer(lambda n: cut), ScriptedServer(lambda n: OK)
+        forwarder = EventForwarder({Target.LOBBY: f"{await serve(breaking)},{await serve(other)}"}, "t", 2.0)
+        try:
+            with pytest.raises(ServiceUnavailable):
+                await forwarder.forward(Target.LOBBY, "measurement.start_speaker", "r1", "dev-1", {})
+            assert len(breaking.requests) == 1 and other.requests == []  # it may have been acted on
+        finally:
+            forwarder.close()
+
+    async def test_no_replica_reachable_is_service_unavailable(self) -> None:
+
+        urls = ",".join(f"http://127.0.0.1:{free_port()}" for _ in range(2))
+        forwarder = EventForwarder({Target.LOBBY: urls}, "t", 2.0)
+        try:
+            with pytest.raises(ServiceUnavailable):
+                await forwarder.forward(Target.LOBBY, "lobby.get", "r1", "dev-1", {})
+        finally:
+            forwarder.close()
