@@ -4,6 +4,7 @@ leases fenced, and a state that cannot be decoded ends the session with ``servic
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -29,6 +30,7 @@ from sonalyze_lobby.measurement_protocol import (
     Step,
 )
 from sonalyze_lobby.models import Lobby, LobbyState, MeasurementSession, Participant
+from sonalyze_lobby.replicas import CONNECTION_PATH, Relay
 from sonalyze_lobby.session_runner import Coordinator, LeaseLost, NewSession
 from sonalyze_lobby.session_store import STATE_VERSION, DatabaseStore, Replica, UndecodableState, decode, encode
 from sonalyze_protocol.broadcast import BroadcastClient
@@ -273,3 +275,38 @@ class TestDatabaseStore:
             row = await session.get(MeasurementSession, sid)
             assert lobby is not None and lobby.state is LobbyState.OPEN
             assert row is not None and not row.running and row.step == "cancelled"
+
+
+class TestRelay:
+    async def test_another_replicas_session_hears_of_connections_and_of_its_lobby_closing(
+        self, lobby_app: LobbyApp
+    ) -> None:
+        lobby_id = await running_lobby(lobby_app)
+        b = DatabaseStore(lobby_app, Replica("replica-b", "http://b.test", 5.0))
+        sid = f"s-{uuid.uuid4().hex[:8]}"
+        async with lobby_app.database.sessionmaker() as session:
+            b.add(session, row_state(lobby_id, sid), {})  # driven by b, lease valid
+            await session.commit()
+        sent: list[tuple[str, dict[str, Any]]] = []
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            sent.append((str(request.url), json.loads(request.content)))
+            return httpx.Response(200, json={"data": {}})
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+            app_a = LobbyApp(lobby_app.settings, lobby_app.database, http, lobby_app.broadcaster, None)
+            app_a.coordinator = lobby_app.coordinator
+            relay = Relay(app_a, DatabaseStore(app_a, Replica("replica-a", "http://a.test", 5.0)))
+            await relay.connection_changed(SPK, False, set())
+            await relay.connection_changed("stranger", False, set())  # in no session: nobody is told
+            await relay.lobby_closed(str(lobby_id))
+        connection = {"session_id": sid, "device_id": SPK, "connected": False}
+        cancel = {
+            "event": "measurement.cancel_session",
+            "request_id": None,
+            "device_id": ADMIN,
+            "data": {"session_id": sid, "reason": "lobby_closed"},
+        }
+        assert (f"http://b.test{CONNECTION_PATH}", connection) in sent
+        assert ("http://b.test/gateway/handle", cancel) in sent
+        assert not [body for _, body in sent if body.get("device_id") == "stranger"]

@@ -17,7 +17,7 @@ from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
 from sonalyze_lobby.measurement_client import MeasurementClient
-from sonalyze_lobby.replicas import connection_relay
+from sonalyze_lobby.replicas import Relay
 from sonalyze_lobby.replicas import router as replicas_router
 from sonalyze_lobby.restart import keep_leases
 from sonalyze_lobby.routes import router as lobby_router
@@ -69,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = DatabaseStore(lobby, Replica(settings.replica_id, settings.replica_url, settings.session_lease_s))
         lobby.coordinator = make_coordinator(lobby, store)
         if settings.replica_url:  # one of several replicas: the others hear of connection changes
-            lobby.coordinator.relay = connection_relay(lobby, store)
+            lobby.coordinator.relay = Relay(lobby, store)
         app.state.lobby = lobby
         leases: asyncio.Task[None] | None = None
         try:

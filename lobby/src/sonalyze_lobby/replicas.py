@@ -5,13 +5,14 @@ naming a session this replica does not drive is routed by the session's row (`se
 a live replica -> forwarded to its ``/gateway/handle`` (``REPLICA_URL``) and its answer returned; its lease
 expired (the replica died) or it was this replica's before a restart -> taken over here and resumed first;
 finished -> its stored state is read here. A device's connection change is relayed to the replicas driving
-its sessions (``POST /internal/measurement/connection``).
+its sessions (``POST /internal/measurement/connection``), a lobby's closing to the one driving its session.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 
 from sonalyze_lobby.context import LobbyApp, LobbyContext, lobby_app
 from sonalyze_lobby.measurement_protocol import ConnectionChanged
-from sonalyze_lobby.session_store import DatabaseStore, UndecodableState, decode
+from sonalyze_lobby.session_store import DatabaseStore, UndecodableState, decode, running_session_of
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, require_internal_token, settings_token
 from sonalyze_protocol.errors import AppError, ServiceUnavailable
 from sonalyze_protocol.handlers import Handler
@@ -96,24 +97,61 @@ async def _forward(store: DatabaseStore, owner_url: str | None, event: str, ctx:
     return reply.get("data")
 
 
-def connection_relay(app: LobbyApp, store: DatabaseStore) -> Callable[[str, bool, set[str]], Awaitable[None]]:
-    """Tells the replicas driving a device's other sessions that it came or went."""
+class Relay:
+    """Tells the replicas driving other sessions of a device or a lobby what concerns them."""
 
-    async def relay(device_id: str, connected: bool, driven: set[str]) -> None:
-        for where in await store.running_elsewhere(driven):
+    def __init__(self, app: LobbyApp, store: DatabaseStore) -> None:
+        self._app = app
+        self._store = store
+
+    def _headers(self) -> dict[str, str]:
+        return {INTERNAL_TOKEN_HEADER: self._app.settings.internal_auth_token or ""}
+
+    async def connection_changed(self, device_id: str, connected: bool, driven: set[str]) -> None:
+        for where in await self._store.running_elsewhere(driven):
             if device_id not in where.device_ids() or not where.owner_url or where.lease_expired:
                 continue  # an expired one is resumed with what the stored state knows
             try:
-                await app.http.post(
+                await self._app.http.post(
                     where.owner_url + CONNECTION_PATH,
                     json={"session_id": where.session_id, "device_id": device_id, "connected": connected},
-                    headers={INTERNAL_TOKEN_HEADER: app.settings.internal_auth_token or ""},
-                    timeout=app.settings.http_timeout_seconds,
+                    headers=self._headers(),
+                    timeout=self._app.settings.http_timeout_seconds,
                 )
             except httpx.HTTPError as exc:
                 logger.warning("could not relay %s's connection to replica %s: %s", device_id, where.owner, exc)
 
-    return relay
+    async def lobby_closed(self, lobby_id: str) -> None:
+        """The lobby closed here while another replica drives its session: that one cancels it."""
+        async with self._app.database.sessionmaker() as session:
+            session_id = await running_session_of(session, uuid.UUID(lobby_id))
+            await session.commit()
+        where = await self._store.locate(session_id) if session_id is not None else None
+        if where is None or not where.running:
+            return
+        if where.owner == self._store.replica.replica_id or where.lease_expired:
+            from sonalyze_lobby.restart import resume_sessions
+
+            await resume_sessions(self._app, self._store)
+            if (state := self._app.coordinator.holding(lobby_id)) is not None:
+                await self._app.coordinator.lobby_closed(state.lobby_id)
+            return
+        admin = str(where.document.get("session", {}).get("admin_device_id", ""))
+        body = {
+            "event": "measurement.cancel_session",
+            "request_id": None,
+            "device_id": admin,
+            "data": {"session_id": where.session_id, "reason": "lobby_closed"},
+        }
+        try:
+            await self._app.http.post(
+                f"{where.owner_url}/gateway/handle",
+                json=body,
+                headers=self._headers(),
+                timeout=self._app.settings.http_timeout_seconds,
+            )
+        except httpx.HTTPError as exc:  # its idle timeout ends it in the end
+            logger.warning("could not tell replica %s that lobby %s closed: %s", where.owner, lobby_id, exc)
 
 
 class ConnectionNotice(BaseModel):

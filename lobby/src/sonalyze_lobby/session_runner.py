@@ -101,6 +101,14 @@ class LeaseLost(ServiceUnavailable):
     """Another lobby replica drives the session now: this one must not write its state."""
 
 
+class Relay(Protocol):
+    """What the replicas driving other sessions must hear (`replicas.Relay`)."""
+
+    async def connection_changed(self, device_id: str, connected: bool, driven: set[str]) -> None: ...
+
+    async def lobby_closed(self, lobby_id: str) -> None: ...
+
+
 class SessionStore(Protocol):
     """Where each transition's state goes before its effects (`session_store.DatabaseStore`)."""
 
@@ -152,8 +160,8 @@ class Coordinator:
         self._scheduler = scheduler or LoopScheduler()
         self._new_id = new_id
         self.store = store
-        # replicas: tells the replicas driving a device's other sessions about its connection (`replicas`)
-        self.relay: Callable[[str, bool, set[str]], Awaitable[None]] | None = None
+        # replicas: tells the replicas driving other sessions what concerns them (`replicas.Relay`)
+        self.relay: Relay | None = None
         self._wall_clock = wall_clock
         self._sessions: dict[str, SessionState] = {}
         self._deadlines: dict[str, dict[str, datetime]] = {}  # per session: timer key -> wall-clock deadline
@@ -351,7 +359,7 @@ class Coordinator:
                 await self._send_quietly(session_id, ConnectionChanged(device_id, connected))
         if self.relay is not None:
             try:
-                await self.relay(device_id, connected, set(self._sessions))
+                await self.relay.connection_changed(device_id, connected, set(self._sessions))
             except Exception:  # the other replicas' sessions have their grace timers and resends
                 logger.exception("relaying %s's connection to the other replicas failed", device_id)
 
@@ -359,6 +367,8 @@ class Coordinator:
         """The lobby closed (its admin left): its running session is cancelled for everyone."""
         if (state := self.holding(lobby_id)) is not None:
             await self._send_quietly(state.session_id, CancelSession(state.admin_device_id, "lobby_closed"))
+        elif self.relay is not None:  # its session may be driven by another replica
+            await self.relay.lobby_closed(lobby_id)
 
     async def aclose(self) -> None:
         """Stop every timer and background task (lobby shutdown); a stored session resumes in the next process."""
