@@ -23,7 +23,8 @@ help:
 	@echo "make demo          a full virtual-phone measurement against the running suite"
 	@echo "make bench         print the benchmarks' figures"
 	@echo "make lock          regenerate locks/ after changing any requirements*.txt"
-	@echo "make compose-test  build the images, start docker compose and check the suite through its gateway"
+	@echo "make compose-test  build the images, start docker compose and check the suite through its gateway,"
+	@echo "                   then the two-gateway layout (docker-compose.replicas.yml) through nginx"
 	@echo "make replay-dead-letters   queue the storage records the services set aside again (OUTBOX_DIR=.run/outbox)"
 	@echo "make web     rebuild web/vendor (the page's plotting library) from web/package-lock.json (needs npm)"
 

@@ -62,6 +62,8 @@ def test_two_gateways_share_redis_and_only_the_proxy_publishes(replicas: dict[st
     assert services["gateway-2"]["extends"] == {"file": "docker-compose.yml", "service": "gateway"}
     for name in ("gateway", "gateway-2"):
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        # one kept signing key for both: required, never a random one per process
+        assert services[name]["environment"]["DEVICE_TOKEN_KEY"].startswith("${DEVICE_TOKEN_KEY:?")
         assert services[name]["depends_on"]["redis"] == {"condition": "service_healthy"}
     assert services["gateway-2"]["volumes"] == ["outbox_gateway_2:/outbox"]  # not the first gateway's queue
     for name in ("lobby", "measurement"):
@@ -85,11 +87,14 @@ def test_compose_merges_the_override_as_intended_when_its_plugin_is_here() -> No
     docker = shutil.which("docker")
     if docker is None or subprocess.run([docker, "compose", "version"], capture_output=True).returncode != 0:
         pytest.skip("the docker compose plugin is not installed")
-    env = {**os.environ, "INTERNAL_AUTH_TOKEN": "compose-config-check-" + uuid.uuid4().hex}
+    env = {**os.environ, "INTERNAL_AUTH_TOKEN": "compose-config-check-" + uuid.uuid4().hex, "DEVICE_TOKEN_KEY": ""}
+    command = [docker, "compose", "-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml", "config"]
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
+    assert refused.returncode != 0 and "DEVICE_TOKEN_KEY is not set" in refused.stderr
+    env["DEVICE_TOKEN_KEY"] = "compose-config-check-key-" + uuid.uuid4().hex
     result = subprocess.run(
-        [docker, "compose", "-f", "docker-compose.yml", "-f", "docker-compose.replicas.yml", "config", "--format", "json"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=60,
-    )  # fmt: skip
+        [*command, "--format", "json"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     services = orjson.loads(result.stdout)["services"]
     assert [name for name, svc in services.items() if svc.get("ports")] == ["proxy"]
@@ -97,6 +102,8 @@ def test_compose_merges_the_override_as_intended_when_its_plugin_is_here() -> No
     assert services["gateway-2"]["environment"]["LOBBY_URL"] == "http://lobby:8000"  # the rest from gateway
     assert [v["source"] for v in services["gateway-2"]["volumes"]] == ["outbox_gateway_2"]
     assert services["lobby"]["environment"]["GATEWAY_URL"] == "http://gateway:8001,http://gateway-2:8001"
+    assert services["gateway"]["environment"]["DEVICE_TOKEN_KEY"] == env["DEVICE_TOKEN_KEY"]
+    assert services["gateway-2"]["environment"]["DEVICE_TOKEN_KEY"] == env["DEVICE_TOKEN_KEY"]
 
 
 # -- live: the repository's nginx.conf in front of two gateway processes --------------------------------------

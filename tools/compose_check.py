@@ -5,6 +5,14 @@ build, ``up`` until healthy, health, signal download, the README's simulation ex
 whole virtual-phone sessions (``python -m sonalyze_devices``, every dialect it offers), ``down`` + ``up``
 and the job and lobby are still there, ``down -v`` leaving no container, network or volume.
 
+Then (``--stack both``, the default; ``--stack replicas`` alone) the replicated layout, the default file plus
+``docker-compose.replicas.yml``, through nginx's published port only: sockets spread over both gateways
+(each gateway's ``/healthz``, read inside its container), a push through each gateway's internal API reaches
+the phones on the other, ``docker compose stop gateway-2`` closes its phones with 1012 and they are admitted
+again, with their credentials, on the other; gateway-2 back and nginx spreads again; a virtual-phone session
+whose pushes cross the backplane; ``down`` + ``up`` and Redis kept the issued device ids (a credential is
+still admitted). ``COMPOSE_TEST_PROJECT`` names the compose project (two runs side by side).
+
 Docker set-up: on a machine without an image registry (like the development VMs), the scripts in
 ``shared/tools/docker`` install Debian's dockerd, the compose plugin and stand-in base images. They are
 machine set-up, not product: found through ``SONALYZE_DOCKER_TOOLS`` or in a ``shared/tools/docker`` folder
@@ -29,13 +37,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from sonalyze_devices.client import DeviceClient
 from sonalyze_suite.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT = "sonalyze-compose-test"
+PROJECT = os.environ.get("COMPOSE_TEST_PROJECT", "sonalyze-compose-test")  # another name: runs side by side
 BASE_IMAGES = ("python:3.11-slim", "postgres:16-alpine")
+SINGLE = ("docker-compose.yml",)
+REPLICAS = ("docker-compose.yml", "docker-compose.replicas.yml")
+GATEWAYS = ("gateway", "gateway-2")
 WORK = Path(os.environ.get("WORK", Path(os.environ.get("TMPDIR", "/tmp")) / "sonalyze-compose-work"))
 SIMULATION_EXAMPLE: dict[str, Any] = {  # README "Talking to it"
     "room": {"type": "shoebox", "dimensions_m": [5.0, 4.0, 2.5], "default_material": {"absorption": 0.2}},
@@ -169,14 +182,17 @@ class Docker:
 
 
 class Compose:
-    def __init__(self, docker: Docker, gateway_port: int) -> None:
+    def __init__(self, docker: Docker, gateway_port: int, files: tuple[str, ...] = SINGLE) -> None:
         self.docker = docker
+        self.files = files
         self.env = {
             **docker.env,
             "COMPOSE_PROJECT_NAME": PROJECT,
             "GATEWAY_BIND": "127.0.0.1",
             "GATEWAY_PORT": str(gateway_port),
             "INTERNAL_AUTH_TOKEN": secrets.token_hex(24),
+            # the replicated layout requires one signing key for both gateways
+            "DEVICE_TOKEN_KEY": secrets.token_urlsafe(32),
             # this checks wiring, not latency: on a shared, loaded machine a hybrid simulation may take longer
             # than the gateway's 30 s timeout and the simulation's 28 s deadline, failing the phones that wait
             "HTTP_TIMEOUT_SECONDS": os.environ.get("HTTP_TIMEOUT_SECONDS", "120"),
@@ -184,9 +200,17 @@ class Compose:
         }
 
     def __call__(self, *args: str, quiet: bool = True, timeout_s: float = 1800) -> str:
+        files = [arg for name in self.files for arg in ("-f", name)]
         return sh(
-            "docker", "compose", "--project-directory", str(ROOT), *args, env=self.env, quiet=quiet, timeout_s=timeout_s
-        )
+            "docker", "compose", "--project-directory", str(ROOT), *files, *args,
+            env=self.env, quiet=quiet, timeout_s=timeout_s,
+        )  # fmt: skip
+
+    def with_files(self, files: tuple[str, ...]) -> Compose:
+        """The same project, port and secrets with other compose files."""
+        other = Compose(self.docker, int(self.env["GATEWAY_PORT"]), files)
+        other.env = self.env
+        return other
 
     def build(self) -> str:
         self("build", timeout_s=3600)
@@ -304,13 +328,218 @@ def check_job(http: httpx.Client, job_id: str) -> str:
     return f"{len(uploads)} uploads, analysis done"
 
 
+# ------------------------------------------------------------------ two gateways behind nginx (REPLICAS)
+
+# run inside a gateway container (no curl there): GET, or POST a JSON body, with the internal token
+_IN_CONTAINER = """
+import os, sys, urllib.error, urllib.request
+body = sys.argv[2].encode() or None
+headers = {"Content-Type": "application/json", "X-Internal-Token": os.environ.get("INTERNAL_AUTH_TOKEN", "")}
+try:
+    with urllib.request.urlopen(urllib.request.Request(sys.argv[1], body, headers), timeout=20) as response:
+        print(response.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.read().decode())
+"""
+
+
+def in_gateway(compose: Compose, service: str, url: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request from inside a gateway's container (its /healthz, its internal API: neither is published)."""
+    payload = json.dumps(body) if body is not None else ""
+    out = compose("exec", "-T", service, "python", "-c", _IN_CONTAINER, url, payload, timeout_s=60)
+    return dict(json.loads(out.strip().splitlines()[-1]))
+
+
+def gateways_health(compose: Compose, names: tuple[str, ...] = GATEWAYS) -> dict[str, dict[str, Any]]:
+    return {name: in_gateway(compose, name, "http://127.0.0.1:8000/healthz") for name in names}
+
+
+def push_via(compose: Compose, service: str, device_ids: list[str], event: str) -> dict[str, Any]:
+    """``/internal/broadcast`` on one gateway's internal listener."""
+    body = {"device_ids": device_ids, "event": event, "data": {}}
+    return in_gateway(compose, service, "http://127.0.0.1:8001/internal/broadcast", body)
+
+
+async def _event(ws: Any, name: str, timeout_s: float = 15) -> dict[str, Any]:
+    """The next frame with this event (other frames skipped)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.monotonic())))
+        if frame.get("event") == name:
+            return dict(frame.get("data") or {})
+
+
+async def _open(ws_url: str, device_id: str, token: str | None = None) -> tuple[Any, str]:
+    query = f"?device_id={device_id}" + (f"&device_token={token}" if token else "")
+    ws = await connect(ws_url + query, open_timeout=15)
+    try:
+        return ws, str((await _event(ws, "gateway.identified"))["device_token"])
+    except ConnectionClosed as exc:
+        raise CheckFailed(f"{device_id}{' with its credential' if token else ''} was refused: {exc}") from exc
+
+
+async def _push_reaches_all(compose: Compose, service: str, devices: list[str], sockets: list[Any]) -> None:
+    event = f"compose.replicas.via.{service}"
+    result = await asyncio.to_thread(push_via, compose, service, devices, event)
+    check(sorted(result.get("delivered") or []) == sorted(devices), f"push via {service}'s internal API: {result}")
+    await asyncio.gather(*(_event(ws, event) for ws in sockets))
+
+
+class ReplicaCheck:
+    """Sockets through nginx spread over both gateways, pushes across them, gateway-2 drained, Redis kept."""
+
+    def __init__(self, compose: Compose, ws_url: str) -> None:
+        self.compose = compose
+        self.ws_url = ws_url
+        self.tokens: dict[str, str] = {}
+
+    async def spread_push_drain(self) -> str:
+        devices = [f"replica-{uuid.uuid4().hex[:8]}-{i}" for i in range(6)]
+        sockets = []
+        try:
+            for device in devices:
+                ws, self.tokens[device] = await _open(self.ws_url, device)
+                sockets.append(ws)
+            health = await asyncio.to_thread(gateways_health, self.compose)
+            spread = {name: h["devices"] for name, h in health.items()}
+            check(min(spread.values()) >= 1 and sum(spread.values()) == len(devices), f"not spread: {spread}")
+            check(len({h["gateway_id"] for h in health.values()}) == 2, f"one backplane id twice: {health}")
+            for service in GATEWAYS:  # each gateway's internal API reaches the other's devices
+                await _push_reaches_all(self.compose, service, devices, sockets)
+            figures = {n: h["backplane"] for n, h in (await asyncio.to_thread(gateways_health, self.compose)).items()}
+            check(all(f["remote_pushes"] >= 1 and f["served_pushes"] >= 1 for f in figures.values()), str(figures))
+
+            t0 = time.monotonic()
+            await asyncio.to_thread(self.compose, "stop", "gateway-2")
+            stopped_s = time.monotonic() - t0
+            await asyncio.sleep(0.5)
+            codes = [ws.close_code for ws in sockets]
+            moved = [i for i, code in enumerate(codes) if code is not None]
+            check(
+                len(moved) == spread["gateway-2"] and {codes[i] for i in moved} == {1012},
+                f"after stopping gateway-2 ({spread}) the sockets' close codes are {codes}",
+            )
+            reconnect_s = []  # one after the other: the first may wait out nginx's connect timeout on gateway-2
+            for i in moved:
+                t1 = time.monotonic()
+                sockets[i], _ = await _open(self.ws_url, devices[i], self.tokens[devices[i]])
+                reconnect_s.append(time.monotonic() - t1)
+            left = in_gateway(self.compose, "gateway", "http://127.0.0.1:8000/healthz")
+            check(left["devices"] == len(devices), f"gateway holds {left['devices']} of {len(devices)} devices")
+            await _push_reaches_all(self.compose, "gateway", devices, sockets)
+        finally:
+            for ws in sockets:
+                await ws.close()
+        return (
+            f"spread {spread}; pushes via each reached all {len(devices)}; stop gateway-2 {stopped_s:.1f} s, "
+            f"its {len(moved)} phones closed 1012 and back through nginx in {', '.join(f'{t:.2f}' for t in reconnect_s)} s"
+        )
+
+    async def spread_again(self) -> str:
+        """nginx reaches the restarted gateway-2 (a new container IP would leave it a stale upstream)."""
+        sockets = []
+        try:
+            for i in range(4):
+                ws, _ = await _open(self.ws_url, f"replica-again-{uuid.uuid4().hex[:8]}-{i}")
+                sockets.append(ws)
+            spread = {n: h["devices"] for n, h in (await asyncio.to_thread(gateways_health, self.compose)).items()}
+        finally:
+            for ws in sockets:
+                await ws.close()
+        check(min(spread.values()) >= 1, f"not spread after gateway-2 came back: {spread}")
+        return f"spread {spread}"
+
+    def served_pushes(self) -> int:
+        """Pushes a gateway delivered for the other one (a service's push to a phone on the other gateway)."""
+        return sum(h["backplane"]["served_pushes"] for h in gateways_health(self.compose).values())
+
+    def registry_size(self) -> int:
+        out = self.compose("exec", "-T", "redis", "redis-cli", "HLEN", "sonalyze:registry")
+        return int(out.strip().splitlines()[-1])
+
+    async def credential_still_valid(self) -> str:
+        device, token = next(iter(self.tokens.items()))
+        ws, _ = await _open(self.ws_url, device, token)
+        await ws.close()
+        return f"{device} admitted with its credential"
+
+
 # ------------------------------------------------------------------ main
+
+
+def check_single(steps: Steps, compose: Compose, base: str, ws_url: str) -> None:
+    """The default layout (one gateway, published): requests, a lobby, phone sessions, a restart."""
+    steps.run("up until healthy", compose.up_until_healthy)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        steps.run("health", lambda: check_health(http))
+        steps.run("signal download", lambda: check_signal(http))
+        steps.run("README simulation example", lambda: check_simulation(http))
+        admin = f"compose-test-{uuid.uuid4().hex[:8]}"
+        lobby = steps.run("WebSocket lobby.create", lambda: asyncio.run(create_lobby(ws_url, admin)))
+        jobs = []
+        for dialect in devices_dialects():
+            name = f"virtual-phone session{' (' + dialect + ' dialect)' if dialect else ''}"
+            jobs.append(steps.run(name, lambda d=dialect: run_devices(ws_url, d)))  # type: ignore[misc]
+        steps.run("down (volumes kept)", lambda: compose("down"))
+        steps.run("up again until healthy", compose.up_until_healthy)
+        for job_id in jobs:
+            steps.run(f"job {job_id} survived", lambda j=job_id: check_job(http, j))  # type: ignore[misc]
+
+        def lobby_survived() -> str:
+            again = asyncio.run(get_lobby(ws_url, admin, lobby["lobby_id"]))
+            check(again.get("code") == lobby["code"], f"lobby.get after the restart answered {again}")
+            return f"lobby {lobby['code']}"
+
+        steps.run("lobby survived", lobby_survived)
+    steps.run("down --volumes", lambda: compose("down", "--volumes", "--remove-orphans"))
+
+
+def check_replicas(steps: Steps, compose: Compose, base: str, ws_url: str) -> None:
+    """``docker-compose.replicas.yml`` on top: two gateways on Redis behind nginx, through the one published port."""
+    replicas = ReplicaCheck(compose, ws_url)
+    steps.run("replicas: up until healthy", compose.up_until_healthy)
+    with httpx.Client(base_url=base, timeout=30) as http:
+        steps.run("replicas: health through nginx", lambda: check_health(http))
+        steps.run(
+            "replicas: spread, pushes across, gateway-2 drained", lambda: asyncio.run(replicas.spread_push_drain())
+        )
+        steps.run("replicas: gateway-2 back until healthy", compose.up_until_healthy)
+        steps.run("replicas: nginx spreads over both again", lambda: asyncio.run(replicas.spread_again()))
+
+        def session_across() -> str:
+            served_before = replicas.served_pushes()
+            job = run_devices(ws_url, None)
+            served = replicas.served_pushes() - served_before
+            check(served >= 1, "no push of the session crossed the backplane (were its phones all on one gateway?)")
+            return f"{job}: {served} pushes crossed the backplane"
+
+        job = steps.run("replicas: virtual-phone session through nginx", session_across).split(":")[0]
+        steps.run(f"replicas: job {job} stored", lambda: check_job(http, job))
+        issued = steps.run("replicas: device ids issued in Redis", replicas.registry_size)
+        check(issued >= 6, f"only {issued} device ids in Redis")
+        steps.run("replicas: down (volumes kept)", lambda: compose("down"))
+        steps.run("replicas: up again until healthy", compose.up_until_healthy)
+
+        def redis_kept() -> str:
+            kept = replicas.registry_size()
+            check(kept == issued, f"Redis holds {kept} device ids after the restart, {issued} before")
+            return f"{kept} device ids"
+
+        steps.run("replicas: Redis kept the device ids (AOF volume)", redis_kept)
+        steps.run("replicas: a credential still admitted", lambda: asyncio.run(replicas.credential_still_valid()))
+    steps.run("replicas: down --volumes", lambda: compose("down", "--volumes", "--remove-orphans"))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep-docker", action="store_true", help="leave a dockerd started here running")
     parser.add_argument("--probe", action="store_true", help="only say whether Docker runs or can be set up here")
+    parser.add_argument(
+        "--stack",
+        choices=("both", "single", "replicas"),
+        default="both",
+        help="the default layout, the replicated one (docker-compose.replicas.yml) or both, one after the other",
+    )
     args = parser.parse_args(argv)
     if args.probe:
         usable, reason = Docker().can_start()
@@ -321,34 +550,17 @@ def main(argv: list[str] | None = None) -> int:
     docker = Docker()
     try:
         steps.run("docker", docker.ensure)
-        compose = Compose(docker, free_port())
+        # build and clean-up cover every file in use (one build serves both layouts)
+        compose = Compose(docker, free_port(), SINGLE if args.stack == "single" else REPLICAS)
         base = f"http://127.0.0.1:{compose.env['GATEWAY_PORT']}"
         ws_url = base.replace("http://", "ws://") + "/ws"
         try:
             steps.run("clean up an earlier run", lambda: compose("down", "--volumes", "--remove-orphans"))
             steps.run("build", lambda: compose.build())
-            steps.run("up until healthy", compose.up_until_healthy)
-            with httpx.Client(base_url=base, timeout=30) as http:
-                steps.run("health", lambda: check_health(http))
-                steps.run("signal download", lambda: check_signal(http))
-                steps.run("README simulation example", lambda: check_simulation(http))
-                admin = f"compose-test-{uuid.uuid4().hex[:8]}"
-                lobby = steps.run("WebSocket lobby.create", lambda: asyncio.run(create_lobby(ws_url, admin)))
-                jobs = []
-                for dialect in devices_dialects():
-                    name = f"virtual-phone session{' (' + dialect + ' dialect)' if dialect else ''}"
-                    jobs.append(steps.run(name, lambda d=dialect: run_devices(ws_url, d)))  # type: ignore[misc]
-                steps.run("down (volumes kept)", lambda: compose("down"))
-                steps.run("up again until healthy", compose.up_until_healthy)
-                for job_id in jobs:
-                    steps.run(f"job {job_id} survived", lambda j=job_id: check_job(http, j))  # type: ignore[misc]
-
-                def lobby_survived() -> str:
-                    again = asyncio.run(get_lobby(ws_url, admin, lobby["lobby_id"]))
-                    check(again.get("code") == lobby["code"], f"lobby.get after the restart answered {again}")
-                    return f"lobby {lobby['code']}"
-
-                steps.run("lobby survived", lobby_survived)
+            if args.stack in ("both", "single"):
+                check_single(steps, compose.with_files(SINGLE), base, ws_url)
+            if args.stack in ("both", "replicas"):
+                check_replicas(steps, compose.with_files(REPLICAS), base, ws_url)
         finally:
             steps.run("down --volumes", lambda: compose("down", "--volumes", "--remove-orphans"))
         left = steps.run("nothing left behind", compose.leftovers)
@@ -361,11 +573,11 @@ def main(argv: list[str] | None = None) -> int:
             steps.run("docker", docker.stop_if_started)
     total = time.monotonic() - steps.start_s
     print(
-        f"\ncompose-test passed in {total:.0f} s: "
+        f"\ncompose-test ({args.stack}) passed in {total:.0f} s: "
         + ", ".join(
             f"{name} {seconds:.1f} s"
             for name, seconds in steps.durations_s.items()
-            if name in ("build", "up until healthy", "up again until healthy")
+            if name == "build" or "until healthy" in name
         ),
         flush=True,
     )
