@@ -310,3 +310,26 @@ class TestRelay:
         assert (f"http://b.test{CONNECTION_PATH}", connection) in sent
         assert ("http://b.test/gateway/handle", cancel) in sent
         assert not [body for _, body in sent if body.get("device_id") == "stranger"]
+
+
+class TestRetention:
+    async def test_finished_rows_are_deleted_after_the_retention_running_ones_never(self, lobby_app: LobbyApp) -> None:
+        lobby_id = await running_lobby(lobby_app)
+        store = DatabaseStore(lobby_app, Replica("replica-r", "", 5.0))
+        old, fresh, running = (f"s-{uuid.uuid4().hex[:8]}" for _ in range(3))
+        long_ago = datetime.now(UTC) - timedelta(hours=2)
+        async with lobby_app.database.sessionmaker() as session:
+            for sid in (old, fresh, running):
+                store.add(session, row_state(lobby_id, sid), {})
+            await session.flush()
+            for sid, finished, updated_at in ((old, True, long_ago), (fresh, True, None), (running, False, long_ago)):
+                row = await session.get(MeasurementSession, sid)
+                assert row is not None
+                row.running = not finished
+                if updated_at is not None:
+                    row.updated_at = updated_at
+            await session.commit()
+        await store.forget_finished(3600.0)
+        async with lobby_app.database.sessionmaker() as session:
+            left = {sid for sid in (old, fresh, running) if await session.get(MeasurementSession, sid) is not None}
+        assert left == {fresh, running}

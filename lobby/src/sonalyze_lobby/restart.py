@@ -6,7 +6,8 @@ cannot be decoded (another ``STATE_VERSION``) is ended: its lobby goes back to `
 ``measurement.session_cancelled`` with reason ``service_restarted``; so does a lobby left
 ``measurement_running`` with no running session at all (a session of a version that kept them in memory,
 or ``lobby.start`` without a session), once, when the process starts.
-`keep_leases` runs for the process's life: it renews this replica's leases and takes over expired ones.
+`keep_leases` runs for the process's life: it renews this replica's leases, takes over expired ones and
+deletes the rows of sessions finished longer ago than ``MEASUREMENT_SESSION_RETENTION_S``.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ async def keep_leases(app: LobbyApp, store: DatabaseStore) -> None:
         try:
             await store.renew()
             await resume_sessions(app, store)
+            await store.forget_finished(app.settings.measurement_session_retention_s)
         except asyncio.CancelledError:
             raise
         except Exception:  # the database may be down for a while: try again next round

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import TypeAdapter, ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sonalyze_lobby import service
@@ -232,6 +232,18 @@ class DatabaseStore:
             if row is not None:
                 claimed.append(row)
         return claimed
+
+    async def forget_finished(self, retention_s: float) -> int:
+        """Delete the rows of sessions that finished more than ``retention_s`` ago; returns how many."""
+        cutoff = utcnow() - timedelta(seconds=retention_s)
+        async with self._app.database.sessionmaker() as session:
+            deleted = await session.execute(
+                delete(MeasurementSession).where(
+                    MeasurementSession.running.is_(False), MeasurementSession.updated_at < cutoff
+                )
+            )
+            await session.commit()
+        return int(deleted.rowcount)  # type: ignore[attr-defined]
 
     async def end_undecodable(self, session_id: str) -> None:
         """Mark a session whose state cannot be read as cancelled (its lobby is reopened by the caller)."""
