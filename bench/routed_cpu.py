@@ -30,10 +30,10 @@ UNKNOWN_CODE: Final = "ZZZZ22"  # well-formed (codes.py alphabet), no lobby has 
 GATEWAY_ENV: Final = {"RATE_LIMIT_RPS": "100000", "RATE_LIMIT_BURST": "100000"}
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
+def process_cpu_s(pid: int) -> tuple[float, float]:
+    """User and system CPU time of process ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
 
 
 async def drive(ws_url: str, sockets: int, window: int, n_events: int) -> dict[str, int]:
@@ -87,10 +87,13 @@ async def main_async(args: argparse.Namespace) -> None:
         started_s = time.perf_counter()
         codes = await drive(ws_url, args.sockets, args.window, args.events)
         wall_s = time.perf_counter() - started_s
-        cpu_ms = {name: 1000 * (process_cpu_s(pid) - before[name]) / args.events for name, pid in pids.items()}
+        after = {name: process_cpu_s(pid) for name, pid in pids.items()}
+        user_ms = {name: 1000 * (after[name][0] - before[name][0]) / args.events for name in pids}
+        system_ms = {name: 1000 * (after[name][1] - before[name][1]) / args.events for name in pids}
+        cpu_ms = {name: user_ms[name] + system_ms[name] for name in pids}
         print(f"  answers {codes} in {wall_s:.1f} s ({args.events / wall_s:.0f}/s)")
         for name, ms in cpu_ms.items():
-            print(f"  {name:<8} {ms:6.3f} ms CPU per routed lobby.get")
+            print(f"  {name:<8} {ms:6.3f} ms CPU per routed lobby.get ({system_ms[name]:.3f} of it in the kernel)")
         print(f"  {'together':<8} {sum(cpu_ms.values()):6.3f} ms CPU per routed lobby.get; "
               f"load average {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     finally:
