@@ -29,7 +29,7 @@ from sonalyze_lobby.measurement_protocol import (
     StartSpeaker,
     Step,
 )
-from sonalyze_lobby.models import Lobby, LobbyState, MeasurementSession, Participant
+from sonalyze_lobby.models import DevicePresence, Lobby, LobbyState, MeasurementSession, Participant
 from sonalyze_lobby.replicas import CONNECTION_PATH, Relay
 from sonalyze_lobby.session_runner import Coordinator, LeaseLost, NewSession
 from sonalyze_lobby.session_store import STATE_VERSION, DatabaseStore, Replica, UndecodableState, decode, encode
@@ -333,3 +333,29 @@ class TestRetention:
         async with lobby_app.database.sessionmaker() as session:
             left = {sid for sid in (old, fresh, running) if await session.get(MeasurementSession, sid) is not None}
         assert left == {fresh, running}
+
+
+class TestResumeFromTheDatabase:
+    async def test_a_connection_change_the_session_missed_is_applied_when_it_resumes(self, lobby_app: LobbyApp) -> None:
+        lobby_id = await running_lobby(lobby_app)
+        store = DatabaseStore(lobby_app, Replica(f"replica-{uuid.uuid4().hex[:6]}", "", 5.0))
+        sid = f"s-{uuid.uuid4().hex[:8]}"
+        mic = f"mic-{uuid.uuid4().hex[:6]}"  # device_presence is per device: one of this test's own
+        state = SessionState(sid, str(lobby_id), "j1", ADMIN, (Slot(SPK, "s1"),), (Slot(mic, "m1"),), SIGNAL)
+        async with lobby_app.database.sessionmaker() as session:
+            store.add(session, state, {})
+            session.add(DevicePresence(device_id=mic, connected=False))  # it went while nobody drove the session
+            await session.commit()
+        coordinator = Coordinator(
+            settings=lobby_app.settings, pusher=lambda: lobby_app.broadcaster, measurement=FakeMeasurement(),
+            lobby_states=FakeLobbyStates(), store=store,
+        )  # fmt: skip
+        lobby_app.coordinator = coordinator
+        try:
+            assert await restart.resume_sessions(lobby_app, store) >= 1
+            assert coordinator.get(sid).disconnected == {mic}
+            async with lobby_app.database.sessionmaker() as session:
+                row = await session.get(MeasurementSession, sid)
+                assert row is not None and decode(row.state_version, row.state).state.disconnected == {mic}
+        finally:
+            await coordinator.aclose()

@@ -22,9 +22,11 @@ from sqlalchemy import select
 
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyApp
-from sonalyze_lobby.models import Lobby, LobbyState
+from sonalyze_lobby.measurement_protocol import ConnectionChanged, SessionState
+from sonalyze_lobby.models import DevicePresence, Lobby, LobbyState
 from sonalyze_lobby.session_store import DatabaseStore, UndecodableState, decode
 from sonalyze_protocol import measurement_events as events
+from sonalyze_protocol.errors import AppError
 from sonalyze_protocol.measurement_events import SessionCancelled
 
 logger = logging.getLogger("sonalyze.lobby.restart")
@@ -47,6 +49,7 @@ async def resume_sessions(app: LobbyApp, store: DatabaseStore) -> int:
             continue
         try:
             await coordinator.resume(stored.state, stored.deadlines)
+            await _reconcile_presence(app, stored.state)
             resumed += 1
             logger.warning(
                 "resumed measurement session %s in step %s (%.0f ms)",
@@ -57,6 +60,23 @@ async def resume_sessions(app: LobbyApp, store: DatabaseStore) -> int:
         except Exception:  # one session must not keep the others waiting
             logger.exception("could not resume measurement session %s", row.session_id)
     return resumed
+
+
+async def _reconcile_presence(app: LobbyApp, state: SessionState) -> None:
+    """Connection changes the session missed while nobody drove it (recorded meanwhile by another replica, or
+    before the crash but after the state was written) reach it now."""
+    async with app.database.sessionmaker() as session:
+        query = select(DevicePresence.device_id, DevicePresence.connected).where(
+            DevicePresence.device_id.in_(state.device_ids)
+        )
+        presence: dict[str, bool] = dict((await session.execute(query)).all())
+        await session.commit()
+    for device_id, connected in presence.items():
+        if connected == (device_id in state.disconnected):  # the stored state says otherwise
+            try:
+                await app.coordinator.send(state.session_id, ConnectionChanged(device_id, connected))
+            except AppError as exc:
+                logger.warning("session %s: %s's connection not applied: %s", state.session_id, device_id, exc.message)
 
 
 async def release_orphaned_lobbies(app: LobbyApp, store: DatabaseStore) -> int:

@@ -47,7 +47,7 @@ def print_table(suite: Suite) -> None:
         print("                them reaches every device; a stopped one (SIGTERM) closes its sockets with 1012")
     if config.lobby_replicas > 1:
         print(f"  lobbies       {config.lobby_replicas} on one PostgreSQL database; each session is driven by one,")
-        print("                another takes it over within seconds when it dies (lobby README, After a restart)")
+        print("                another takes it over within seconds when it dies (lobby README, Replicas)")
     print(f"  recordings    {config.data_dir.resolve()}")
     print(f"  databases     {config.lobby_database_url or config.sqlite_url('lobby')}")
     print(f"                {config.storage_database_url or config.sqlite_url('storage')}")
