@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sonalyze_measurement import service
-from sonalyze_measurement.models import AnalysisRun, JobCreate, JobRef, SignalQuery
+from sonalyze_measurement.schemas import AnalysisRun, JobCreate, JobRef, SignalQuery
 from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
 
 

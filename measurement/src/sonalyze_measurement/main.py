@@ -9,9 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from sonalyze_measurement.analysis_pool import AnalysisPool
-from sonalyze_measurement.api.routes import router
 from sonalyze_measurement.gateway_handler import ANALYSIS_EVENTS, HANDLERS
 from sonalyze_measurement.reference_store import ReferenceStore
+from sonalyze_measurement.routes import router
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings

@@ -15,14 +15,14 @@ from sonalyze_measurement.analysis.io import MAX_SAMPLE_RATE_HZ
 from sonalyze_measurement.analysis.metrics import GENERATED_SOURCE, METRIC_FIELDS, AnalysisTask, json_safe
 from sonalyze_measurement.analysis_pool import AnalysisPool
 from sonalyze_measurement.app_results import app_results
-from sonalyze_measurement.models import (
+from sonalyze_measurement.reference_store import ReferenceStore, StoredSignal
+from sonalyze_measurement.schemas import (
     AnalysisRun,
     JobCreate,
     RecordingAnnouncement,
     SessionRegistration,
     SignalQuery,
 )
-from sonalyze_measurement.reference_store import ReferenceStore, StoredSignal
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore, check_upload_name, now_iso

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from sonalyze_measurement import service
-from sonalyze_measurement.models import (
+from sonalyze_measurement.reference_store import MEDIA_TYPES
+from sonalyze_measurement.schemas import (
     AnalysisResults,
     Announcement,
     JobCreate,
@@ -22,7 +23,6 @@ from sonalyze_measurement.models import (
     SignalQuery,
     UploadInfo,
 )
-from sonalyze_measurement.reference_store import MEDIA_TYPES
 from sonalyze_measurement.service import Services
 from sonalyze_measurement.uploads import receive_upload
 from sonalyze_protocol.auth import require_internal_token, settings_token
