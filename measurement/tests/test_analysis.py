@@ -201,7 +201,7 @@ class TestDeadline:
 
 class TestDeadlineAfterTheAnalysisProper:
     def test_an_alarm_while_the_result_is_assembled_is_a_failed_result(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The worker's alarm can ring outside `analyze_recording`'s own handler (e.g. in `json_safe`):
+        """The worker's alarm can ring outside `analyze_recording`'s own handler (e.g. in `jsonable`):
         the worker still answers a failed result item instead of raising into the pool (which was a 500)."""
         import time
 

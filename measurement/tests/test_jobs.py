@@ -130,3 +130,38 @@ class TestGatewayEvents:
         response = await self._handle(app, tools, "measurement.create_job", {}, token="wrong")
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
+
+
+class TestJobStore:
+    async def test_job_files_are_written_off_the_event_loop_and_locks_do_not_pile_up(self, tmp_path, monkeypatch):
+        import asyncio
+        import threading
+
+        from sonalyze_measurement import storage
+        from sonalyze_measurement.schemas import AnalysisState, RecordingAnnouncement
+
+        writers: list[int] = []
+        write_json = storage.write_json
+
+        def recorded(path, value) -> None:
+            writers.append(threading.get_ident())
+            write_json(path, value)
+
+        monkeypatch.setattr(storage, "write_json", recorded)
+        jobs = storage.JobStore(tmp_path)
+        job = await jobs.create_job({"a": 1}, {}, None)
+        announced = await jobs.announce(job.job_id, "r.wav", RecordingAnnouncement(speaker_slot_id="s"))
+        async with jobs.analysis_lock(job.job_id):
+            assert jobs.held_locks() == 1
+            await jobs.save_analysis(job.job_id, AnalysisState(state="running", started_at="t"))
+        waiting = [
+            asyncio.create_task(jobs.announce(job.job_id, f"{i}.wav", RecordingAnnouncement())) for i in range(5)
+        ]
+        await asyncio.gather(*waiting)
+
+        assert len(writers) == 8 and threading.get_ident() not in writers
+        assert jobs.held_locks() == 0  # every job's lock is gone once nobody holds or awaits it
+        assert jobs.load_job(job.job_id).map == {"a": 1}
+        assert jobs.recordings(job.job_id)["r.wav"] == announced
+        assert sorted(jobs.recordings(job.job_id)) == ["0.wav", "1.wav", "2.wav", "3.wav", "4.wav", "r.wav"]
+        assert jobs.load_analysis(job.job_id).state == "running"

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sonalyze_protocol.json_rule import jsonable
 from sonalyze_protocol.logs import bind_context
 from sonalyze_protocol.outbox import Backoff, Delivery, DeliveryOutcome, Outbox, OutboxEntry
 from sonalyze_protocol.storage_client import (
@@ -21,7 +22,6 @@ from sonalyze_protocol.storage_client import (
     StorageClient,
     StorageRecorder,
     classify_status,
-    jsonable,
     outbox_path,
 )
 from sonalyze_suite.launcher import Suite, SuiteConfig

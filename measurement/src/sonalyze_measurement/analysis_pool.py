@@ -22,8 +22,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
-from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, json_safe, stopped_result
+from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording, stopped_result
 from sonalyze_protocol.deadline import DeadlineExceeded, deadline
+from sonalyze_protocol.json_rule import jsonable
 
 logger = logging.getLogger("sonalyze.measurement.pool")
 
@@ -120,7 +121,7 @@ class AnalysisPool:
         except BrokenProcessPool:
             logger.error("analysis worker died on %s/%s; it was replaced", task.job_id, task.upload_name)
             reason = "the analysis worker crashed on this recording"
-        return json_safe(
+        return jsonable(
             {
                 "upload_name": task.upload_name,
                 "speaker_slot_id": task.speaker_slot_id,

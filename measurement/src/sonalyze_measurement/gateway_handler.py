@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from sonalyze_measurement import service
-from sonalyze_measurement.schemas import AnalysisRun, JobCreate, JobRef, SignalQuery
+from sonalyze_measurement.schemas import AnalysisRun, JobCreate, JobCreated, JobRef, JobView, SignalQuery
 from sonalyze_protocol.handlers import Handler, HandlerTable, RequestContext
 
 
-async def create_job(context: RequestContext, body: JobCreate) -> dict[str, str]:
+async def create_job(context: RequestContext, body: JobCreate) -> JobCreated:
     return await service.create_job(context.state.services, body)
 
 
-async def get_job(context: RequestContext, body: JobRef) -> dict[str, Any]:
-    return service.get_job(context.state.services, body.job_id)
+async def get_job(context: RequestContext, body: JobRef) -> JobView:
+    return await service.get_job(context.state.services, body.job_id)
 
 
 async def run_analysis(context: RequestContext, body: AnalysisRun) -> dict[str, Any]:

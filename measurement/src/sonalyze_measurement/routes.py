@@ -98,54 +98,55 @@ async def measurement_audio_info(services: ServicesDep, query: SignalQueryDep) -
     dependencies=[Depends(require_internal_token(settings_token))],
     tags=["internal"],
 )
-async def register_session(services: ServicesDep, session_id: str, body: SessionRegistration) -> dict[str, Any]:
+async def register_session(services: ServicesDep, session_id: str, body: SessionRegistration) -> SessionRecord:
     """The lobby says which job and signal a measurement session uses (internal token; idempotent)."""
     # file reads and an fsync'd write: off the event loop, so uploads and /health never wait behind them
     return await asyncio.to_thread(service.register_session, services, session_id, body)
 
 
 @router.post("/jobs", response_model=JobCreated, status_code=201, tags=["jobs"])
-async def create_job(services: ServicesDep, body: JobCreate) -> dict[str, str]:
+async def create_job(services: ServicesDep, body: JobCreate) -> JobCreated:
     """Create a measurement job with the room map and free-form metadata."""
     return await service.create_job(services, body)
 
 
 @router.get("/jobs/{job_id}", response_model=JobView, tags=["jobs"])
-async def get_job(services: ServicesDep, job_id: str) -> dict[str, Any]:
+async def get_job(services: ServicesDep, job_id: str) -> JobView:
     """The job: map, meta, signal, uploads, announced recordings and the last analysis."""
-    return service.get_job(services, job_id)
+    return await service.get_job(services, job_id)
 
 
 @router.post("/jobs/{job_id}/uploads/{upload_name:path}", response_model=UploadInfo, status_code=200, tags=["jobs"])
-async def upload_recording(services: ServicesDep, request: Request, job_id: str, upload_name: str) -> dict[str, Any]:
+async def upload_recording(services: ServicesDep, request: Request, job_id: str, upload_name: str) -> UploadInfo:
     """Store a recording (raw WAV/FLAC body or multipart field `file`); the same name again replaces it.
 
     Answers 200 (not 201): the phone app accepts exactly 200.
     """
     await receive_upload(request, services.jobs, job_id, upload_name, services.settings.max_upload_bytes)
-    info = service.get_upload(services, job_id, upload_name)
+    info = await service.get_upload(services, job_id, upload_name)
     service.record_upload(services, job_id, info)
     return info
 
 
 @router.get("/jobs/{job_id}/uploads/{upload_name:path}", response_model=UploadInfo, tags=["jobs"])
-async def get_upload(services: ServicesDep, job_id: str, upload_name: str) -> dict[str, Any]:
+async def get_upload(services: ServicesDep, job_id: str, upload_name: str) -> UploadInfo:
     """An upload's metadata once it is stored (404 before)."""
-    return service.get_upload(services, job_id, upload_name)
+    return await service.get_upload(services, job_id, upload_name)
 
 
 @router.put("/jobs/{job_id}/recordings/{upload_name:path}", response_model=Announcement, tags=["jobs"])
 async def announce_recording(
     services: ServicesDep, job_id: str, upload_name: str, body: RecordingAnnouncement
-) -> dict[str, Any]:
+) -> Announcement:
     """Say which speaker and microphone slots an upload belongs to (idempotent; before or after the upload)."""
     return await service.announce_recording(services, job_id, upload_name, body)
 
 
 @router.post("/jobs/{job_id}/analyze", response_model=AnalysisResults, tags=["analysis"])
-async def analyze(services: ServicesDep, job_id: str, request: Request) -> dict[str, Any]:
+async def analyze(services: ServicesDep, job_id: str, request: Request) -> AnalysisResults:
     """Analyse every upload of the job and answer (and store) the results.
 
     A client that disconnects first stops the analysis (its workers are ended and replaced)."""
     async with stop_when_client_leaves(request):
-        return await service.analyze_job(services, job_id)
+        results, summary = await service.analyze_job(services, job_id)
+    return AnalysisResults(job_id=job_id, results=results, summary=summary)

@@ -1,4 +1,9 @@
-"""Request and response bodies of the HTTP API and the gateway events."""
+"""Pydantic models: request and response bodies of the HTTP API and the gateway events, and the job files.
+
+A job on disk (`storage.JobStore`) is a `JobRecord` (``job.json``), a `StoredAnnouncement` per upload name
+(``recordings.json``), an `UploadInfo` per stored upload and an `AnalysisState` (``analysis.json``) whose
+results are `RecordingResult` items; `service` works with these, never with bare dicts.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,16 @@ class JobCreate(BaseModel):
 
 class JobCreated(BaseModel):
     job_id: str
+
+
+class JobRecord(BaseModel):
+    """``job.json``: what a job is, fixed when it is created."""
+
+    job_id: str
+    created_at: str
+    map: dict[str, Any]
+    meta: dict[str, Any]
+    signal_id: str | None = None
 
 
 class JobRef(BaseModel):
@@ -59,6 +74,12 @@ class RecordingAnnouncement(BaseModel):
     mic_slot_id: str | None = Field(default=None, max_length=200)
     device_id: DeviceId | None = None
     signal_id: str | None = Field(default=None, max_length=100)
+
+
+class StoredAnnouncement(RecordingAnnouncement):
+    """One entry of ``recordings.json`` (keyed by upload name): the slots as announced, and when."""
+
+    announced_at: str
 
 
 class Announcement(RecordingAnnouncement):
@@ -148,10 +169,21 @@ class RecordingResult(BaseModel):
     """Decimated decay curves (with fit ranges), impulse response and frequency response (sonalyze_acoustics.plots)."""
 
 
+class AnalysisSummary(BaseModel):
+    """Counts, and the mean of every value over the recordings that have it (null when none has)."""
+
+    n_recordings: int
+    n_ok: int
+    n_failed: int
+    failed: list[str]
+    broadband_mean: dict[str, float | None]
+    bands_mean: dict[str, dict[str, float | None]]
+
+
 class AnalysisResults(BaseModel):
     job_id: str
     results: list[RecordingResult]
-    summary: dict[str, Any]
+    summary: AnalysisSummary
 
 
 class AnalysisState(BaseModel):
@@ -160,7 +192,7 @@ class AnalysisState(BaseModel):
     finished_at: str | None = None
     error: str | None = None
     results: list[RecordingResult] | None = None
-    summary: dict[str, Any] | None = None
+    summary: AnalysisSummary | None = None
 
 
 class JobView(BaseModel):

@@ -12,21 +12,33 @@ from typing import Any
 
 from sonalyze_measurement.analysis.audio_generator import DEFAULT_SAMPLE_RATE_HZ, resolve_params
 from sonalyze_measurement.analysis.io import MAX_SAMPLE_RATE_HZ
-from sonalyze_measurement.analysis.metrics import GENERATED_SOURCE, METRIC_FIELDS, AnalysisTask, json_safe
+from sonalyze_measurement.analysis.metrics import GENERATED_SOURCE, METRIC_FIELDS, AnalysisTask
 from sonalyze_measurement.analysis_pool import AnalysisPool
 from sonalyze_measurement.app_results import app_results
 from sonalyze_measurement.reference_store import ReferenceStore, StoredSignal
 from sonalyze_measurement.schemas import (
     AnalysisRun,
+    AnalysisState,
+    AnalysisSummary,
+    Announcement,
     JobCreate,
+    JobCreated,
+    JobRecord,
+    JobView,
     RecordingAnnouncement,
+    RecordingError,
+    RecordingResult,
+    SessionRecord,
     SessionRegistration,
     SignalQuery,
+    StoredAnnouncement,
+    UploadInfo,
 )
 from sonalyze_measurement.sessions import SessionStore
 from sonalyze_measurement.settings import Settings
 from sonalyze_measurement.storage import JobStore, check_upload_name, now_iso
 from sonalyze_protocol.errors import BadRequest, NotFound
+from sonalyze_protocol.json_rule import jsonable
 from sonalyze_protocol.logs import device_id_var
 from sonalyze_protocol.storage_client import StorageRecorder
 
@@ -59,7 +71,7 @@ async def resolve_signal(services: Services, query: SignalQuery) -> StoredSignal
     """
     if query.session_id is not None:
         session = services.sessions.get(query.session_id)
-        stored = services.references.get(session["signal_id"])
+        stored = services.references.get(session.signal_id)
         if stored is None:
             raise NotFound(f"the signal of session {query.session_id!r} is no longer stored")
         return stored
@@ -79,7 +91,7 @@ async def signal_info(services: Services, query: SignalQuery) -> dict[str, Any]:
     return {**stored.describe(query.format), "audio_hash": audio_hash, "session_id": query.session_id}
 
 
-def register_session(services: Services, session_id: str, body: SessionRegistration) -> dict[str, Any]:
+def register_session(services: Services, session_id: str, body: SessionRegistration) -> SessionRecord:
     """Remember which job and signal a lobby session uses (idempotent; a new PUT replaces)."""
     services.jobs.job_dir(body.job_id)
     if services.references.get(body.signal_id) is None:
@@ -89,65 +101,77 @@ def register_session(services: Services, session_id: str, body: SessionRegistrat
     return record
 
 
-async def create_job(services: Services, body: JobCreate) -> dict[str, str]:
+async def create_job(services: Services, body: JobCreate) -> JobCreated:
     if body.signal_id is not None and services.references.get(body.signal_id) is None:
         raise BadRequest(f"unknown signal_id {body.signal_id!r}: get it from /v1/measurement/signal")
-    job = services.jobs.create_job(body.map, body.meta, body.signal_id)
-    logger.info("job %s created", job["job_id"])
-    return {"job_id": job["job_id"]}
+    job = await services.jobs.create_job(body.map, body.meta, body.signal_id)
+    logger.info("job %s created", job.job_id)
+    return JobCreated(job_id=job.job_id)
 
 
-def get_job(services: Services, job_id: str) -> dict[str, Any]:
-    jobs = services.jobs
+async def get_job(services: Services, job_id: str) -> JobView:
+    """The job with its uploads, announcements and last analysis (file reads: in a worker thread)."""
+    return await asyncio.to_thread(_job_view, services.jobs, job_id)
+
+
+def _job_view(jobs: JobStore, job_id: str) -> JobView:
     job = jobs.load_job(job_id)
     uploads = [info for name in jobs.upload_names(job_id) if (info := jobs.upload_info(job_id, name)) is not None]
-    recordings = [{"upload_name": name, **value} for name, value in sorted(jobs.recordings(job_id).items())]
-    return {**job, "uploads": uploads, "recordings": recordings, "analysis": jobs.load_analysis(job_id)}
+    recordings = [
+        Announcement(upload_name=name, **value.model_dump()) for name, value in sorted(jobs.recordings(job_id).items())
+    ]
+    return JobView(**job.model_dump(), uploads=uploads, recordings=recordings, analysis=jobs.load_analysis(job_id))
 
 
-def get_upload(services: Services, job_id: str, name: str) -> dict[str, Any]:
+async def get_upload(services: Services, job_id: str, name: str) -> UploadInfo:
+    """A stored upload's metadata; `NotFound` before it is stored."""
     services.jobs.job_dir(job_id)
-    info = services.jobs.upload_info(job_id, check_upload_name(name))
+    info = await asyncio.to_thread(services.jobs.upload_info, job_id, check_upload_name(name))
     if info is None:
         raise NotFound(f"upload {name!r} of job {job_id} is not stored")
     return info
 
 
-async def announce_recording(services: Services, job_id: str, name: str, body: RecordingAnnouncement) -> dict[str, Any]:
+async def announce_recording(services: Services, job_id: str, name: str, body: RecordingAnnouncement) -> Announcement:
     check_upload_name(name)
     if body.signal_id is not None and services.references.get(body.signal_id) is None:
         raise BadRequest(f"unknown signal_id {body.signal_id!r}")
-    stored = await services.jobs.announce(job_id, name, body.model_dump())
+    stored = await services.jobs.announce(job_id, name, body)
     if (recorder := services.recorder) is not None:
-        recorder.in_background(recorder.measurement(job_id, name, **_slots(stored), signal_id=stored.get("signal_id")))
-    return {"upload_name": name, **stored}
+        recorder.in_background(
+            recorder.measurement(
+                job_id,
+                name,
+                speaker_slot_id=stored.speaker_slot_id,
+                mic_slot_id=stored.mic_slot_id,
+                device_id=stored.device_id,
+                signal_id=stored.signal_id,
+            )
+        )
+    return Announcement(upload_name=name, **stored.model_dump())
 
 
-def _slots(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: item.get(key) for key in ("speaker_slot_id", "mic_slot_id", "device_id")}
-
-
-def record_upload(services: Services, job_id: str, info: dict[str, Any]) -> None:
+def record_upload(services: Services, job_id: str, info: UploadInfo) -> None:
     """Queue the stored upload for the storage service (best effort; storage merges it with the announcement)."""
     recorder = services.recorder
     if recorder is None:
         return
-    lobby_id = (services.jobs.load_job(job_id).get("meta") or {}).get("lobby_id")
+    lobby_id = services.jobs.load_job(job_id).meta.get("lobby_id")
     recorder.in_background(
         recorder.measurement(
             job_id,
-            info["name"],
+            info.name,
             lobby_id=str(lobby_id) if lobby_id else None,
-            device_id=info.get("device_id") or device_id_var.get(),
-            sample_rate_hz=info["sample_rate_hz"],
-            duration_s=info["duration_s"],
-            size_bytes=info["size_bytes"],
-            recorded_at=datetime.fromisoformat(info["uploaded_at"]),
+            device_id=info.device_id or device_id_var.get(),
+            sample_rate_hz=info.sample_rate_hz,
+            duration_s=info.duration_s,
+            size_bytes=info.size_bytes,
+            recorded_at=datetime.fromisoformat(info.uploaded_at),
         )
     )
 
 
-def _record_analysis(services: Services, job_id: str, analysis_run: str, results: list[dict[str, Any]]) -> None:
+def _record_analysis(services: Services, job_id: str, analysis_run: str, results: list[RecordingResult]) -> None:
     recorder = services.recorder
     if recorder is None:
         return
@@ -155,19 +179,21 @@ def _record_analysis(services: Services, job_id: str, analysis_run: str, results
     async def write() -> bool:
         ok = True
         for item in results:
-            name = item["upload_name"]
-            slots = {"speaker_slot_id": item.get("speaker_slot_id"), "mic_slot_id": item.get("mic_slot_id")}
-            ok = await recorder.measurement(job_id, name, **slots) and ok  # the parent exists before its output
+            name = item.upload_name
+            speaker, mic = item.speaker_slot_id, item.mic_slot_id
+            # the parent exists before its output
+            ok = await recorder.measurement(job_id, name, speaker_slot_id=speaker, mic_slot_id=mic) and ok
             ok = (
                 await recorder.analysis_output(
                     job_id,
                     name,
                     analysis_run,
-                    status=item.get("status", "ok"),
-                    error=error_text(item.get("error")),
-                    metrics={"broadband": item.get("broadband"), "bands": item.get("bands")},
-                    quality=item.get("quality"),
-                    **slots,
+                    status=item.status,
+                    error=error_text(item.error),
+                    metrics={"broadband": item.broadband, "bands": item.bands},
+                    quality=item.quality,
+                    speaker_slot_id=speaker,
+                    mic_slot_id=mic,
                 )
                 and ok
             )
@@ -176,37 +202,38 @@ def _record_analysis(services: Services, job_id: str, analysis_run: str, results
     recorder.in_background(write())
 
 
-def error_text(error: Any) -> str | None:
+def error_text(error: RecordingError | None) -> str | None:
     """A result's error as storage keeps it: ``"code: message"`` text (results carry it as an object)."""
-    if error is None or isinstance(error, str):
-        return error
-    if isinstance(error, dict):
-        return f"{error.get('code', 'analysis_failed')}: {error.get('message', '')}"
-    return str(error)
+    return None if error is None else f"{error.code}: {error.message}"
 
 
-async def analyze_job(services: Services, job_id: str) -> dict[str, Any]:
+async def analyze_job(services: Services, job_id: str) -> tuple[list[RecordingResult], AnalysisSummary]:
     """Analyse every stored upload of the job (in the process pool) and save the results with it."""
     jobs = services.jobs
     job = jobs.load_job(job_id)
     async with jobs.analysis_lock(job_id):
         started_at = now_iso()
-        jobs.save_analysis(job_id, {"state": "running", "started_at": started_at})
+        await jobs.save_analysis(job_id, AnalysisState(state="running", started_at=started_at))
         try:
             return await _analyze_locked(services, job_id, job, started_at)
         except asyncio.CancelledError:  # the caller left (its workers were stopped) or the service stops
-            jobs.save_analysis(job_id, {"state": "failed", "started_at": started_at, "finished_at": now_iso(),
-                                        "error": "stopped: the caller left before the analysis ended"})  # fmt: skip
+            reason = "stopped: the caller left before the analysis ended"
+            # shielded: cancelled again, the write still completes in its thread
+            await asyncio.shield(jobs.save_analysis(job_id, _failed_state(started_at, reason)))
             raise
         except Exception as exc:
             # the job must not stay "running" forever; the error itself is raised to the caller
-            jobs.save_analysis(
-                job_id, {"state": "failed", "started_at": started_at, "finished_at": now_iso(), "error": str(exc)}
-            )
+            await jobs.save_analysis(job_id, _failed_state(started_at, str(exc)))
             raise
 
 
-async def _analyze_locked(services: Services, job_id: str, job: dict[str, Any], started_at: str) -> dict[str, Any]:
+def _failed_state(started_at: str, error: str) -> AnalysisState:
+    return AnalysisState(state="failed", started_at=started_at, finished_at=now_iso(), error=error)
+
+
+async def _analyze_locked(
+    services: Services, job_id: str, job: JobRecord, started_at: str
+) -> tuple[list[RecordingResult], AnalysisSummary]:
     jobs = services.jobs
     announcements = jobs.recordings(job_id)
     tasks: list[AnalysisTask] = []
@@ -215,31 +242,35 @@ async def _analyze_locked(services: Services, job_id: str, job: dict[str, Any], 
         info = jobs.upload_info(job_id, name)
         if info is None:
             continue
-        announced = announcements.get(name, {})
-        signal, problem = await _signal_for(services, job, announced, info["sample_rate_hz"])
+        announced = announcements.get(name)
+        signal, problem = await _signal_for(services, job, announced, info.sample_rate_hz)
         if signal is None:
             failed.append(_failed_item(name, announced, problem))
             continue
         tasks.append(_task(services, job_id, name, announced, signal))
-    results = await services.pool.run(tasks)
-    results = sorted(results + failed, key=lambda item: item["upload_name"])
-    for item in results:
-        item["app_results"] = app_results(json_safe(item))
+    items = sorted(await services.pool.run(tasks) + failed, key=lambda item: item["upload_name"])
+    results = [_result(item) for item in items]
     summary = summarize(results)
-    analysis = json_safe(
-        {"state": "done", "started_at": started_at, "finished_at": now_iso(), "results": results, "summary": summary}
+    analysis = AnalysisState(
+        state="done", started_at=started_at, finished_at=now_iso(), results=results, summary=summary
     )
-    await asyncio.to_thread(jobs.save_analysis, job_id, analysis)
-    _record_analysis(services, job_id, started_at, analysis["results"])
-    logger.info("job %s analysed: %d ok, %d failed", job_id, summary["n_ok"], summary["n_failed"])
-    return {"job_id": job_id, "results": analysis["results"], "summary": analysis["summary"]}
+    await jobs.save_analysis(job_id, analysis)
+    _record_analysis(services, job_id, started_at, results)
+    logger.info("job %s analysed: %d ok, %d failed", job_id, summary.n_ok, summary.n_failed)
+    return results, summary
+
+
+def _result(item: dict[str, Any]) -> RecordingResult:
+    """A result item of the pool (JSON-safe), typed, with its ``app_results``."""
+    item = jsonable(item)
+    return RecordingResult.model_validate({**item, "app_results": item.get("app_results") or app_results(item)})
 
 
 def _task(
     services: Services,
     job_id: str,
     name: str,
-    announced: dict[str, Any],
+    announced: StoredAnnouncement | None,
     signal: StoredSignal | None,
     **source: Any,
 ) -> AnalysisTask:
@@ -251,8 +282,8 @@ def _task(
         reference_path=str(signal.wav_path) if signal else "",
         reference_timing=signal.timing if signal else {},
         signal_id=signal.signal_id if signal else None,
-        speaker_slot_id=announced.get("speaker_slot_id"),
-        mic_slot_id=announced.get("mic_slot_id"),
+        speaker_slot_id=announced.speaker_slot_id if announced else None,
+        mic_slot_id=announced.mic_slot_id if announced else None,
         debug_audio_dir=(
             str(services.settings.measurement_debug_audio_dir) if services.settings.measurement_debug_audio else None
         ),
@@ -269,58 +300,57 @@ async def run_analysis(services: Services, body: AnalysisRun) -> dict[str, Any]:
     if body.recording_upload is None:
         if body.source != GENERATED_SOURCE:
             raise BadRequest(f"source {body.source!r} needs recording_upload: the upload to analyse")
-        analysed = await analyze_job(services, body.job_id)
-        summary = analysed["summary"]
+        results, summary = await analyze_job(services, body.job_id)
+        recordings = [result.model_dump(mode="json") for result in results]
+        summary_json = summary.model_dump(mode="json")
         return {
             "job_id": body.job_id,
-            "results": {"recordings": analysed["results"], "summary": summary},
-            "summary": summary,
+            "results": {"recordings": recordings, "summary": summary_json},
+            "summary": summary_json,
         }
     item = await analyze_upload(services, body)
     return {
         "job_id": body.job_id,
         "recording_upload": body.recording_upload,
         "source": body.source,
-        "results": item["app_results"],
+        "results": item.app_results,
     }
 
 
-async def analyze_upload(services: Services, body: AnalysisRun) -> dict[str, Any]:
-    """One upload of the job, analysed as ``body.source`` says; its result item with ``app_results``."""
+async def analyze_upload(services: Services, body: AnalysisRun) -> RecordingResult:
+    """One upload of the job, analysed as ``body.source`` says; its result with ``app_results``."""
     jobs = services.jobs
     job_id = body.job_id
     job = jobs.load_job(job_id)
     name = check_upload_name(body.recording_upload or "")
-    info = jobs.upload_info(job_id, name)
+    info = await asyncio.to_thread(jobs.upload_info, job_id, name)
     if info is None:
         raise NotFound(f"upload {name!r} of job {job_id} is not stored")
-    announced = jobs.recordings(job_id).get(name, {})
-    if body.source == GENERATED_SOURCE:
-        signal, problem = await _signal_for(services, job, announced, info["sample_rate_hz"])
-        if body.audio_hash and not (announced.get("signal_id") or job.get("signal_id")):
-            # nobody said which signal was played: the hash says it exactly
-            played = await asyncio.to_thread(services.references.find_by_hash, body.audio_hash.lower())
-            if played is not None:  # remembered, so the job's analysis uses it too
-                signal = played
-                announced = await jobs.announce(job_id, name, {**announced, "signal_id": played.signal_id})
-        if signal is None:
-            item = _failed_item(name, announced, problem)
-        else:
-            await _check_signal_hash(services, signal, body.audio_hash)
-            async with jobs.analysis_lock(job_id):
-                fresh = _fresh_stored_item(services, job_id, info, signal.signal_id)
-                if fresh is not None:
-                    item = fresh
-                else:
-                    (item,) = await services.pool.run([_task(services, job_id, name, announced, signal)])
-    else:
+    announced = jobs.recordings(job_id).get(name)
+    if body.source != GENERATED_SOURCE:
         source: dict[str, Any] = {"source": body.source}
         if body.source == "sweep_deconvolution":
-            source.update(_sweep_source(services, job_id, body))
+            source.update(await asyncio.to_thread(_sweep_source, services, job_id, body))
         (item,) = await services.pool.run([_task(services, job_id, name, announced, None, **source)])
-    item = json_safe(item)
-    item["app_results"] = item.get("app_results") or app_results(item)
-    return item
+        return _result(item)
+    signal, problem = await _signal_for(services, job, announced, info.sample_rate_hz)
+    if body.audio_hash and not ((announced and announced.signal_id) or job.signal_id):
+        # nobody said which signal was played: the hash says it exactly
+        played = await asyncio.to_thread(services.references.find_by_hash, body.audio_hash.lower())
+        if played is not None:  # remembered, so the job's analysis uses it too
+            signal = played
+            slots = announced.model_dump(include=set(RecordingAnnouncement.model_fields)) if announced else {}
+            announcement = RecordingAnnouncement(**{**slots, "signal_id": played.signal_id})
+            announced = await jobs.announce(job_id, name, announcement)
+    if signal is None:
+        return _result(_failed_item(name, announced, problem))
+    await _check_signal_hash(services, signal, body.audio_hash)
+    async with jobs.analysis_lock(job_id):
+        fresh = _fresh_stored_result(services, job_id, info, signal.signal_id)
+        if fresh is not None:
+            return fresh
+        (item,) = await services.pool.run([_task(services, job_id, name, announced, signal)])
+    return _result(item)
 
 
 def _sweep_source(services: Services, job_id: str, body: AnalysisRun) -> dict[str, Any]:
@@ -356,26 +386,26 @@ async def _check_signal_hash(services: Services, signal: StoredSignal, audio_has
     )
 
 
-def _fresh_stored_item(services: Services, job_id: str, info: dict[str, Any], signal_id: str) -> dict[str, Any] | None:
-    """The upload's item of the job's last analysis when that analysis began after the upload, else None."""
+def _fresh_stored_result(services: Services, job_id: str, info: UploadInfo, signal_id: str) -> RecordingResult | None:
+    """The upload's result of the job's last analysis when that analysis began after the upload, else None."""
     analysis = services.jobs.load_analysis(job_id)
-    if analysis.get("state") != "done" or (analysis.get("started_at") or "") < info["uploaded_at"]:
+    if analysis.state != "done" or (analysis.started_at or "") < info.uploaded_at:
         return None
-    for item in analysis.get("results") or []:
-        if item["upload_name"] == info["name"] and (item.get("quality") or {}).get("signal_id") == signal_id:
-            return item
+    for result in analysis.results or []:
+        if result.upload_name == info.name and result.quality.get("signal_id") == signal_id:
+            return result
     return None
 
 
 async def _signal_for(
-    services: Services, job: dict[str, Any], announced: dict[str, Any], recording_rate_hz: int
+    services: Services, job: JobRecord, announced: StoredAnnouncement | None, recording_rate_hz: int
 ) -> tuple[StoredSignal | None, str]:
     """The signal a recording was made of: announced, else the job's, else the default signal.
 
     Without any announcement the default signal at the recording's own rate is assumed (phones
     download the signal at the rate they play and record at), or 48 kHz when that rate is unusual.
     """
-    signal_id = announced.get("signal_id") or job.get("signal_id")
+    signal_id = (announced.signal_id if announced else None) or job.signal_id
     if signal_id:
         stored = services.references.get(signal_id)
         return (stored, "") if stored is not None else (None, f"signal {signal_id} is not in the reference store")
@@ -384,11 +414,11 @@ async def _signal_for(
     return await services.references.ensure(resolve_params(rate_hz)), ""
 
 
-def _failed_item(name: str, announced: dict[str, Any], message: str) -> dict[str, Any]:
+def _failed_item(name: str, announced: StoredAnnouncement | None, message: str) -> dict[str, Any]:
     return {
         "upload_name": name,
-        "speaker_slot_id": announced.get("speaker_slot_id"),
-        "mic_slot_id": announced.get("mic_slot_id"),
+        "speaker_slot_id": announced.speaker_slot_id if announced else None,
+        "mic_slot_id": announced.mic_slot_id if announced else None,
         "status": "failed",
         "error": {"code": "unknown_signal", "message": message},
         "quality": {},
@@ -398,26 +428,26 @@ def _failed_item(name: str, announced: dict[str, Any], message: str) -> dict[str
     }
 
 
-def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(results: list[RecordingResult]) -> AnalysisSummary:
     """Counts, and the mean of every value over the recordings that have it (null when none has)."""
-    ok = [item for item in results if item["status"] == "ok"]
+    ok = [item for item in results if item.status == "ok"]
 
     def mean(values: list[float | None]) -> float | None:
         present = [v for v in values if v is not None]
         return statistics.fmean(present) if present else None
 
     broadband_fields = (*METRIC_FIELDS, "sti")
-    broadband = {name: mean([item["broadband"].get(name) for item in ok]) for name in broadband_fields}
-    band_keys = list(ok[0]["bands"]) if ok else []
+    broadband = {name: mean([(item.broadband or {}).get(name) for item in ok]) for name in broadband_fields}
+    band_keys = list(ok[0].bands or {}) if ok else []
     bands = {
-        band: {name: mean([item["bands"][band].get(name) for item in ok]) for name in METRIC_FIELDS}
+        band: {name: mean([(item.bands or {}).get(band, {}).get(name) for item in ok]) for name in METRIC_FIELDS}
         for band in band_keys
     }
-    return {
-        "n_recordings": len(results),
-        "n_ok": len(ok),
-        "n_failed": len(results) - len(ok),
-        "failed": [item["upload_name"] for item in results if item["status"] != "ok"],
-        "broadband_mean": broadband,
-        "bands_mean": bands,
-    }
+    return AnalysisSummary(
+        n_recordings=len(results),
+        n_ok=len(ok),
+        n_failed=len(results) - len(ok),
+        failed=[item.upload_name for item in results if item.status != "ok"],
+        broadband_mean=broadband,
+        bands_mean=bands,
+    )

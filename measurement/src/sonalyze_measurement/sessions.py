@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 from sonalyze_measurement.files import read_json, write_json
+from sonalyze_measurement.schemas import SessionRecord
 from sonalyze_protocol.errors import BadRequest, NotFound
 
 SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
@@ -29,14 +30,14 @@ class SessionStore:
         self.root = data_dir / "sessions"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def put(self, session_id: str, job_id: str, signal_id: str) -> dict[str, Any]:
-        record = {"session_id": check_session_id(session_id), "job_id": job_id, "signal_id": signal_id}
-        write_json(self.root / f"{session_id}.json", record)
+    def put(self, session_id: str, job_id: str, signal_id: str) -> SessionRecord:
+        record = SessionRecord(session_id=check_session_id(session_id), job_id=job_id, signal_id=signal_id)
+        write_json(self.root / f"{session_id}.json", record.model_dump(mode="json"))
         return record
 
-    def get(self, session_id: str) -> dict[str, Any]:
+    def get(self, session_id: str) -> SessionRecord:
         """The registered session; `NotFound` when no lobby registered it."""
         record = read_json(self.root / f"{check_session_id(session_id)}.json")
         if record is None:
             raise NotFound(f"measurement session {session_id!r} is not registered")
-        return record
+        return SessionRecord.model_validate(record)

@@ -13,7 +13,9 @@ in the error envelope before any handler runs, so it is never stored and never f
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
@@ -25,6 +27,27 @@ DEFAULT_MAX_JSON_BYTES: Final = 1024 * 1024
 DEFAULT_MAX_JSON_DEPTH: Final = 32
 _JSON_STARTS: Final = frozenset(b'{["')
 MALFORMED_JSON_STATUS: Final = 422
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON for what a service sends or stores: NaN and infinities as null (JSON has no place for them),
+    numpy scalars and arrays as numbers and lists (without importing numpy), datetimes as UTC ISO text,
+    pydantic models as their JSON dump; the suite's one NaN-to-null helper."""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return aware.astimezone(UTC).isoformat()
+    if isinstance(value, float):  # numpy's float64 too
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "model_dump"):
+        return jsonable(value.model_dump(mode="json"))
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy
+        return jsonable(value.tolist())
+    return value
 
 
 def too_deep(value: Any, max_depth: int) -> bool:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, Final
 import httpx
 
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER
+from sonalyze_protocol.json_rule import jsonable
 from sonalyze_protocol.logs import DEVICE_ID_HEADER, REQUEST_ID_HEADER
 from sonalyze_protocol.outbox import Backoff, Delivery, DeliveryOutcome, Outbox, OutboxEntry
 
@@ -115,25 +115,6 @@ class StorageClient:
             offset += len(page["items"])
             if not page["items"] or offset >= page["total"]:
                 return items
-
-
-def jsonable(value: Any) -> Any:
-    """Plain JSON for a payload: datetimes as UTC ISO text, numpy scalars and arrays as numbers and lists,
-    NaN and infinities as null (storage, like JSON, has no place for them)."""
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC).isoformat()
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if hasattr(value, "model_dump"):
-        return jsonable(value.model_dump(mode="json"))
-    if hasattr(value, "tolist"):  # numpy arrays and scalars, without importing numpy
-        return jsonable(value.tolist())
-    return value
 
 
 def _fields(**fields: Any) -> dict[str, Any]:

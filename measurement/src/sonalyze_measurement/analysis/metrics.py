@@ -34,6 +34,7 @@ from sonalyze_measurement.analysis.io import (
 )
 from sonalyze_protocol.deadline import DeadlineExceeded
 from sonalyze_protocol.errors import client_text
+from sonalyze_protocol.json_rule import jsonable
 
 logger = logging.getLogger("sonalyze.measurement.analysis")
 
@@ -88,7 +89,7 @@ def _stopped_error(exc: DeadlineExceeded) -> dict[str, str]:
 
 def stopped_result(task: AnalysisTask, exc: DeadlineExceeded) -> dict[str, Any]:
     """The failed result item of an analysis its worker stopped at the deadline."""
-    return json_safe({**_failed_result(task), "error": _stopped_error(exc)})
+    return jsonable({**_failed_result(task), "error": _stopped_error(exc)})
 
 
 def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
@@ -110,7 +111,7 @@ def analyze_recording(task: AnalysisTask) -> dict[str, Any]:
         logger.exception("analysis of %s/%s failed", task.job_id, task.upload_name)
         result["error"] = {"code": "analysis_failed", "message": client_text(f"{type(exc).__name__}: {exc}")}
     result["quality"]["analysis_time_s"] = round(time.perf_counter() - started, 4)
-    return json_safe(result)
+    return jsonable(result)
 
 
 def _analyser(source: str) -> Any:
@@ -155,7 +156,7 @@ def fill_parameters(
     """Room parameters of ``ir`` into ``result`` (bands outside what was measured nulled), and its response."""
     quality = result["quality"]
     room = room_parameters(ir, fs, direct_index=direct_index, band_limits_hz=band_limits_hz)
-    parameters: dict[str, Any] = room.as_dict()
+    parameters = room.as_dict()
     null_reasons: dict[str, str] = dict(parameters["null_reasons"])
     bands = parameters["bands"]
     low_hz, high_hz = band_limits_hz or (0.0, fs / 2)
@@ -263,19 +264,3 @@ def _write_debug_audio(task: AnalysisTask, measured: Measured, fs: int) -> None:
 
 def _db20(value: float) -> float | None:
     return 20.0 * math.log10(value) if value > 0 else None
-
-
-def json_safe(value: Any) -> Any:
-    """Replace NaN and infinities by None and numpy scalars by Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, bool | np.bool_):
-        return bool(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value
