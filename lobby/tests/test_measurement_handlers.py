@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sonalyze_lobby.measurement_client import MeasurementClient, wav_duration_s
+from sonalyze_lobby.measurement_client import MeasurementClient
 from sonalyze_lobby.session_runner import Coordinator, ServiceLobbyStates
 
 Handle = Callable[..., Awaitable[dict[str, Any]]]
@@ -48,7 +48,7 @@ class FakeMeasurementService:
     uploads: set[str] = field(default_factory=set)
     sessions: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
-    # contract C1: the signal's JSON carries its hash; False: an older service, the lobby downloads the WAV
+    # contract C1: the signal's JSON carries its hash and length; False: a description without them
     describes_hash: bool = True
     calls: list[str] = field(default_factory=list)
 
@@ -358,13 +358,6 @@ class TestProtocol:
         assert len(gateway.to(lobby.mics[0], "measurement.start_measurement")) == 2
 
 
-def test_wav_duration_reads_the_header() -> None:
-    assert wav_duration_s(make_wav(1.5)) == pytest.approx(1.5)
-    assert wav_duration_s(make_wav(0.25, 44_100)) == pytest.approx(0.25, abs=1e-4)
-    with pytest.raises(ValueError):
-        wav_duration_s(b"not a wav file at all")
-
-
 def app_line_up(lobby: Lobby, job_id: str = "job-1") -> dict[str, Any]:
     """``measurement.create_session`` as the app sends it (slot labels, ``speaker-1`` style ids)."""
     return {
@@ -394,13 +387,14 @@ class TestAppDialect:
         request = gateway.to(lobby.speakers[0], "measurement.request_audio")[-1]
         assert request["expected_hash"] == hashlib.sha256(SIGNAL_WAV).hexdigest()
 
-    async def test_an_older_measurement_service_without_the_hash_gets_the_wav_downloaded(
+    async def test_a_description_without_hash_and_length_is_service_unavailable(
         self, handle: Handle, lobby: Lobby, measurement: FakeMeasurementService
     ) -> None:
         measurement.describes_hash = False
         reply = await handle(lobby.admin, "measurement.create_session", app_line_up(lobby))
-        assert "data" in reply, reply
-        assert "GET /v1/measurement/audio" in measurement.calls
+        assert reply["error"]["code"] == "service_unavailable", reply
+        assert "audio_hash" in reply["error"]["message"]
+        assert "GET /v1/measurement/audio" not in measurement.calls
 
     async def test_whole_session_with_the_apps_names_aliases_and_relay(
         self, handle: Handle, lobby: Lobby, measurement: FakeMeasurementService, gateway: Any

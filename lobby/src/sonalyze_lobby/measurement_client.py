@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import struct
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -21,25 +19,6 @@ from sonalyze_protocol.errors import AppError, BadRequest, ErrorCode, NotFound, 
 from sonalyze_protocol.logs import REQUEST_ID_HEADER, request_id_var
 
 AUDIO_PATH: Final = "/v1/measurement/audio"
-
-
-def wav_duration_s(wav: bytes) -> float:
-    """Length of a RIFF/WAVE file from its ``fmt `` and ``data`` chunks (PCM or float, any channel count)."""
-    if len(wav) < 12 or wav[:4] != b"RIFF" or wav[8:12] != b"WAVE":
-        raise ValueError("not a RIFF/WAVE file")
-    offset = 12
-    byte_rate: int | None = None
-    while offset + 8 <= len(wav):
-        chunk_id, size = wav[offset : offset + 4], struct.unpack_from("<I", wav, offset + 4)[0]
-        if chunk_id == b"fmt " and size >= 16:
-            byte_rate = struct.unpack_from("<I", wav, offset + 16)[0]
-        elif chunk_id == b"data":
-            if not byte_rate:
-                raise ValueError("WAV data chunk before a usable fmt chunk")
-            data_bytes = min(size, len(wav) - offset - 8)
-            return data_bytes / byte_rate
-        offset += 8 + size + (size & 1)
-    raise ValueError("WAV file has no data chunk")
 
 
 class MeasurementClient:
@@ -77,8 +56,8 @@ class MeasurementClient:
     async def get_signal(self, sample_rate_hz: int) -> SignalInfo:
         """The sweep for ``sample_rate_hz``, remembered per rate: its id, length and SHA-256.
 
-        The JSON description carries ``audio_hash`` (contract C1), so the WAV itself is only downloaded
-        from a measurement service that does not give it.
+        All three come from the signal's JSON description (contract C1: ``signal_id``, ``total_duration_s``,
+        ``audio_hash``); the audio itself is never downloaded here.
         """
         query = urlencode({"sample_rate": sample_rate_hz})
         if (known := self._signals.get(query)) is not None:
@@ -100,12 +79,9 @@ class MeasurementClient:
         audio_hash = body.get("audio_hash")
         duration_s = body.get("total_duration_s")
         if not isinstance(audio_hash, str) or not isinstance(duration_s, int | float):
-            wav = await self._download_signal(query)
-            audio_hash = hashlib.sha256(wav).hexdigest()
-            try:
-                duration_s = wav_duration_s(wav)
-            except ValueError as exc:
-                raise ServiceUnavailable(f"the measurement service sent an unreadable signal: {exc}") from None
+            raise ServiceUnavailable(
+                "the measurement service described the signal without audio_hash or total_duration_s"
+            )
         info = SignalInfo(
             signal_id=signal_id,
             audio_url=f"{AUDIO_PATH}?{query}",
@@ -114,11 +90,6 @@ class MeasurementClient:
         )
         self._signals[query] = info
         return info
-
-    async def _download_signal(self, query: str) -> bytes:
-        response = await self._call("the signal download", "GET", f"{AUDIO_PATH}?{query}")
-        _raise_for_client_error(response, "the signal download")
-        return response.content
 
     async def register_session(self, session_id: str, job_id: str, signal_id: str) -> None:
         """``PUT /v1/measurement/sessions/{id}`` (contract C2): the session's signal is then served by id."""
