@@ -1,7 +1,7 @@
 """Accuracy and speed of the measurement analysis over synthetic reference cases, next to pyfar/pyrato.
 
 Every case: a designed room (known T60 per band, known DRR; see
-``sonalyze_measurement.analysis.reference_cases``) -> the service's own 48 kHz signal played through it
+``measurement/tests/reference_cases.py``) -> the service's own 48 kHz signal played through it
 -> delayed, white noise at a peak-to-noise ratio, clock drift, recorded at 44.1 kHz -> 16-bit WAV file
 -> the service's per-recording analysis (the function its process pool runs).
 
@@ -38,7 +38,9 @@ from sonalyze_acoustics.parameters import room_parameters
 from sonalyze_measurement.analysis.alignment import Reference, measure_impulse_response
 from sonalyze_measurement.analysis.audio_generator import render, resolve_params
 from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "measurement" / "tests"))  # test support
+from reference_cases import ReferenceCase, design_room, simulate_recording
 
 BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")
 MID_BANDS = ("250", "500", "1000", "2000", "4000")

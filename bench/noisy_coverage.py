@@ -25,11 +25,12 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "measurement" / "tests"))  # test support
 from analysis import MID_BANDS
+from reference_cases import ReferenceCase, design_room, simulate_recording
 
 from sonalyze_measurement.analysis.audio_generator import render, resolve_params
 from sonalyze_measurement.analysis.metrics import AnalysisTask, analyze_recording
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 
 METRICS = {"t20_s": ("T20", 0.10), "t30_s": ("T30", 0.10), "edt_s": ("EDT", 0.10), "c80_db": ("C80", 1.0)}
 

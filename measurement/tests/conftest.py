@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asgi_lifespan import LifespanManager
+from reference_cases import ReferenceCase, design_room, simulate_recording
 
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
 from sonalyze_measurement.main import create_app
 from sonalyze_measurement.settings import Settings
 from sonalyze_suite.launcher import Suite, SuiteConfig

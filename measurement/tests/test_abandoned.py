@@ -24,8 +24,8 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from reference_cases import ReferenceCase
 
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase
 from sonalyze_measurement.analysis_pool import DEADLINE_GRACE_S, AnalysisPool, WorkerStopped
 from sonalyze_measurement.main import create_app
 from sonalyze_measurement.settings import Settings

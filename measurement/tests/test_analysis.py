@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from asgi_lifespan import LifespanManager
+from reference_cases import ReferenceCase
 
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase
 from sonalyze_measurement.main import create_app
 
 BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")

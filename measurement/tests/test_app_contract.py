@@ -14,9 +14,8 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from reference_cases import ReferenceCase, design_room
 from scipy import signal as sp_signal
-
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room
 
 APP_RESULT_FIELDS = ("samplerate_hz", "rt", "clarity", "drr", "quality", "frequency_response", "sti", "display_metrics")
 DISPLAY_FIELDS = ("key", "label", "value", "formatted_value", "unit", "description", "icon", "category", "sort_order")

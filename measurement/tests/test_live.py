@@ -11,8 +11,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 import soundfile as sf
-
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase, design_room, simulate_recording
+from reference_cases import ReferenceCase, design_room, simulate_recording
 
 pytestmark = pytest.mark.e2e
 

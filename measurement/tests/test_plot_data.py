@@ -6,8 +6,7 @@ import json
 
 import numpy as np
 import pytest
-
-from sonalyze_measurement.analysis.reference_cases import ReferenceCase
+from reference_cases import ReferenceCase
 
 BANDS = ("125", "250", "500", "1000", "2000", "4000", "8000")
 
