@@ -82,7 +82,7 @@ def available_bands_hz(sample_rate_hz: float) -> tuple[int, ...]:
 
     At 44.1 kHz and above all seven bands are available; at 16 kHz the 8 kHz band is not.
     """
-    _check_sample_rate(sample_rate_hz)
+    check_sample_rate(sample_rate_hz)
     limit_hz = MAX_EDGE_FRACTION_OF_NYQUIST * sample_rate_hz / 2.0
     return tuple(band for band in OCTAVE_BANDS_HZ if band_edges_hz(band)[1] < limit_hz)
 
@@ -104,7 +104,7 @@ def octave_band_sos(nominal_hz: float, sample_rate_hz: float, *, order: int = FI
     numpy.ndarray
         SOS array of shape ``(order, 6)`` for :func:`scipy.signal.sosfilt`.
     """
-    _check_sample_rate(sample_rate_hz)
+    check_sample_rate(sample_rate_hz)
     if not 1 <= order <= 10:
         raise ValueError(f"order must be between 1 and 10, got {order}")
     low_hz, high_hz = band_edges_hz(nominal_hz)
@@ -148,8 +148,8 @@ def filter_octave_bands(
     ``y_b = IFFT( FFT(ir) * conj(H_b) )`` with ``|H_b|`` the Butterworth band-pass magnitude and a zero pad
     of :data:`PAD_S` so nothing wraps around. See the module docstring for why time-reversed.
     """
-    ir = _check_ir(ir)
-    _check_sample_rate(sample_rate_hz)
+    ir = check_ir(ir)
+    check_sample_rate(sample_rate_hz)
     available = available_bands_hz(sample_rate_hz)
     if bands_hz is None:
         bands_hz = available
@@ -189,7 +189,7 @@ def band_energies(
     segment = np.asarray(segment, dtype=np.float64)
     if segment.ndim != 1 or not 1 <= segment.size <= 2**20 or not np.all(np.isfinite(segment)):
         raise ValueError("segment must be a 1-D array of 1 to 2**20 finite values")
-    _check_sample_rate(sample_rate_hz)
+    check_sample_rate(sample_rate_hz)
     available = available_bands_hz(sample_rate_hz)
     if bands_hz is None:
         bands_hz = available
@@ -205,7 +205,7 @@ def band_energy_extent_s(nominal_hz: float | None, sample_rate_hz: float) -> flo
     With time-reversed filtering an impulse's band energy lies within this time *before* the impulse, so the
     direct sound's energy is collected from this far before its onset. ``nominal_hz=None`` is broadband.
     """
-    _check_sample_rate(sample_rate_hz)
+    check_sample_rate(sample_rate_hz)
     return _energy_extent_s(nominal_hz, float(sample_rate_hz))
 
 
@@ -216,7 +216,7 @@ def band_energy_delay_s(nominal_hz: float | None, sample_rate_hz: float) -> floa
     *earlier* (``h`` the causal Butterworth response). Energy windows (direct sound, 50 ms, 80 ms) are
     shifted earlier by ``d`` so band values are not biased by the filter. ``nominal_hz=None`` is broadband.
     """
-    _check_sample_rate(sample_rate_hz)
+    check_sample_rate(sample_rate_hz)
     return _energy_delay_s(nominal_hz, float(sample_rate_hz))
 
 
@@ -224,12 +224,14 @@ def band_energy_delay_s(nominal_hz: float | None, sample_rate_hz: float) -> floa
 # private helpers
 
 
-def _check_sample_rate(sample_rate_hz: float) -> None:
+def check_sample_rate(sample_rate_hz: float) -> None:
+    """Raise `ValueError` unless ``sample_rate_hz`` is finite and within 8-384 kHz."""
     if not np.isfinite(sample_rate_hz) or not 8000.0 <= sample_rate_hz <= 384000.0:
         raise ValueError(f"sample_rate_hz must be between 8000 and 384000 Hz, got {sample_rate_hz}")
 
 
-def _check_ir(ir: np.ndarray) -> np.ndarray:
+def check_ir(ir: np.ndarray) -> np.ndarray:
+    """``ir`` as a float64 array; `ValueError` unless it is 1-D, at least 16 samples long and finite."""
     ir = np.asarray(ir, dtype=np.float64)
     if ir.ndim != 1:
         raise ValueError(f"ir must be 1-D, got shape {ir.shape}")

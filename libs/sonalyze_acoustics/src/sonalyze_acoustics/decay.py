@@ -304,7 +304,7 @@ def _block_levels_db(energy: np.ndarray, n_block: int) -> tuple[np.ndarray, np.n
     return _db(means), centres
 
 
-def _fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def fit_line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Least-squares line ``y = a + b x``; returns ``(a, b)``."""
     x_mean = x.mean()
     y_mean = y.mean()
@@ -344,11 +344,11 @@ def _late_fit(levels_db: np.ndarray, centres: np.ndarray, noise_db: float, peak:
             # Fit the decay without the noise (Chu): at noise + 5 dB the noise alone lifts a block by 1.2 dB.
             clean_db = _db(10.0 ** (after[selected] / 10.0) - noise_power)
             x = centres[peak + selected]
-            fit = _fit_line(x, clean_db)
+            fit = fit_line(x, clean_db)
             # A block straddling a cliff (part decay, part nothing) lies far below the line through the
             # blocks before it, and would steepen the fit.
             while x.size > 3:
-                before = _fit_line(x[:-1], clean_db[:-1])
+                before = fit_line(x[:-1], clean_db[:-1])
                 if clean_db[-1] >= before[0] + before[1] * x[-1] - LATE_FIT_CLIFF_DB:
                     break
                 x, clean_db, fit = x[:-1], clean_db[:-1], before
@@ -381,7 +381,7 @@ def _lundeby(energy: np.ndarray, sample_rate_hz: float, start_index: int) -> Lun
         raise NoDecayError(
             f"no decay above the noise floor (peak only {levels_db[peak] - noise_db:.1f} dB above the noise)"
         )
-    intercept_db, slope_db_per_sample = _fit_line(centres[peak:stop], levels_db[peak:stop])
+    intercept_db, slope_db_per_sample = fit_line(centres[peak:stop], levels_db[peak:stop])
     if slope_db_per_sample >= 0:
         raise NoDecayError("the band's energy does not decay")
     crossing = (noise_db - intercept_db) / slope_db_per_sample
@@ -439,7 +439,7 @@ def _still_decaying(decay: np.ndarray, sample_rate_hz: float) -> bool:
     peak = int(np.argmax(levels_db))
     if levels_db.size - n_last - peak < 3:
         return False
-    _, slope_before = _fit_line(centres[peak:-n_last], levels_db[peak:-n_last])
+    _, slope_before = fit_line(centres[peak:-n_last], levels_db[peak:-n_last])
     if slope_before >= 0:
         return False
     n_half = max(n_last // 2, 3)
@@ -453,7 +453,7 @@ def _falls(x: np.ndarray, levels_db: np.ndarray, slope_before: float, min_drop_d
 
     A noise floor's 10 ms block levels scatter by several dB (few degrees of freedom in a low octave), so a
     chance downward trend of the last blocks must not pass for a decay."""
-    intercept, slope = _fit_line(x, levels_db)
+    intercept, slope = fit_line(x, levels_db)
     span = float(x[-1] - x[0])
     drop_db = -slope * span
     residual = levels_db - (intercept + slope * x)
@@ -492,7 +492,7 @@ def _noise_free_lundeby(decay: np.ndarray, sample_rate_hz: float, start_index: i
     # The plain curve droops towards the end of the data; refit on the curve completed by the tail the
     # previous fit implies, until the slope settles.
     for _ in range(NOISE_FREE_ITERATIONS):
-        _, slope_db_per_sample = _fit_line(index.astype(np.float64), _db(curve / curve[0]))
+        _, slope_db_per_sample = fit_line(index.astype(np.float64), _db(curve / curve[0]))
         if slope_db_per_sample >= 0:
             raise NoDecayError("the band's energy does not decay")
         decay_per_sample = -slope_db_per_sample * np.log(10.0) / 10.0

@@ -359,8 +359,8 @@ def find_direct_sound(ir: np.ndarray, sample_rate_hz: float, *, hint_index: int 
     the direct sound's peak is then the largest sample within 1 ms after the onset, so a first arrival
     weaker than a later reflection is still taken as the direct sound.
     """
-    ir = _bands._check_ir(ir)
-    _bands._check_sample_rate(sample_rate_hz)
+    ir = _bands.check_ir(ir)
+    _bands.check_sample_rate(sample_rate_hz)
     if hint_index is not None and not 0 <= hint_index < ir.size:
         raise ValueError(f"direct_index must be between 0 and {ir.size - 1}, got {hint_index}")
     if not np.any(ir):
@@ -402,8 +402,8 @@ def room_parameters(
     ValueError
         When an argument is invalid; the message names it.
     """
-    ir = _bands._check_ir(ir)
-    _bands._check_sample_rate(sample_rate_hz)
+    ir = _bands.check_ir(ir)
+    _bands.check_sample_rate(sample_rate_hz)
     if ir.size < MIN_IR_S * sample_rate_hz:
         raise ValueError(f"ir must be at least {MIN_IR_S} s long, got {ir.size / sample_rate_hz:.3f} s")
     if direct_index is not None and not 0 <= direct_index < ir.size:
@@ -486,7 +486,7 @@ def _decay_time_s(
     stride = max((stop - start) // 4000, 1)
     index = np.arange(start, stop + 1, stride).astype(np.float64)
     levels = curve[index.astype(np.intp)]
-    intercept_db, slope_db_per_sample = _decay._fit_line(index, levels)
+    intercept_db, slope_db_per_sample = _decay.fit_line(index, levels)
     if slope_db_per_sample >= 0:
         return None
     correlation = np.corrcoef(index, levels)[0, 1]
@@ -720,9 +720,9 @@ def _direct_window_gains_cached(
     low = onset - n_before - n_ramp
     weights = np.zeros(n_samples)
     weights[low : low + shape.size] = shape
-    full = _bands._band_energies(pulse, sample_rate_hz, bands, True)
-    inside = _bands._band_energies(pulse * weights, sample_rate_hz, bands, True)
-    outside = _bands._band_energies(pulse * (1.0 - weights), sample_rate_hz, bands, True)
+    full = _bands.band_energies(pulse, sample_rate_hz, bands_hz=bands)
+    inside = _bands.band_energies(pulse * weights, sample_rate_hz, bands_hz=bands)
+    outside = _bands.band_energies(pulse * (1.0 - weights), sample_rate_hz, bands_hz=bands)
     inside = np.maximum(inside, 1e-300)
     return full / inside, outside / inside
 
@@ -821,7 +821,7 @@ def _band(
     compensated = energy[start:stop] - lundeby.noise_power
     decay_per_s = -lundeby.late_slope_db_per_s * math.log(10.0) / 10.0
     tail = analysis.tail_energy
-    mtf = _sti._mtf(compensated[None, :], sample_rate_hz, np.array([tail]), np.array([decay_per_s]))[0]
+    mtf = _sti.band_mtfs(compensated[None, :], sample_rate_hz, np.array([tail]), np.array([decay_per_s]))[0]
     return _BandResult(parameters, mtf)
 
 
@@ -831,8 +831,8 @@ def _useful_length(ir: np.ndarray, sample_rate_hz: float, onset: int) -> int:
     band whose decay outlasts the broadband one by up to twice still fits, and the noise estimate keeps at
     least a third of the kept decay)."""
     try:
-        coarse = _decay._lundeby(ir * ir, sample_rate_hz, onset)
-    except _decay.NoDecayError:
+        coarse = _decay.lundeby_truncation(ir * ir, sample_rate_hz, start_index=onset)
+    except (_decay.NoDecayError, ValueError):  # ValueError: the onset within the last 16 samples
         return ir.size
     if coarse.noise_free:
         return ir.size
@@ -848,7 +848,7 @@ def _room_parameters(
     lead = int(LEAD_PAD_S * sample_rate_hz)
     padded = np.concatenate([np.zeros(lead), ir])
     available = _bands.available_bands_hz(sample_rate_hz)
-    signals = _bands._filter_bands(padded, sample_rate_hz, available, True)
+    signals = _bands.filter_octave_bands(padded, sample_rate_hz, bands_hz=available)
     onset = direct.onset_index + lead
     direct_bands = _direct_band_signals(padded, sample_rate_hz, onset, direct.peak_index + lead, available)
 

@@ -144,7 +144,9 @@ def modulation_transfer_function(
         raise ValueError(f"tail_energy must be >= 0, got {tail_energy}")
     if tail_energy > 0 and not (np.isfinite(tail_decay_per_s) and tail_decay_per_s > 0):
         raise ValueError(f"tail_decay_per_s must be > 0 when tail_energy > 0, got {tail_decay_per_s}")
-    return _mtf(band_energy[None, :], float(sample_rate_hz), np.array([tail_energy]), np.array([tail_decay_per_s]))[0]
+    return band_mtfs(
+        band_energy[None, :], float(sample_rate_hz), np.array([tail_energy]), np.array([tail_decay_per_s])
+    )[0]
 
 
 def speech_transmission_index(
@@ -214,10 +216,13 @@ def sti_from_mti(mti: np.ndarray) -> float:
 # private helpers
 
 
-def _mtf(
+def band_mtfs(
     energy: np.ndarray, sample_rate_hz: float, tail_energy: np.ndarray, tail_decay_per_s: np.ndarray
 ) -> np.ndarray:
-    """Vectorised MTF for ``energy`` of shape (n_bands, n_samples); returns (n_bands, 14)."""
+    """Vectorised MTF for ``energy`` of shape (n_bands, n_samples), one tail per band; returns (n_bands, 14).
+
+    Inputs are used as given: `modulation_transfer_function` is the checked form for one band.
+    """
     n_block = max(int(round(MTF_BLOCK_S * sample_rate_hz)), 1)
     n_bands, n_samples = energy.shape
     n_blocks = -(-n_samples // n_block)
