@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 
@@ -95,3 +96,20 @@ def test_the_timestamp_is_the_standard_one() -> None:
     assert formatter.formatTime(record) == expected == logging.Formatter().formatTime(record)
     record.created, record.msecs = 1_700_000_001.5, 500.0
     assert formatter.formatTime(record) == logging.Formatter().formatTime(record)
+
+
+async def test_a_forked_child_does_not_write_the_parents_waiting_lines() -> None:
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "w")
+    logger, handler = make_logger(stream)  # type: ignore[arg-type]
+    logger.info("waiting in the parent")
+    pid = os.fork()
+    if pid == 0:  # the child
+        handler.flush()
+        stream.flush()
+        os._exit(0)
+    os.waitpid(pid, 0)
+    await asyncio.sleep(0)
+    stream.close()
+    with os.fdopen(read_end) as written:
+        assert [line.split("device_id=- ")[1] for line in written.read().splitlines()] == ["waiting in the parent"]

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -73,6 +75,7 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         self._pending: list[str] = []
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
         self._loop_thread = 0  # and its thread
+        _TURN_BUFFERED.add(self)
 
     def emit(self, record: logging.LogRecord) -> None:  # called with the handler's lock held
         try:
@@ -110,6 +113,18 @@ class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
         with self.lock:  # type: ignore[union-attr]
             if self.stream is not None:
                 self._write_pending()
+
+
+_TURN_BUFFERED: weakref.WeakSet[TurnBufferedHandler] = weakref.WeakSet()
+
+
+def _forget_in_child() -> None:
+    """A forked child does not write its parent's waiting lines a second time."""
+    for handler in list(_TURN_BUFFERED):
+        handler._pending, handler._loop = [], None
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def configure_logging(service: str, level: str = "INFO") -> None:
