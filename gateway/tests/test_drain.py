@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 
-from sonalyze_gateway.config import Settings
 from sonalyze_gateway.drain import CLOSE_SERVICE_RESTART, DrainState, drain
 from sonalyze_gateway.main import create_app
+from sonalyze_gateway.settings import Settings
 
 # starlette asks for httpx2 in its test client; the socket handshake is what is tested here
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

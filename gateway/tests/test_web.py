@@ -9,8 +9,8 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 
-from sonalyze_gateway.config import Settings
 from sonalyze_gateway.main import create_app
+from sonalyze_gateway.settings import Settings
 from sonalyze_gateway.web import DEFAULT_WEB_DIR
 
 

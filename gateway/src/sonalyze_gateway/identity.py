@@ -27,10 +27,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from sonalyze_gateway.config import DeviceAuth
 from sonalyze_gateway.connection_manager import Connection, ConnectionManager
 from sonalyze_gateway.device_tokens import DeviceTokens, InvalidDeviceToken
 from sonalyze_gateway.redis_registry import Registry
+from sonalyze_gateway.settings import DeviceAuth
 from sonalyze_protocol.errors import AppError, DeviceInUse, Unauthorized
 from sonalyze_protocol.logs import bind_context
 

@@ -21,8 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from sonalyze_gateway.config import Settings
-from sonalyze_gateway.models import BroadcastBody, BroadcastResult, DeviceId, Health, RevokeResult
+from sonalyze_gateway.schemas import BroadcastBody, BroadcastResult, DeviceId, Health, RevokeResult
+from sonalyze_gateway.settings import Settings
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, tokens_match
 from sonalyze_protocol.envelope import dumps, event_frame
 from sonalyze_protocol.errors import Unauthorized

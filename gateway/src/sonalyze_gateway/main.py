@@ -25,7 +25,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 
 from sonalyze_gateway.backpressure import ServiceGate
-from sonalyze_gateway.config import Settings
 from sonalyze_gateway.connection_manager import Connection, ConnectionManager
 from sonalyze_gateway.device_registry import DeviceRegistry
 from sonalyze_gateway.device_tokens import DeviceTokens, generate_key, key_fingerprint
@@ -35,11 +34,12 @@ from sonalyze_gateway.http_client import EventForwarder, LifecycleNotifier, Prox
 from sonalyze_gateway.identity import CLOSE_REASONS, Admission, DeviceIdentity, IdentityRefused
 from sonalyze_gateway.internal import InternalListener, create_internal_app
 from sonalyze_gateway.liveness import prober_for
-from sonalyze_gateway.models import ForwardLoad, Health, IdentifyData, IdentifyReply
 from sonalyze_gateway.rate_limit import TokenBucket
 from sonalyze_gateway.redis_registry import LocalRegistry, Registry
 from sonalyze_gateway.router import Target, proxy_route_for, route_for
+from sonalyze_gateway.schemas import ForwardLoad, Health, IdentifyData, IdentifyReply
 from sonalyze_gateway.seen_devices import SeenDevices
+from sonalyze_gateway.settings import Settings
 from sonalyze_gateway.web import mount_web
 from sonalyze_protocol.envelope import (
     ClientMessage,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sonalyze_gateway.config import DeviceAuth, Settings
+from sonalyze_gateway.settings import DeviceAuth, Settings
 
 KEY = "k" * 43
 
