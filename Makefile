@@ -19,7 +19,7 @@ RUN_INPUTS := requirements.txt $(CONSTRAINTS) $(wildcard */requirements.txt libs
 help:
 	@echo "make run           start all five services on 127.0.0.1:8000-8004 (Ctrl-C stops them)"
 	@echo "make test          run every test (PostgreSQL when TEST_DATABASE_URL is set, else SQLite)"
-	@echo "make lint          ruff lint and format check (make test runs it first)"
+	@echo "make lint          ruff lint and format check, mypy (make test runs it first)"
 	@echo "make demo          a full virtual-phone measurement against the running suite"
 	@echo "make bench         print the benchmarks' figures"
 	@echo "make lock          regenerate locks/ after changing any requirements*.txt"
@@ -54,10 +54,11 @@ run: $(VENV)/.installed-run
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# ruff.toml: one lint and format rule set for the repository
+# ruff.toml: one lint and format rule set for the repository; mypy.ini: strict for libs/, the defaults for services
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check --quiet .
+	$(BIN)/mypy
 
 demo: $(VENV)/.installed-run
 	@$(BIN)/python -m sonalyze_devices $(DEMO_ARGS)
