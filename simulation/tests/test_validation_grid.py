@@ -2,8 +2,7 @@
 
 The whole grid, with the image-source comparisons, is printed by ``bench/simulation_grid.py``; these cells
 guard what holds: the hybrid's T30 within 10 % of Eyring where the field is diffuse (scattering 0.6, or 0.3
-at absorption 0.3; at absorption 0.15 and scattering 0.3 the ray tracer itself sits 10-11 % under Eyring), a rectangle entered as a polygon within 2 % / 0.5 dB of the shoebox for the hybrid and
-identical for image sources, and no energy step where the hybrid hands over from image sources to rays.
+at absorption 0.3; at absorption 0.15 and scattering 0.3 the ray tracer itself sits 10-11 % under Eyring), a rectangle entered as a polygon within 2 % / 0.5 dB of the shoebox for every method, and no energy step where the hybrid hands over from image sources to rays.
 Runs at 16 kHz in one process (about a minute).
 """
 
@@ -19,6 +18,7 @@ from sonalyze_simulation import hybrid
 from sonalyze_simulation import validation as v
 from sonalyze_simulation.acoustics import pyroom
 from sonalyze_simulation.planning import make_plan
+from sonalyze_simulation.schemas import SimulationRequest
 from sonalyze_simulation.simulate import _hybrid_responses, direct_index
 
 ROOM = v.ROOMS[1]  # 8 x 6 x 3 m
@@ -44,23 +44,33 @@ def test_default_scattering_brings_the_issue_room_to_eyring() -> None:
     assert abs(t30 / eyring[3] - 1.0) <= 0.10, (t30, eyring[3])
 
 
-@pytest.mark.parametrize(("absorption", "scattering"), [(0.3, 0.0), (0.3, 0.3), (0.15, 0.6)])
-def test_rectangle_polygon_gives_the_shoebox_for_the_hybrid(absorption: float, scattering: float) -> None:
-    shoebox, _ = v.run(v.request(ROOM, "hybrid", absorption, scattering))
-    polygon, _ = v.run(v.request(ROOM, "hybrid", absorption, scattering, polygon=True))
-    diff = v.compare_polygon(polygon, shoebox)
-    assert diff.t30_pct is not None and abs(diff.t30_pct) <= 2.5, diff
-    assert diff.edt_pct is not None and abs(diff.edt_pct) <= 3.0, diff
-    assert diff.c50_db is not None and abs(diff.c50_db) <= 0.5, diff
-    assert diff.c80_db is not None and abs(diff.c80_db) <= 0.5, diff
+def _clockwise_from_another_corner(request: SimulationRequest) -> SimulationRequest:
+    """The same rectangle entered clockwise, starting at its far corner."""
+    body = request.model_dump()
+    (x0, y0), (x1, _), (_, y1), _ = body["room"]["vertices"]
+    body["room"]["vertices"] = [[x1, y1], [x1, y0], [x0, y0], [x0, y1]]
+    return type(request).model_validate(body)
 
 
-def test_rectangle_polygon_gives_the_shoebox_for_image_sources() -> None:
-    shoebox, _ = v.run(v.request(ROOM, "ism", 0.3, 0.0, max_order=10))
-    polygon, _ = v.run(v.request(ROOM, "ism", 0.3, 0.0, max_order=10, polygon=True))
-    diff = v.compare_polygon(polygon, shoebox)
-    for value in (diff.t30_pct, diff.edt_pct, diff.c50_db, diff.c80_db):
-        assert value is not None and abs(value) < 0.01, diff
+@pytest.mark.parametrize(
+    ("method", "scattering"),
+    [("ism", 0.0), ("ray_tracing", 0.0), ("ray_tracing", 0.3), ("hybrid", 0.0), ("hybrid", 0.3), ("hybrid", 0.6)],
+)
+def test_rectangle_polygon_gives_the_shoebox(method: str, scattering: float) -> None:
+    """Issue 15: within 2 % (T30, EDT) and 0.5 dB (C50, C80), every method. The rays made this fail: the same seed
+    ran another Monte-Carlo realisation in the polygon (EDT up to 27 %, C50 3 dB apart) until both rooms were
+    given the same ray tracer, wall frames and random sequence (`sonalyze_simulation.acoustics.pyroom`)."""
+    # image sources at a given order: left to itself a polygon's order is capped lower (its search is exponential)
+    extra = {"max_order": 10} if method == "ism" else {}
+    shoebox, _ = v.run(v.request(SMALL, method, 0.3, scattering, **extra))
+    polygon_request = v.request(SMALL, method, 0.3, scattering, polygon=True, **extra)
+    for request in (polygon_request, _clockwise_from_another_corner(polygon_request)):
+        polygon, _ = v.run(request)
+        diff = v.compare_polygon(polygon, shoebox)
+        assert diff.t30_pct is not None and abs(diff.t30_pct) <= 2.0, diff
+        assert diff.edt_pct is not None and abs(diff.edt_pct) <= 2.0, diff
+        assert diff.c50_db is not None and abs(diff.c50_db) <= 0.5, diff
+        assert diff.c80_db is not None and abs(diff.c80_db) <= 0.5, diff
 
 
 @pytest.mark.parametrize("scattering", [0.0, 0.3, 0.6])
@@ -146,7 +156,7 @@ def test_hybrid_with_scattering_matches_the_ray_tracer_on_the_early_response() -
     errors = []
     for room, absorption in _cells()[::2]:
         hybrid_values, _ = v.run(v.request(room, "hybrid", absorption, 0.3))
-        rays = [v.run(v.request(room, "ray_tracing", absorption, 0.3, seed=seed))[0] for seed in (11, 12)]
+        rays = [v.run(v.request(room, "ray_tracing", absorption, 0.3, seed=seed))[0] for seed in (11, 12, 13, 14)]
         mean_rays = v.mean_parameters(rays)
         errors.append(v.early_errors(hybrid_values, mean_rays))
     _check(errors, ("edt_s", "c50_db", "c80_db"))

@@ -20,8 +20,8 @@ most of EDT) is the image-source model's, and the decay after ``t_x`` is the ray
 scattering (the diffuse field Eyring assumes). This is the classic ISM/RT hybrid with the late part
 synthesised from ray statistics and matched in energy at the transition (Vorländer 1989, JASA 86, 172-178;
 Vorländer 2008, *Auralization*, sections 11.4-11.5). Scattering of the first ``K`` reflections is neglected.
-The same rule for the order and the transition holds for shoebox and polygon rooms, so a rectangle entered as
-a polygon gives the shoebox's response within ray noise.
+The same rule for the order and the transition holds for shoebox and polygon rooms, and both trace the same rays
+(`sonalyze_simulation.acoustics.pyroom`), so a rectangle entered as a polygon gives the shoebox's response.
 """
 
 from __future__ import annotations

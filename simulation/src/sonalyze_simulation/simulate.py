@@ -128,7 +128,6 @@ def _hybrid_responses(plan: SimulationPlan, polygon: bool) -> list[list[NDArray[
 def simulate(plan: SimulationPlan) -> SimulationOutput:
     """Impulse responses and metrics for every source-microphone pair of the plan."""
     started = time.perf_counter()
-    pyroom.seed_engine(plan.seed)
     polygon = plan.geometry.kind == "polygon"
     if plan.method == "hybrid":
         rirs = _hybrid_responses(plan, polygon)

@@ -1,13 +1,24 @@
 """Builds and runs a pyroomacoustics room from a `SimulationPlan` (runs inside a worker process).
 
-Three things pyroomacoustics leaves to its caller, handled here:
+Four things pyroomacoustics leaves to its caller, handled here:
 - wall order: our wall ``i`` joins floor-plan vertex ``i`` to ``i + 1`` for shoeboxes and polygons alike;
   pyroomacoustics names shoebox walls west/east/south/north and reverses clockwise floor plans;
 - materials: our 7 bands (125 Hz - 8 kHz) are padded flat above 8 kHz, so its log-frequency
   extrapolation to the 16 kHz band at high sample rates cannot invent a slope;
 - duplicate image sources: the general (polygon) image-source search finds a reflection path that passes
   exactly through an edge twice, once per wall; symmetric placements hit edges often. The shoebox
-  lattice counts each image once; we drop the duplicates so both give the same response.
+  lattice counts each image once; we drop the duplicates so both give the same response;
+- one ray tracer for every room: a rectangle entered as a polygon must be the same Monte-Carlo run as its
+  shoebox (same seed), or it differs by the ray tracer's counting noise (EDT +-10 %, C50 +-1.5 dB per band
+  for method ray_tracing). Three things made it another run: (1) libroom draws each scattered direction in the
+  hit wall's own frame, derived (SVD) from the wall's corners from the first one on, and ``extrude`` starts the
+  floor and ceiling at other corners than ``ShoeBox`` (`canonical_floor_and_ceiling`); (2) ``ShoeBox``'s
+  analytic wall intersection differs from the general one in the last float bit, enough to end a ray a
+  reflection earlier or later and shift every random draw after it: rays always run in the general engine
+  (about 1.45x the analytic one's time), image sources of a shoebox still on its lattice; (3) building a
+  polygon room draws from numpy's generator (pyroomacoustics' inside test picks a random outside point) and a
+  shoebox does not, which shifted the random sequence the rays' response is synthesised from: the engine is
+  seeded once the room is built (`build_room`).
 """
 
 from __future__ import annotations
@@ -50,7 +61,9 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
     """The room with its materials, sources and microphones, configured for the plan's method.
 
     ``engine`` runs one part of the hybrid alone (image sources to ``max_order``, or rays alone); the hybrid
-    is never left to pyroomacoustics' own join (see `sonalyze_simulation.hybrid`).
+    is never left to pyroomacoustics' own join (see `sonalyze_simulation.hybrid`). Image sources of a shoebox
+    run on its lattice (``ShoeBox``); rays always run in the general engine, as a polygon's (module docstring).
+    The engine's generators are seeded with the plan's seed once the room is built.
     """
     geometry = plan.geometry
     if engine is None and plan.method == "hybrid":
@@ -61,7 +74,7 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
     walls = [surfaces[f"wall_{i}"] for i in range(geometry.n_walls)]
     common = {"fs": plan.sample_rate_hz, "max_order": max_order, "air_absorption": False}
 
-    if geometry.kind == "shoebox":
+    if geometry.kind == "shoebox" and engine == "ism":
         materials = {name: material(wall) for name, wall in zip(SHOEBOX_WALL_NAMES, walls, strict=True)}
         materials["floor"] = material(surfaces["floor"])
         materials["ceiling"] = material(surfaces["ceiling"])
@@ -80,6 +93,7 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
             geometry.height_m,
             materials={"floor": material(surfaces["floor"]), "ceiling": material(surfaces["ceiling"])},
         )
+        canonical_floor_and_ceiling(room)
     room.set_sound_speed(SPEED_OF_SOUND_M_S)
     if plan.air_absorption:
         room.set_air_absorption(coefficients=_padded(AIR_ATTENUATION_PER_M), center_freqs=list(_PADDED_CENTERS_HZ))
@@ -95,7 +109,27 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
     for source in plan.sources:
         room.add_source(list(source.position_m))
     room.add_microphone_array(np.asarray([m.position_m for m in plan.microphones], dtype=float).T)
+    seed_engine(plan.seed)
     return room
+
+
+def canonical_floor_and_ceiling(room: pra.Room) -> None:
+    """Start the extruded floor's and ceiling's corners where ``ShoeBox`` starts them (same winding).
+
+    The corner of largest x, then smallest y: ``(x, 0)`` of a shoebox, for a rectangle entered from any corner
+    in either direction or shifted. Only the first corner changes, so each surface and its normal stay as they
+    are; what changes is the frame libroom derives from the corners, in which the ray tracer draws the
+    scattered directions.
+    """
+    for index, wall in enumerate(room.walls):
+        if wall.name not in ("floor", "ceiling"):
+            continue
+        corners = np.asarray(wall.corners, dtype=np.float64)
+        first = max(range(corners.shape[1]), key=lambda k: (corners[0, k], -corners[1, k]))
+        room.walls[index] = pra.wall_factory(
+            np.roll(corners, -first, axis=1), np.asarray(wall.absorption), np.asarray(wall.scatter), name=wall.name
+        )
+    room._init_room_engine()  # what extrude() itself calls after building the walls
 
 
 def drop_duplicate_images(room: pra.Room) -> int:
@@ -146,7 +180,8 @@ def image_distances_m(room: pra.Room, source: int, microphone: int) -> tuple[NDA
 def seed_engine(seed: int) -> None:
     """Seed pyroomacoustics' generators (numpy and its C++ ray tracer).
 
-    They are process-wide; a worker runs one simulation at a time, so seeding at the start of each run
-    makes every run reproducible without affecting another.
+    They are process-wide; a worker runs one simulation at a time, so seeding each room once it is built
+    (`build_room`: building a polygon draws from numpy, a shoebox does not) makes every run reproducible, the
+    same for a rectangle in either form, without affecting another.
     """
     pra.random.seed(numpy=seed, libroom=seed)
