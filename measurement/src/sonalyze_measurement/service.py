@@ -116,11 +116,16 @@ async def get_job(services: Services, job_id: str) -> JobView:
 
 def _job_view(jobs: JobStore, job_id: str) -> JobView:
     job = jobs.load_job(job_id)
-    uploads = [info for name in jobs.upload_names(job_id) if (info := jobs.upload_info(job_id, name)) is not None]
+    uploads = _stored_uploads(jobs, job_id)
     recordings = [
         Announcement(upload_name=name, **value.model_dump()) for name, value in sorted(jobs.recordings(job_id).items())
     ]
     return JobView(**job.model_dump(), uploads=uploads, recordings=recordings, analysis=jobs.load_analysis(job_id))
+
+
+def _stored_uploads(jobs: JobStore, job_id: str) -> list[UploadInfo]:
+    """Every stored upload's metadata, by name (file reads: call it off the event loop)."""
+    return [info for name in jobs.upload_names(job_id) if (info := jobs.upload_info(job_id, name)) is not None]
 
 
 async def get_upload(services: Services, job_id: str, name: str) -> UploadInfo:
@@ -238,10 +243,8 @@ async def _analyze_locked(
     announcements = jobs.recordings(job_id)
     tasks: list[AnalysisTask] = []
     failed: list[dict[str, Any]] = []
-    for name in jobs.upload_names(job_id):
-        info = jobs.upload_info(job_id, name)
-        if info is None:
-            continue
+    for info in await asyncio.to_thread(_stored_uploads, jobs, job_id):
+        name = info.name
         announced = announcements.get(name)
         signal, problem = await _signal_for(services, job, announced, info.sample_rate_hz)
         if signal is None:
