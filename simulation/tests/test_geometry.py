@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sonalyze_simulation.geometry import contains, distance_to_boundary_m, self_intersection, signed_area_m2
+from sonalyze_simulation.geometry import (
+    axis_aligned_rectangle,
+    contains,
+    distance_to_boundary_m,
+    self_intersection,
+    signed_area_m2,
+)
 
 SQUARE = [(0.0, 0.0), (4.0, 0.0), (4.0, 4.0), (0.0, 4.0)]
 L_SHAPE = [(0.0, 0.0), (6.0, 0.0), (6.0, 3.0), (3.0, 3.0), (3.0, 6.0), (0.0, 6.0)]
@@ -46,3 +52,29 @@ class TestContains:
 
     def test_distance_to_boundary(self) -> None:
         assert distance_to_boundary_m(SQUARE, (1.0, 2.0)) == pytest.approx(1.0)
+
+
+class TestAxisAlignedRectangle:
+    @pytest.mark.parametrize(
+        "vertices",
+        [
+            [(0, 0), (5, 0), (5, 4), (0, 4)],
+            [(5, 4), (5, 0), (0, 0), (0, 4)],  # clockwise, from another corner
+            [(1.5, -2), (6.5, -2), (6.5, 2), (1.5, 2)],
+        ],
+    )
+    def test_rectangles_along_the_axes(self, vertices: list[tuple[float, float]]) -> None:
+        low, high = axis_aligned_rectangle(vertices)  # type: ignore[misc]
+        assert high[0] - low[0] == 5 and high[1] - low[1] == 4
+
+    @pytest.mark.parametrize(
+        "vertices",
+        [
+            [(0, 0), (4, 3), (1, 7), (-3, 4)],  # a rotated rectangle
+            [(0, 0), (5, 0), (4, 4), (0, 4)],  # a trapezoid
+            [(0, 0), (5, 4), (5, 0), (0, 4)],  # the box's corners in a crossing order
+            [(0, 0), (5, 0), (5, 2), (2, 2), (2, 4), (0, 4)],  # an L
+        ],
+    )
+    def test_other_floor_plans(self, vertices: list[tuple[float, float]]) -> None:
+        assert axis_aligned_rectangle(vertices) is None

@@ -52,6 +52,17 @@ def _clockwise_from_another_corner(request: SimulationRequest) -> SimulationRequ
     return type(request).model_validate(body)
 
 
+def _shifted(request: SimulationRequest, dx_m: float = 1.5, dy_m: float = -2.0) -> SimulationRequest:
+    """The same room, source and microphone moved by (dx, dy)."""
+    body = request.model_dump()
+    body["room"]["vertices"] = [[x + dx_m, y + dy_m] for x, y in body["room"]["vertices"]]
+    for key in ("sources", "microphones"):
+        for item in body[key]:
+            x, y, z = item["position_m"]
+            item["position_m"] = [x + dx_m, y + dy_m, z]
+    return type(request).model_validate(body)
+
+
 @pytest.mark.parametrize(
     ("method", "scattering"),
     [("ism", 0.0), ("ray_tracing", 0.0), ("ray_tracing", 0.3), ("hybrid", 0.0), ("hybrid", 0.3), ("hybrid", 0.6)],
@@ -59,18 +70,39 @@ def _clockwise_from_another_corner(request: SimulationRequest) -> SimulationRequ
 def test_rectangle_polygon_gives_the_shoebox(method: str, scattering: float) -> None:
     """Issue 15: within 2 % (T30, EDT) and 0.5 dB (C50, C80), every method. The rays made this fail: the same seed
     ran another Monte-Carlo realisation in the polygon (EDT up to 27 %, C50 3 dB apart) until both rooms were
-    given the same ray tracer, wall frames and random sequence (`sonalyze_simulation.acoustics.pyroom`)."""
-    # image sources at a given order: left to itself a polygon's order is capped lower (its search is exponential)
-    extra = {"max_order": 10} if method == "ism" else {}
-    shoebox, _ = v.run(v.request(SMALL, method, 0.3, scattering, **extra))
-    polygon_request = v.request(SMALL, method, 0.3, scattering, polygon=True, **extra)
-    for request in (polygon_request, _clockwise_from_another_corner(polygon_request)):
+    given the same ray tracer, wall frames and random sequence (`sonalyze_simulation.acoustics.pyroom`); image
+    sources left to their default order once failed too (a polygon's order was capped at 10, the shoebox's at 50)."""
+    shoebox, _ = v.run(v.request(SMALL, method, 0.3, scattering))
+    polygon_request = v.request(SMALL, method, 0.3, scattering, polygon=True)
+    for request in (polygon_request, _clockwise_from_another_corner(polygon_request), _shifted(polygon_request)):
         polygon, _ = v.run(request)
         diff = v.compare_polygon(polygon, shoebox)
         assert diff.t30_pct is not None and abs(diff.t30_pct) <= 2.0, diff
         assert diff.edt_pct is not None and abs(diff.edt_pct) <= 2.0, diff
         assert diff.c50_db is not None and abs(diff.c50_db) <= 0.5, diff
         assert diff.c80_db is not None and abs(diff.c80_db) <= 0.5, diff
+
+
+@pytest.mark.parametrize("method", ["ism", "ray_tracing"])
+def test_rectangle_polygon_keeps_each_wall_its_material(method: str) -> None:
+    """One absorbing wall (x = width) and an absorbing floor: wall 1 of the shoebox, wall 0 of the same rectangle
+    entered clockwise from its far corner; its image sources run on the shoebox lattice, its walls renamed."""
+    absorbing = {"absorption": 0.9, "scattering": 0.1}
+    box = v.request(SMALL, method, 0.1, 0.1).model_dump()
+    box["room"]["surfaces"] = {"walls": {1: absorbing}, "floor": {"absorption": 0.6, "scattering": 0.1}}
+    polygon = _clockwise_from_another_corner(v.request(SMALL, method, 0.1, 0.1, polygon=True)).model_dump()
+    polygon["room"]["surfaces"] = {"walls": {0: absorbing}, "floor": {"absorption": 0.6, "scattering": 0.1}}
+    for body in (box, polygon):
+        room = pyroom.build_room(make_plan(SimulationRequest.model_validate(body), v.NO_LIMITS).plan, engine="ism")
+        absorption = {wall.name: round(float(wall.absorption[0]), 3) for wall in room.walls}
+        assert absorption == {"east": 0.9, "floor": 0.6, "west": 0.1, "south": 0.1, "north": 0.1, "ceiling": 0.1}
+    shoebox, _ = v.run(SimulationRequest.model_validate(box))
+    for body in (polygon, _shifted(SimulationRequest.model_validate(polygon)).model_dump()):
+        diff = v.compare_polygon(v.run(SimulationRequest.model_validate(body))[0], shoebox)
+        for value, limit in ((diff.t30_pct, 2.0), (diff.edt_pct, 2.0), (diff.c50_db, 0.5), (diff.c80_db, 0.5)):
+            assert value is not None and abs(value) <= limit, diff
+    uniform, _ = v.run(v.request(SMALL, method, 0.1, 0.1))
+    assert shoebox["bands"]["1000"]["c80_db"] > uniform["bands"]["1000"]["c80_db"] + 1.0  # the materials count
 
 
 @pytest.mark.parametrize("scattering", [0.0, 0.3, 0.6])

@@ -109,6 +109,21 @@ def distance_to_boundary_m(vertices: Sequence[Point2], p: Point2) -> float:
     return min(distance_to_segment_m(p, vertices[i], vertices[(i + 1) % n]) for i in range(n))
 
 
+def axis_aligned_rectangle(vertices: Sequence[Point2]) -> tuple[Point2, Point2] | None:
+    """(lowest corner, highest corner) when the floor plan is a rectangle with its sides along the axes, else None."""
+    if len(vertices) != 4:
+        return None
+    xs, ys = {x for x, _ in vertices}, {y for _, y in vertices}
+    if len(xs) != 2 or len(ys) != 2 or len(set(vertices)) != 4:
+        return None
+    n = len(vertices)
+    for i in range(n):
+        (x0, y0), (x1, y1) = vertices[i], vertices[(i + 1) % n]
+        if x0 != x1 and y0 != y1:
+            return None
+    return (min(xs), min(ys)), (max(xs), max(ys))
+
+
 def rectangle(width_m: float, depth_m: float) -> list[Point2]:
     """The floor of a shoebox as a polygon; wall ``i`` is the edge from vertex ``i`` to ``i + 1``."""
     return [(0.0, 0.0), (width_m, 0.0), (width_m, depth_m), (0.0, depth_m)]

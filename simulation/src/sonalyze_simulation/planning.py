@@ -79,6 +79,13 @@ class GeometryPlan:
         return len(self.vertices)
 
     @property
+    def on_lattice(self) -> bool:
+        """Whether the image sources run on the shoebox lattice: a shoebox, or a floor plan that is a rectangle
+        along the axes (the same images as the general search finds, at polynomial rather than exponential
+        cost; `sonalyze_simulation.acoustics.pyroom`)."""
+        return self.kind == "shoebox" or geo.axis_aligned_rectangle(self.vertices) is not None
+
+    @property
     def dimensions_m(self) -> Vec3:
         """Shoebox only: (width, depth, height)."""
         return (self.vertices[2][0], self.vertices[2][1], self.height_m)
@@ -219,7 +226,7 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
             n_microphones=len(microphones),
             method=request.method,
             max_order=max_order,
-            is_shoebox=geometry.kind == "shoebox",
+            is_shoebox=geometry.on_lattice,
             n_walls_total=len(geometry.surfaces),
             sample_rate_hz=request.sample_rate_hz,
             expected_rt60_s=sabine_max_s,
@@ -243,7 +250,7 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
             early_s,
         )
     elif request.method == "ism" and max_order is None:
-        max_order = _auto_ism_order(eyring_max_s, mfp_m, geometry.kind == "shoebox")
+        max_order = _auto_ism_order(eyring_max_s, mfp_m, geometry.on_lattice)
         while max_order > 1 and cost_for(max_order)[1].total_s > limits.cost_budget_s / 2:
             max_order -= 1
     if request.method == "ism":

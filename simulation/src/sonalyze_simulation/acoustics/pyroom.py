@@ -31,11 +31,9 @@ from numpy.typing import NDArray
 
 from sonalyze_simulation.acoustics.metrics import AIR_ATTENUATION_PER_M, SPEED_OF_SOUND_M_S
 from sonalyze_simulation.bands import BAND_CENTERS_HZ
-from sonalyze_simulation.geometry import signed_area_m2
+from sonalyze_simulation.geometry import axis_aligned_rectangle, signed_area_m2
 from sonalyze_simulation.planning import SimulationPlan, SurfacePlan
 
-# our wall index on the shoebox floor plan (0,0)-(x,0)-(x,y)-(0,y) -> pyroomacoustics' wall name
-SHOEBOX_WALL_NAMES: tuple[str, ...] = ("south", "east", "north", "west")
 _PADDED_CENTERS_HZ: tuple[int, ...] = (*BAND_CENTERS_HZ, 16000, 32000)
 _IMAGE_DEDUPE_DECIMALS: int = 6
 
@@ -61,8 +59,10 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
     """The room with its materials, sources and microphones, configured for the plan's method.
 
     ``engine`` runs one part of the hybrid alone (image sources to ``max_order``, or rays alone); the hybrid
-    is never left to pyroomacoustics' own join (see `sonalyze_simulation.hybrid`). Image sources of a shoebox
-    run on its lattice (``ShoeBox``); rays always run in the general engine, as a polygon's (module docstring).
+    is never left to pyroomacoustics' own join (see `sonalyze_simulation.hybrid`). Image sources of a shoebox,
+    or of a floor plan that is a rectangle along the axes, run on the lattice (``ShoeBox``, the room shifted to
+    start at the origin): the same images as the general search, which would cap its order far lower for cost
+    (planning). Rays always run in the general engine, as a polygon's (module docstring).
     The engine's generators are seeded with the plan's seed once the room is built.
     """
     geometry = plan.geometry
@@ -74,11 +74,16 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
     walls = [surfaces[f"wall_{i}"] for i in range(geometry.n_walls)]
     common = {"fs": plan.sample_rate_hz, "max_order": max_order, "air_absorption": False}
 
-    if geometry.kind == "shoebox" and engine == "ism":
-        materials = {name: material(wall) for name, wall in zip(SHOEBOX_WALL_NAMES, walls, strict=True)}
+    offset_m = (0.0, 0.0, 0.0)
+    if engine == "ism" and geometry.on_lattice:
+        extent = axis_aligned_rectangle(geometry.vertices)
+        assert extent is not None  # a shoebox's floor plan is one too
+        (x0, y0), (x1, y1) = extent
+        offset_m = (x0, y0, 0.0)
+        materials = {_side(geometry.vertices, i, x0, y0): material(wall) for i, wall in enumerate(walls)}
         materials["floor"] = material(surfaces["floor"])
         materials["ceiling"] = material(surfaces["ceiling"])
-        room = pra.ShoeBox(list(geometry.dimensions_m), materials=materials, **common)
+        room = pra.ShoeBox([x1 - x0, y1 - y0, geometry.height_m], materials=materials, **common)
     else:
         vertices = list(geometry.vertices)
         if signed_area_m2(vertices) < 0:
@@ -106,11 +111,20 @@ def build_room(plan: SimulationPlan, engine: Literal["ism", "ray_tracing"] | Non
             time_thres=rt.time_threshold_s,
             hist_bin_size=rt.hist_bin_size_s,
         )
+    shift = np.asarray(offset_m)  # the lattice starts at the origin
     for source in plan.sources:
-        room.add_source(list(source.position_m))
-    room.add_microphone_array(np.asarray([m.position_m for m in plan.microphones], dtype=float).T)
+        room.add_source(list(np.asarray(source.position_m) - shift))
+    room.add_microphone_array((np.asarray([m.position_m for m in plan.microphones], dtype=float) - shift).T)
     seed_engine(plan.seed)
     return room
+
+
+def _side(vertices: tuple[tuple[float, float], ...], wall: int, x0: float, y0: float) -> str:
+    """``ShoeBox``'s name of the rectangle's wall ``wall`` (vertex ``wall`` to the next)."""
+    (ax, ay), (_, by) = vertices[wall], vertices[(wall + 1) % len(vertices)]
+    if ay == by:
+        return "south" if ay == y0 else "north"
+    return "west" if ax == x0 else "east"
 
 
 def canonical_floor_and_ceiling(room: pra.Room) -> None:
@@ -161,7 +175,7 @@ def compute_impulse_responses(room: pra.Room, *, polygon: bool) -> list[list[NDA
     """``rirs[m][s]``: the impulse response from source ``s`` to microphone ``m`` (1-D, at the room's rate)."""
     if room.simulator_state["ism_needed"]:
         room.image_source_model()
-        if polygon:
+        if polygon and not isinstance(room, pra.ShoeBox):
             drop_duplicate_images(room)
     if room.simulator_state["rt_needed"]:
         room.ray_tracing()
