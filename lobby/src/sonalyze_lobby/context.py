@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from sonalyze_db import Database
     from sonalyze_lobby.broadcast import Broadcaster
+    from sonalyze_lobby.history import StorageRelay
     from sonalyze_lobby.session_runner import Coordinator
     from sonalyze_lobby.settings import Settings
     from sonalyze_protocol.storage_client import StorageRecorder
@@ -31,7 +32,8 @@ class LobbyContext:
     """The calling device, its request id, one database session for this use case, and what it may use.
 
     The session is opened and closed by the transport; the service commits at the end of each use case.
-    ``recorder`` and ``coordinator`` are absent in unit tests of the service alone.
+    ``history`` (the storage outbox relay; None: recording off) and ``coordinator`` are absent in unit
+    tests of the service alone.
     """
 
     device_id: str
@@ -39,7 +41,7 @@ class LobbyContext:
     session: AsyncSession
     settings: Settings
     broadcaster: Broadcaster
-    recorder: StorageRecorder | None = None
+    history: StorageRelay | None = None
     coordinator: Coordinator | None = None
 
 
@@ -52,6 +54,7 @@ class LobbyApp:
     http: httpx.AsyncClient
     broadcaster: Broadcaster
     recorder: StorageRecorder | None
+    history: StorageRelay | None = None  # moves the storage_outbox rows into ``recorder``'s outbox
     coordinator: Coordinator = field(init=False)  # it changes lobbies through `context`: set right after
 
     @asynccontextmanager
@@ -67,7 +70,7 @@ class LobbyApp:
                 session=session,
                 settings=self.settings,
                 broadcaster=self.broadcaster,
-                recorder=self.recorder,
+                history=self.history,
                 coordinator=self.coordinator,
             )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyApp
 from sonalyze_lobby.gateway_handler import HANDLERS, lobby_context
+from sonalyze_lobby.history import StorageRelay
 from sonalyze_lobby.measurement_client import MeasurementClient
 from sonalyze_lobby.replicas import Relay
 from sonalyze_lobby.replicas import router as replicas_router
@@ -65,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.gateway_url, settings.internal_auth_token, http, timeout_s=settings.broadcast_timeout_seconds
         )
         recorder = await StorageRecorder.from_settings("lobby", settings)
-        lobby = LobbyApp(settings, database, http, Broadcaster(broadcast), recorder)
+        history = StorageRelay(database, recorder) if recorder is not None else None
+        lobby = LobbyApp(settings, database, http, Broadcaster(broadcast), recorder, history)
         store = DatabaseStore(lobby, Replica(settings.replica_id, settings.replica_url, settings.session_lease_s))
         lobby.coordinator = make_coordinator(lobby, store)
         if settings.replica_url:  # one of several replicas: the others hear of connection changes
@@ -77,6 +80,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await migrations.upgrade(database.engine)
                 logger.info("database migrated to head")
             lobby.coordinator.warm_up()
+            if history is not None:  # after the migrations: it reads the storage_outbox table
+                history.start()
             # stored sessions resume (this replica's from before a restart, others' whose lease expired)
             leases = asyncio.get_running_loop().create_task(keep_leases(lobby, store))
             yield
@@ -84,6 +89,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if leases is not None:
                 leases.cancel()
             await lobby.coordinator.aclose()
+            if history is not None:
+                await history.aclose()
             if recorder is not None:
                 await recorder.aclose()
             await http.aclose()
@@ -106,6 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = await database_status(lobby.database.read_engine)  # never queued behind writers
         status = "ok" if database == "ok" else "degraded"
         outbox = await outbox_health(lobby.recorder)
+        if outbox is not None and lobby.history is not None and database == "ok":
+            with contextlib.suppress(Exception):  # committed rows not yet moved into the outbox count as pending
+                outbox["pending"] += await lobby.history.waiting()
         body = {"status": status, "service": "lobby", "database": database, "outbox": outbox}
         return JSONResponse(body, status_code=200 if database == "ok" else 503)
 

@@ -187,3 +187,21 @@ class MeasurementSession(Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class StorageOutboxRow(Base):
+    """One write for the storage service, added in the transaction of the change it records (`history`).
+
+    The relay moves committed rows, in ``id`` order, into the service's delivery outbox
+    (`sonalyze_protocol.outbox`) and deletes them in the same transaction: a row exists iff its change committed.
+    """
+
+    __tablename__ = "storage_outbox"
+
+    id: Mapped[int] = mapped_column(EventId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(256))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    request_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    device_id: Mapped[str | None] = mapped_column(String(DEVICE_ID_MAX_CHARS), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,7 +1,8 @@
 """The lobby's use cases: one function per gateway event / HTTP endpoint, the same rules for both.
 
 Each use case loads what it needs (``selectinload``), checks the rules, mutates, writes a `LobbyEvent`
-and commits; only then does it push ``lobby.updated`` (best effort: a failed push never undoes a change).
+and its storage record (`record_lobby`, the transactional outbox) and commits; only then does it push
+``lobby.updated`` (best effort: a failed push never undoes a change).
 Mutations lock the lobby row (``FOR UPDATE`` on PostgreSQL; SQLite writers are serialised, see db.py),
 so concurrent joins and leaves of one lobby never lose an update. Reads load a lobby in one statement.
 """
@@ -173,13 +174,13 @@ async def create_lobby(ctx: LobbyContext, *, new_code: Callable[[], str] = gener
         session.add(lobby)
         record(session, lobby, Change.LOBBY_CREATED, ctx.device_id, code=lobby.code)
         try:
+            await record_lobby(session, ctx.history, lobby)
             await session.commit()
         except IntegrityError:
             await session.rollback()
             logger.info("lobby code collision on attempt %d, retrying", attempt)
             continue
         logger.info("lobby %s created with code %s", lobby.id, lobby.code)
-        record_lobby(ctx.recorder, lobby)
         return LobbyView.of(lobby)
     raise Conflict(f"could not find a free lobby code in {CODE_ATTEMPTS} attempts")
 
@@ -201,12 +202,12 @@ async def join_lobby(ctx: LobbyContext, code: str) -> LobbyView:
         participant.connected = await is_connected(ctx.session, ctx.device_id, lock=True)
         record(ctx.session, lobby, Change.PARTICIPANT_JOINED, ctx.device_id)
         try:
+            await record_lobby(ctx.session, ctx.history, lobby)
             await ctx.session.commit()
         except IntegrityError:  # the same device joining twice at once: the other request won
             await ctx.session.rollback()
             logger.info("concurrent join of %s, retrying (%d)", ctx.device_id, attempt)
             continue
-        record_lobby(ctx.recorder, lobby)
         await ctx.broadcaster.lobby_updated(lobby, Change.PARTICIPANT_JOINED, ctx.device_id)
         return LobbyView.of(lobby)
     raise Conflict("the lobby changed while joining; try again")
@@ -229,9 +230,9 @@ async def leave_lobby(ctx: LobbyContext, lobby_id: uuid.UUID) -> LobbyView:
     closing = is_admin(lobby, ctx.device_id) or not lobby.joined
     if closing:
         _close(ctx.session, lobby, ctx.device_id, reason="admin_left" if is_admin(lobby, ctx.device_id) else "empty")
+    await record_lobby(ctx.session, ctx.history, lobby)
     await ctx.session.commit()
     change = Change.LOBBY_CLOSED if closing else Change.PARTICIPANT_LEFT
-    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, change, ctx.device_id, recipients=told)
     if closing:
         await _tell_coordinator_closed(ctx, lobby.id)
@@ -290,8 +291,8 @@ async def set_state(ctx: LobbyContext, lobby: Lobby, state: LobbyState) -> Lobby
     previous = lobby.state
     lobby.state = state
     record(ctx.session, lobby, Change.STATE_CHANGED, ctx.device_id, previous=previous.value, state=state.value)
+    await record_lobby(ctx.session, ctx.history, lobby)
     await ctx.session.commit()
-    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.STATE_CHANGED, ctx.device_id)
     return LobbyView.of(lobby)
 
@@ -330,11 +331,11 @@ async def assign_role(ctx: LobbyContext, body: RoleAssign) -> LobbyView:
         role_slot_label=label,
     )
     try:
+        await record_lobby(ctx.session, ctx.history, lobby)
         await ctx.session.commit()
     except IntegrityError:
         await ctx.session.rollback()
         raise Conflict(f"slot '{slot_id}' was taken at the same time; try again") from None
-    record_lobby(ctx.recorder, lobby)
     await ctx.broadcaster.lobby_updated(lobby, Change.ROLE_ASSIGNED, target.device_id)
     return LobbyView.of(lobby)
 

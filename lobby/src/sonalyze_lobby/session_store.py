@@ -175,6 +175,7 @@ class DatabaseStore:
                         previous=LobbyState.MEASUREMENT_RUNNING.value,
                         state=LobbyState.OPEN.value,
                     )
+                    await record_lobby(session, self._app.history, lobby)
                 else:
                     lobby = None  # closed meanwhile, or already open
             await session.commit()
@@ -183,7 +184,6 @@ class DatabaseStore:
         released = lobby
 
         async def announce() -> None:
-            record_lobby(self._app.recorder, released)
             await self._app.broadcaster.lobby_updated(released, service.Change.STATE_CHANGED, state.admin_device_id)
 
         return announce
