@@ -86,9 +86,10 @@ async def test_app_room_model_snapshot_job_and_simulation(full_suite: Suite) -> 
         assert simulated["room"]["volume_m3"] == pytest.approx(6 * 4 * 2.7)
         rt60_s = (pair["bands"]["500"]["rt60_s"] + pair["bands"]["1000"]["rt60_s"]) / 2
         eyring_s = (simulated["room"]["eyring_rt60_s"]["500"] + simulated["room"]["eyring_rt60_s"]["1000"]) / 2
-        # absorption on the floor alone with scattering 0.1 is not a diffuse field: such a room decays 40-55 %
-        # slower than Eyring (simulation README, "Scattering matters"); this checks the scene reached the engine
-        assert rt60_s == pytest.approx(eyring_s, rel=0.6)
+        # absorption on the floor alone with scattering 0.1 is not a diffuse field: sound grazing between the hard
+        # walls decays 2-3 x slower than Eyring predicts (simulation README, "Scattering matters"; the polygon
+        # is now the same ray-tracer run as its shoebox); this checks that the scene reached the engine
+        assert eyring_s < rt60_s < 3 * eyring_s
 
         broken = copy.deepcopy(APP_SCENE)
         broken["rooms"][0]["walls"] = broken["rooms"][0]["walls"][:2]

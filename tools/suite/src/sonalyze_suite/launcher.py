@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -54,10 +55,26 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
+# Free ports are drawn below Linux's ephemeral range (32768-60999): a port the kernel hands out with bind(0)
+# is also where outgoing connections get their local ports, so between choosing it and a service binding it
+# (or binding it again after a restart) a client socket may take it.
+FREE_PORT_RANGE: Final = range(20_000, 32_000)
+_port_random = random.Random()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, outside the range outgoing connections use."""
+    for _ in range(100):
+        port = _port_random.choice(FREE_PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
 REPLICATED: Final = ("gateway", "lobby")  # the services that may run as several processes
