@@ -7,9 +7,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
-from sqlalchemy import ForeignKeyConstraint, UniqueConstraint, inspect
+from sqlalchemy import inspect
 
 from sonalyze_db import make_engine
+from sonalyze_db.migrations import database_constraint_names, metadata_constraint_names
 from sonalyze_lobby import migrations
 from sonalyze_lobby.main import create_app
 from sonalyze_lobby.models import Base
@@ -26,31 +27,6 @@ async def _diff(engine) -> list:
         return await connection.run_sync(
             lambda c: compare_metadata(MigrationContext.configure(c, opts={"compare_type": True}), Base.metadata)
         )
-
-
-async def constraint_names(engine) -> set[str]:
-    """Foreign keys, unique constraints and indexes of the migrated database, by name."""
-
-    def read(connection) -> set[str]:
-        inspector = inspect(connection)
-        names: set[str] = set()
-        for table in set(inspector.get_table_names()) - {"alembic_version"}:
-            names |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
-            names |= {uq["name"] for uq in inspector.get_unique_constraints(table)}
-            names |= {ix["name"] for ix in inspector.get_indexes(table)}
-        return names
-
-    async with engine.connect() as connection:
-        return await connection.run_sync(read)
-
-
-def metadata_names() -> set[str]:
-    """The names the shared naming convention gives the models' keys and indexes."""
-    names: set[str] = set()
-    for table in Base.metadata.tables.values():
-        names |= {c.name for c in table.constraints if isinstance(c, ForeignKeyConstraint | UniqueConstraint)}
-        names |= {i.name for i in table.indexes}
-    return names
 
 
 class TestMigrations:
@@ -72,11 +48,11 @@ class TestMigrations:
         engine = make_engine(await make_database_url("lobby_names"))
         try:
             await migrations.upgrade(engine)
-            names = await constraint_names(engine)
+            names = await database_constraint_names(engine)
         finally:
             await engine.dispose()
         assert {"fk_participants_lobby_id_lobbies", "fk_lobby_events_lobby_id_lobbies"} <= names
-        assert metadata_names() <= names
+        assert metadata_constraint_names(Base.metadata) <= names
 
     def test_history_is_linear_and_named_by_date(self) -> None:
         script = ScriptDirectory.from_config(migrations.alembic_config())

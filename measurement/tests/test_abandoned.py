@@ -12,36 +12,25 @@ import asyncio
 import hashlib
 import json
 import math
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from reference_cases import ReferenceCase
 
 from sonalyze_measurement.analysis_pool import DEADLINE_GRACE_S, AnalysisPool, WorkerStopped
 from sonalyze_measurement.main import create_app
 from sonalyze_measurement.settings import Settings
-
-
-def is_gone(pid: int) -> bool:
-    """No such process, or only its zombie (it computes nothing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+from sonalyze_suite.testing import process_gone, served_app
 
 
 async def wait_gone(pid: int, since_s: float, limit_s: float) -> float:
-    while not is_gone(pid):
+    while not process_gone(pid):
         assert time.perf_counter() - since_s < limit_s, f"worker {pid} still runs {limit_s:g} s later"
         await asyncio.sleep(0.02)
     return time.perf_counter() - since_s
@@ -81,19 +70,8 @@ class TestDeadline:
 async def served(settings: Settings) -> AsyncIterator[tuple[FastAPI, str]]:
     """The app under uvicorn on a free local port, lifespan and worker pool included."""
     app = create_app(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serving = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        yield app, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
+    async with served_app(app) as base_url:
+        yield app, base_url
 
 
 def analyze_request(job_id: str, via: str, token: str) -> bytes:

@@ -7,7 +7,6 @@ import asyncio
 import json
 import math
 import os
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -16,13 +15,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from sonalyze_protocol.errors import InternalError
 from sonalyze_simulation.main import create_app
 from sonalyze_simulation.pool import SimulationPool
 from sonalyze_simulation.settings import Settings
+from sonalyze_suite.testing import process_gone, served_app
 
 Body = Callable[..., dict[str, Any]]
 
@@ -156,28 +155,8 @@ async def served(**overrides: Any) -> AsyncIterator[tuple[FastAPI, str]]:
     """The app under uvicorn on a free local port, lifespan and worker pool included."""
     settings = Settings(simulation_queue_wait_s=60.0, internal_auth_token=TOKEN, log_level="WARNING", **overrides)
     app = create_app(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    serving = asyncio.get_running_loop().create_task(server.serve())
-    try:
-        while not server.started:
-            assert not serving.done(), "uvicorn did not start"
-            await asyncio.sleep(0.02)
-        yield app, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await serving
-
-
-def is_gone(pid: int) -> bool:
-    """No such process, or only its zombie (it computes nothing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    async with served_app(app) as base_url:
+        yield app, base_url
 
 
 def cpu_s(pid: int) -> float:
@@ -211,7 +190,7 @@ async def leave_and_expect_stop(app: FastAPI, client: httpx.AsyncClient, writer:
     assert cpu_s(pid) > before_s, "the worker is not computing; make the simulation heavier"
     left = time.perf_counter()
     writer.close()
-    while not is_gone(pid):
+    while not process_gone(pid):
         assert time.perf_counter() - left < 10.0, "the worker still computes 10 s after its client left"
         await asyncio.sleep(0.02)
     return time.perf_counter() - left

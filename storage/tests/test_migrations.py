@@ -7,10 +7,11 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import ForeignKeyConstraint, UniqueConstraint, inspect
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonalyze_db import make_engine
+from sonalyze_db.migrations import database_constraint_names, metadata_constraint_names
 from sonalyze_storage import migrations
 from sonalyze_storage.models import Base
 
@@ -34,31 +35,6 @@ async def alembic_cli(database_url: str, *args: str) -> str:
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     return output.decode()
-
-
-async def constraint_names(engine) -> set[str]:
-    """Foreign keys, unique constraints and indexes of the migrated database, by name."""
-
-    def read(connection) -> set[str]:
-        inspector = inspect(connection)
-        names: set[str] = set()
-        for table in set(inspector.get_table_names()) - {"alembic_version"}:
-            names |= {fk["name"] for fk in inspector.get_foreign_keys(table)}
-            names |= {uq["name"] for uq in inspector.get_unique_constraints(table)}
-            names |= {ix["name"] for ix in inspector.get_indexes(table)}
-        return names
-
-    async with engine.connect() as connection:
-        return await connection.run_sync(read)
-
-
-def metadata_names() -> set[str]:
-    """The names the shared naming convention gives the models' keys and indexes."""
-    names: set[str] = set()
-    for table in Base.metadata.tables.values():
-        names |= {c.name for c in table.constraints if isinstance(c, ForeignKeyConstraint | UniqueConstraint)}
-        names |= {i.name for i in table.indexes}
-    return names
 
 
 class TestAlembicCommand:
@@ -102,8 +78,8 @@ class TestProgrammaticMigrations:
         engine = make_engine(await make_database_url("storage_names"))
         try:
             await migrations.upgrade(engine)
-            names = await constraint_names(engine)
+            names = await database_constraint_names(engine)
         finally:
             await engine.dispose()
         assert {"fk_analysis_outputs_job_id_upload_name_measurements", "fk_participants_lobby_id_lobbies"} <= names
-        assert metadata_names() <= names
+        assert metadata_constraint_names(Base.metadata) <= names

@@ -22,7 +22,7 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import ForeignKeyConstraint, MetaData, UniqueConstraint, inspect, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -110,3 +110,31 @@ def run_env(target_metadata: MetaData, default_url: Callable[[], str]) -> None:
     ):
         fileConfig(ini, disable_existing_loggers=False)
     asyncio.run(run_async())
+
+
+async def database_constraint_names(engine: AsyncEngine) -> set[str]:
+    """Foreign keys, unique constraints and indexes of a migrated database, by name (alembic's table aside).
+
+    With :func:`metadata_constraint_names` a test sees that the migrations name every key as the models do.
+    """
+
+    def read(connection: Connection) -> set[str]:
+        inspector = inspect(connection)
+        names: set[str] = set()
+        for table in set(inspector.get_table_names()) - {"alembic_version"}:
+            names |= {str(fk["name"]) for fk in inspector.get_foreign_keys(table)}
+            names |= {str(uq["name"]) for uq in inspector.get_unique_constraints(table)}
+            names |= {str(ix["name"]) for ix in inspector.get_indexes(table)}
+        return names
+
+    async with engine.connect() as connection:
+        return await connection.run_sync(read)
+
+
+def metadata_constraint_names(metadata: MetaData) -> set[str]:
+    """The names the naming convention gives the models' foreign keys, unique constraints and indexes."""
+    names: set[str] = set()
+    for table in metadata.tables.values():
+        names |= {str(c.name) for c in table.constraints if isinstance(c, ForeignKeyConstraint | UniqueConstraint)}
+        names |= {str(i.name) for i in table.indexes}
+    return names

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
     from sonalyze_suite.launcher import Suite, SuiteConfig
 
 
@@ -85,3 +87,35 @@ async def running_suite(config: SuiteConfig, log_dir: Path, start_timeout_s: flo
         yield running
     finally:
         await asyncio.to_thread(running.stop)
+
+
+@asynccontextmanager
+async def served_app(app: ASGIApp) -> AsyncIterator[str]:
+    """``app`` under uvicorn in this process on a free local port, lifespan included; yields its base URL.
+
+    For tests that need a real server and the app object together (worker pools, disconnects).
+    """
+    import uvicorn
+
+    from sonalyze_suite.launcher import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:
+            assert not serving.done(), "uvicorn did not start"
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+def process_gone(pid: int) -> bool:
+    """No such process, or only its zombie (it computes nothing), read from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
