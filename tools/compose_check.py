@@ -44,6 +44,7 @@ from sonalyze_devices.client import DeviceClient
 from sonalyze_suite.launcher import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+SPREAD_AGAIN_WAIT_S = 10.0  # twice nginx's fail_timeout for a gateway (deploy/nginx/nginx.conf)
 PROJECT = os.environ.get("COMPOSE_TEST_PROJECT", "sonalyze-compose-test")  # another name: runs side by side
 BASE_IMAGES = ("python:3.11-slim", "postgres:16-alpine")
 SINGLE = ("docker-compose.yml",)
@@ -438,11 +439,18 @@ class ReplicaCheck:
     async def spread_again(self) -> str:
         """nginx reaches the restarted gateway-2 (a new container IP would leave it a stale upstream)."""
         sockets = []
+        # nginx tries a gateway it saw fail again only after the upstream's fail_timeout (5 s): new sockets
+        # are opened until one lands on gateway-2, for at most twice that
+        deadline = time.monotonic() + SPREAD_AGAIN_WAIT_S
         try:
-            for i in range(4):
-                ws, _ = await _open(self.ws_url, f"replica-again-{uuid.uuid4().hex[:8]}-{i}")
+            while True:
+                ws, _ = await _open(self.ws_url, f"replica-again-{uuid.uuid4().hex[:8]}")
                 sockets.append(ws)
-            spread = {n: h["devices"] for n, h in (await asyncio.to_thread(gateways_health, self.compose)).items()}
+                health = await asyncio.to_thread(gateways_health, self.compose)
+                spread = {n: h["devices"] for n, h in health.items()}
+                if min(spread.values()) >= 1 or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
         finally:
             for ws in sockets:
                 await ws.close()
