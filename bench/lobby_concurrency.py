@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from sonalyze_db import make_engine, make_sessionmaker
+from sonalyze_db import RowReader, make_engine, make_sessionmaker, sqlite_file_url
 from sonalyze_lobby import migrations, service
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
@@ -53,6 +53,7 @@ async def main(admin_url: str | None) -> None:
     engine = make_engine(url)
     await migrations.upgrade(engine)
     sessions = make_sessionmaker(engine)
+    rows = RowReader(engine, sqlite_file_url(url))
     settings = Settings(database_url=url)
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"delivered": [], "offline": []}))
     async with httpx.AsyncClient(transport=transport) as http:
@@ -60,7 +61,7 @@ async def main(admin_url: str | None) -> None:
 
         async def act(device_id, use_case, *args):
             async with sessions() as session:
-                ctx = LobbyContext(device_id, None, session, settings, broadcaster)
+                ctx = LobbyContext(device_id, None, session, rows, settings, broadcaster)
                 return await use_case(ctx, *args)
 
         prefix = uuid.uuid4().hex[:6]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sonalyze_db import make_engine, make_sessionmaker
+from sonalyze_db import RowReader, make_engine, make_sessionmaker, sqlite_file_url
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
@@ -99,9 +99,17 @@ async def broadcaster(gateway: FakeGateway, settings: Settings) -> AsyncIterator
         yield Broadcaster(BroadcastClient(GATEWAY_URL, settings.internal_auth_token, client))
 
 
+@pytest.fixture(scope="session")
+def rows(engine: AsyncEngine, database_url: str) -> Iterator[RowReader]:
+    """The lobby's hot reads as the service runs them (inline on a SQLite file, the engine's pool elsewhere)."""
+    reader = RowReader(engine, sqlite_file_url(database_url))
+    yield reader
+    reader.close()
+
+
 @pytest.fixture
 def as_device(
-    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, broadcaster: Broadcaster
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, broadcaster: Broadcaster, rows: RowReader
 ) -> Callable[[str], Any]:
     """``async with as_device("phone-a") as ctx: await service.create_lobby(ctx)``: one session per use."""
 
@@ -111,7 +119,8 @@ def as_device(
             yield LobbyContext(
                 device_id=device_id,
                 request_id=None,
-                session=session,
+                session_source=session,
+                rows=rows,
                 settings=settings,
                 broadcaster=broadcaster,
             )

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from sonalyze_db import RowReader
 from sonalyze_lobby import service
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.history import StorageRelay
@@ -60,7 +61,7 @@ async def rows_of(sessionmaker: async_sessionmaker[AsyncSession], lobby_id: uuid
 
 
 def context(session: AsyncSession, device_id: str, settings: Any, broadcaster: Any, relay: StorageRelay) -> Any:
-    return LobbyContext(device_id, None, session, settings, broadcaster, history=relay)
+    return LobbyContext(device_id, None, session, RowReader(session.bind, None), settings, broadcaster, history=relay)
 
 
 class TestTransactionalOutbox:

@@ -29,6 +29,7 @@ from sonalyze_protocol.errors import Unauthorized
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware
+from sonalyze_protocol.telemetry import TELEMETRY_OFF
 
 if TYPE_CHECKING:
     from sonalyze_gateway.main import Gateway
@@ -38,7 +39,9 @@ logger = logging.getLogger("sonalyze.gateway")
 
 def create_internal_app(gateway: Callable[[], Gateway], settings: Settings) -> FastAPI:
     """The internal API; ``gateway`` returns the running gateway's shared state."""
-    app = FastAPI(title="Sonalyze gateway (internal)", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        telemetry=TELEMETRY_OFF, title="Sonalyze gateway (internal)", docs_url=None, redoc_url=None, openapi_url=None
+    )
     install_error_handlers(app)
     install_json_body_rule(app, settings)
     app.add_middleware(RequestLogMiddleware, quiet_paths=frozenset({"/internal/healthz"}))

@@ -68,6 +68,7 @@ from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, bind_context, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
+from sonalyze_protocol.telemetry import TELEMETRY_OFF
 
 if TYPE_CHECKING:
     from sonalyze_gateway.backplane import Backplane
@@ -197,7 +198,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await session.close()
             await gateway.gc_tuning.stop()
 
-    app = FastAPI(title="Sonalyze gateway", lifespan=lifespan)
+    app = FastAPI(telemetry=TELEMETRY_OFF, title="Sonalyze gateway", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     install_json_body_rule(app, settings)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonalyze_db import PoolSettings, make_engine, make_read_engine, normalize_database_url
@@ -64,6 +66,27 @@ class TestSqliteFile:
         finally:
             await database.dispose()
 
+    async def test_row_reader_reads_inline_each_statement_a_fresh_snapshot_and_never_writes(
+        self, tmp_path: Path
+    ) -> None:
+        """The hot reads (`RowReader`): beside an open write they see the last commit, right after a commit
+        the new one (each statement its own read transaction), and they cannot write."""
+        database = Database.open(f"sqlite+aiosqlite:///{tmp_path}/db.db")
+        count = text("SELECT count(*) FROM t")
+        try:
+            async with database.engine.begin() as connection:
+                await connection.execute(text("CREATE TABLE t (x INTEGER)"))
+                await connection.execute(text("INSERT INTO t VALUES (1)"))
+            assert (await database.rows.all(count))[0][0] == 1
+            async with database.engine.begin() as writer:  # holds the write lock
+                await writer.execute(text("INSERT INTO t VALUES (2)"))
+                assert (await asyncio.wait_for(database.rows.all(count), 1.0))[0][0] == 1
+            assert (await database.rows.all(count))[0][0] == 2
+            with pytest.raises(OperationalError, match="readonly"):
+                await database.rows.all(text("INSERT INTO t VALUES (3)"))
+        finally:
+            await database.dispose()
+
     async def test_in_memory_database_is_one_shared_connection(self) -> None:
         engine = make_engine("sqlite+aiosqlite:///:memory:")
         try:
@@ -86,5 +109,6 @@ async def test_the_test_database_answers_and_postgres_reads_through_the_writer(
             assert database.read_engine is database.engine
         async with database.read_sessionmaker() as session:
             assert (await session.execute(text("SELECT 1"))).scalar() == 1
+        assert (await database.rows.all(text("SELECT :x"), {"x": "seven"}))[0][0] == "seven"
     finally:
         await database.dispose()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import orjson
 from sqlalchemy import Select, bindparam, select
@@ -20,10 +20,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 
+from sonalyze_lobby import lobby_reads
 from sonalyze_lobby.broadcast import LOBBY_PROFILE_UPDATE, LOBBY_ROOM_SNAPSHOT, LOBBY_STEP_UPDATE
 from sonalyze_lobby.codes import generate_code, is_well_formed, normalize_code
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.history import record_lobby
+from sonalyze_lobby.lobby_reads import LobbyRecord
 from sonalyze_lobby.models import (
     DevicePresence,
     Lobby,
@@ -48,6 +50,8 @@ from sonalyze_lobby.schemas import (
 from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidState, NotFound
 
 logger = logging.getLogger("sonalyze.lobby.service")
+
+AnyLobby = TypeVar("AnyLobby", Lobby, LobbyRecord)
 
 CODE_ATTEMPTS: Final = 20
 JOIN_ATTEMPTS: Final = 3
@@ -111,9 +115,14 @@ async def find_lobby_by_code(session: AsyncSession, raw_code: str, *, for_update
     `NotFound` for a code no lobby has, `Conflict` when the only lobby with it is closed.
     """
     code = normalize_code(raw_code)
-    if not is_well_formed(code):
-        raise NotFound(f"no lobby has the code '{code}'")
-    lobby = (await session.execute(_LOBBY_BY_CODE[for_update], {"code": code})).unique().scalar_one_or_none()
+    lobby = None
+    if is_well_formed(code):
+        lobby = (await session.execute(_LOBBY_BY_CODE[for_update], {"code": code})).unique().scalar_one_or_none()
+    return _open_by_code(lobby, code)
+
+
+def _open_by_code(lobby: AnyLobby | None, code: str) -> AnyLobby:
+    """The rule of a lookup by code (the lobby or record found for ``code``, if any): see `find_lobby_by_code`."""
     if lobby is None:
         raise NotFound(f"no lobby has the code '{code}'")
     if lobby.state is LobbyState.CLOSED:
@@ -121,7 +130,7 @@ async def find_lobby_by_code(session: AsyncSession, raw_code: str, *, for_update
     return lobby
 
 
-def is_admin(lobby: Lobby, device_id: str) -> bool:
+def is_admin(lobby: Lobby | LobbyRecord, device_id: str) -> bool:
     return lobby.creator_device_id == device_id
 
 
@@ -263,14 +272,17 @@ async def get_lobby_view(ctx: LobbyContext, query: LobbyGet) -> LobbyView | Lobb
     """Any device may look a lobby up, by id or by code (a closed lobby is found by id only).
 
     Its admin and participants (present or past) get the whole view; anyone else only a summary
-    without device ids, since knowing a code must not reveal whom to impersonate.
+    without device ids, since knowing a code must not reveal whom to impersonate. Read without the ORM
+    (`lobby_reads`): the lobby's hottest event.
     """
     if query.lobby_id is not None:
-        lobby = await get_lobby(ctx.session, query.lobby_id)
+        lobby = await lobby_reads.lobby_by_id(ctx.rows, query.lobby_id)
+        if lobby is None:
+            raise NotFound(f"lobby {query.lobby_id} does not exist")
     else:
         assert query.code is not None
-        lobby = await find_lobby_by_code(ctx.session, query.code)
-    await ctx.session.commit()
+        code = normalize_code(query.code)
+        lobby = _open_by_code(await lobby_reads.lobby_by_code(ctx.rows, code) if is_well_formed(code) else None, code)
     if is_admin(lobby, ctx.device_id) or lobby.participant(ctx.device_id) is not None:
         return LobbyView.of(lobby)
     return LobbySummary.of(lobby)

@@ -22,6 +22,7 @@ from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
+from sonalyze_protocol.telemetry import TELEMETRY_OFF
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -50,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if recorder is not None:
                 await recorder.aclose()
 
-    app = FastAPI(title="Sonalyze measurement", lifespan=lifespan)
+    app = FastAPI(telemetry=TELEMETRY_OFF, title="Sonalyze measurement", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     install_json_body_rule(app, settings)

@@ -15,6 +15,7 @@ from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
 from sonalyze_protocol.storage_client import StorageRecorder, outbox_health
+from sonalyze_protocol.telemetry import TELEMETRY_OFF
 from sonalyze_simulation.gateway_handler import HANDLERS
 from sonalyze_simulation.routes import router
 from sonalyze_simulation.service import SimulationService
@@ -47,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if service.recorder is not None:
                 await service.recorder.aclose()
 
-    app = FastAPI(title="Sonalyze simulation", lifespan=lifespan)
+    app = FastAPI(telemetry=TELEMETRY_OFF, title="Sonalyze simulation", lifespan=lifespan)
     app.state.settings = settings
     install_error_handlers(app)
     install_json_body_rule(app, settings)

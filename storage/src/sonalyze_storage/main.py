@@ -13,6 +13,7 @@ from sonalyze_db import Database, database_status
 from sonalyze_protocol.http_errors import install_error_handlers
 from sonalyze_protocol.json_rule import install_json_body_rule
 from sonalyze_protocol.logs import RequestLogMiddleware, configure_logging
+from sonalyze_protocol.telemetry import TELEMETRY_OFF
 from sonalyze_storage import migrations
 from sonalyze_storage.routes import ROUTERS, install_database_error_handlers
 from sonalyze_storage.settings import Settings
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await database.dispose()
 
     app = FastAPI(
+        telemetry=TELEMETRY_OFF,
         title="Sonalyze storage",
         version="1.0.0",
         description="Long-term record of devices, lobbies, measurements, analyses and simulations.",

@@ -9,6 +9,7 @@ from sonalyze_db.engine import (
     make_read_engine,
     make_sessionmaker,
     normalize_database_url,
+    sqlite_file_url,
 )
 from sonalyze_db.errors import (
     DATABASE_DOWN_ERRORS,
@@ -21,6 +22,7 @@ from sonalyze_db.errors import (
 )
 from sonalyze_db.health import database_status
 from sonalyze_db.migrations import Migrations, run_env
+from sonalyze_db.rows import RowReader
 from sonalyze_db.types import NAMING_CONVENTION, UTCDateTime, naming_metadata, utcnow
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "Database",
     "Migrations",
     "PoolSettings",
+    "RowReader",
     "UTCDateTime",
     "database_status",
     "database_unavailable",
@@ -45,5 +48,6 @@ __all__ = [
     "naming_metadata",
     "normalize_database_url",
     "run_env",
+    "sqlite_file_url",
     "utcnow",
 ]

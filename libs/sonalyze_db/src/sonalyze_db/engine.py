@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from sonalyze_db import sqlite_inline
+from sonalyze_db.rows import RowReader
 
 # the writer waits this long for SQLite's write lock, which only another process (a migration run by
 # hand) can hold: in this process writers take turns on one connection before they ask for it
@@ -66,6 +67,12 @@ def is_sqlite(database_url: str) -> bool:
 
 def _in_memory(database_url: str) -> bool:
     return make_url(database_url).database in (None, "", ":memory:")
+
+
+def sqlite_file_url(database_url: str) -> str | None:
+    """The (async-driver) URL when the database is a SQLite file, else None."""
+    database_url = normalize_database_url(database_url)
+    return database_url if is_sqlite(database_url) and not _in_memory(database_url) else None
 
 
 def sqlite_writer_pragmas(synchronous: Synchronous) -> tuple[str, ...]:
@@ -153,13 +160,15 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str, pragmas: tuple[str, ..
 
 @dataclass(frozen=True, slots=True)
 class Database:
-    """A service's engines and their sessionmakers: ``writer`` for use cases that may write, ``reader``
-    for those that only read (the same engine except on a SQLite file)."""
+    """A service's engines and their sessionmakers: ``engine`` for use cases that may write, ``read_engine``
+    for those that only read (the same engine except on a SQLite file), and ``rows`` for a hot read of one
+    statement (`RowReader`)."""
 
     engine: AsyncEngine
     read_engine: AsyncEngine
     sessionmaker: async_sessionmaker[AsyncSession]
     read_sessionmaker: async_sessionmaker[AsyncSession]
+    rows: RowReader
 
     @classmethod
     def open(
@@ -167,9 +176,11 @@ class Database:
     ) -> Database:
         engine = make_engine(database_url, pool, synchronous=synchronous)
         read_engine = make_read_engine(database_url, engine, pool)
-        return cls(engine, read_engine, make_sessionmaker(engine), make_sessionmaker(read_engine))
+        rows = RowReader(read_engine, sqlite_file_url(database_url))
+        return cls(engine, read_engine, make_sessionmaker(engine), make_sessionmaker(read_engine), rows)
 
     async def dispose(self) -> None:
+        self.rows.close()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()
