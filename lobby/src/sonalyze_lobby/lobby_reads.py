@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import ColumnElement, Row, Select, Table, bindparam, select
+from sqlalchemy import ColumnElement, Select, Table, bindparam, select
 
 from sonalyze_db import RowReader
+from sonalyze_db.rows import Row
 from sonalyze_lobby.models import Lobby, LobbyState, Participant, ParticipantStatus
 from sonalyze_lobby.roles import Role
 
@@ -57,7 +58,7 @@ class LobbyRecord:
 _LOBBIES: Final = cast(Table, Lobby.__table__)
 _PARTICIPANTS: Final = cast(Table, Participant.__table__)
 _LOBBY_FIELDS: Final = tuple(f for f in LobbyRecord.__dataclass_fields__ if f != "participants")
-_PARTICIPANT_FIELDS: Final = tuple(ParticipantRecord.__dataclass_fields__)
+_PARTICIPANT_FIELDS: Final = tuple(ParticipantRecord.__dataclass_fields__)  # the records' field order is the rows'
 
 
 def _lobby_with_participants(chosen_lobby_id: ColumnElement[Any]) -> Select[Any]:
@@ -84,16 +85,17 @@ _BY_CODE: Final = _lobby_with_participants(
 )
 
 
-def _record(rows: Sequence[Row[Any]]) -> LobbyRecord | None:
+_N_LOBBY_FIELDS: Final = len(_LOBBY_FIELDS)
+
+
+def _record(rows: Sequence[Row]) -> LobbyRecord | None:
+    """Rows of `_lobby_with_participants` (the lobby's fields, then the participant's) as one record."""
     if not rows:
         return None
-    first = rows[0]._mapping
     participants = tuple(
-        ParticipantRecord(**{name: row._mapping[f"participant_{name}"] for name in _PARTICIPANT_FIELDS})
-        for row in rows
-        if row._mapping["participant_device_id"] is not None
-    )
-    return LobbyRecord(**{name: first[name] for name in _LOBBY_FIELDS}, participants=participants)
+        ParticipantRecord(*row[_N_LOBBY_FIELDS:]) for row in rows if row[_N_LOBBY_FIELDS] is not None
+    )  # a lobby without participants: one row whose participant columns are NULL
+    return LobbyRecord(**dict(zip(_LOBBY_FIELDS, rows[0], strict=False)), participants=participants)
 
 
 async def lobby_by_id(rows: RowReader, lobby_id: uuid.UUID) -> LobbyRecord | None:
