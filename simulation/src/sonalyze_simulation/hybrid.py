@@ -9,8 +9,11 @@ room, T30 33 % long at absorption 0.3 (issue 15).
 Here the two parts are computed separately and joined at a transition time ``t_x``:
 
 - the image sources (specular, unattenuated by scattering) up to an order ``K`` that is complete until
-  ``t_x`` (every reflection arriving before ``t_x`` is of order at most ``K``); ``t_x`` is at most `EARLY_S`
-  after the direct sound, or a sixth of the Eyring RT60 (the first 10 dB of the decay) if that is shorter;
+  ``t_x`` (every reflection arriving before ``t_x`` is of order at most ``K``). ``t_x`` follows the surfaces'
+  scattering ``s`` (`early_s`): the image sources carry the response while most of a reflection's energy is
+  still specular, ``(1 - s) ** n >= 1/2`` after ``n`` reflections; without scattering that is the whole decay,
+  as far as their order can reach within the cost budget; with scattering at least `EARLY_S` after the direct
+  sound, or a sixth of the Eyring RT60 (the first 10 dB of the decay) if that is shorter;
 - after ``t_x``, white noise shaped per octave band by the ray tracer's energy histogram (all orders,
   scattering included), smoothed so the rays' counting noise does not reach the response, and scaled so its
   energy over the last half of the span between the direct sound and ``t_x`` equals the image sources' there.
@@ -41,6 +44,23 @@ EARLY_FRACTION_OF_RT: Final = 1.0 / 6.0
 range). Later than that, the specular image sources (which ignore scattering) would set the slope of T20/T30
 (measured: T30 +36 % against Eyring at absorption 0.5, scattering 0.3, with 80 ms); shorter, the rays' counting
 noise would set C50 and EDT."""
+
+SPECULAR_SHARE: Final = 0.5
+"""The image sources carry the response while reflections keep at least this share of their energy specular:
+``n <= ln(1/2) / ln(1 - s)`` reflections (s = 0.1: 6.6, s = 0.3: 1.9), ``n`` mean free paths after the direct
+sound. Where reflections stay specular the image sources are the exact model, and the rays only add the
+statistical tail; where they scatter, image sources beyond that order would set a specular decay (above).
+At s >= 0.3 this is never later than the rule above (the first 10 dB of the decay for absorption < 0.68)."""
+
+SPECULAR_COVER_FRACTION_OF_RT: Final = 2.0
+"""Without scattering the image sources carry the response up to twice the Eyring RT60 after the direct sound
+(a specular box decays up to ~75 % slower than Eyring, and the response is cut 80 dB down), or as far as their
+order reaches within the cost budget: the rays' tail then only adds the energy their order misses. Measured
+against image sources of high order (``bench/simulation_grid.py --positions``: 3 shoeboxes, 2 positions each,
+absorption 0.05-0.5, scattering 0, worst mid band): handing over after 80 ms / RT/6 as with scattering, one
+position's EDT was up to 36 % and C80 4.7 dB off; up to a third of RT60, C80 still 4.7 dB (absorption 0.5:
+C80's late part was the tail); one RT60, 4.3 % and 1.3 dB; two, 4.3 % and 0.1 dB (the 4.3 % at absorption
+0.05, where order 100 is complete for only the first 0.7 s)."""
 
 MIN_EARLY_S: Final = 0.015
 """Below this coverage the join falls back to the earliest complete time it can have (a huge hall with a
@@ -78,7 +98,13 @@ CROSSFADE_S: Final = 0.002
 """Raised-cosine crossfade at ``t_x`` (so no click, and no spectral artefact from a hard cut)."""
 
 MAX_ORDER: Final = 30
-"""Highest image-source order the hybrid asks for (a shoebox 1 m high reaches 50 ms at order 18)."""
+"""Highest image-source order the hybrid asks for to cover the first 10 dB (a shoebox 1 m high reaches 50 ms
+at order 18); the node budget below caps it further, in every room (the transition was measured so)."""
+
+LATTICE_MAX_ORDER: Final = 100
+"""Highest order when the image sources carry a specular response longer than that, on the shoebox lattice
+only (1.3 million images, about 2.5 s for one pair at 16 kHz; a 2.5 m high room is complete for 0.73 s): the
+request's own limit; planning lowers it to keep within half the cost budget."""
 
 POLYGON_NODE_BUDGET: Final = 2.0e6
 """Nodes of the general image-source search allowed for one source (6 surfaces: order 8, 0.03 s measured;
@@ -91,26 +117,55 @@ def search_nodes(order: int, n_surfaces: int) -> float:
     return float(sum(n_surfaces * branching ** (k - 1) for k in range(1, order + 1)))
 
 
-def early_s(eyring_mid_s: float) -> float:
-    """How long after the direct sound the image sources carry the hybrid's response (see `EARLY_S`)."""
-    return max(MIN_EARLY_S, min(EARLY_S, EARLY_FRACTION_OF_RT * eyring_mid_s))
+def specular_orders(scattering: float) -> float:
+    """Reflections after which a path's specular share ``(1 - s) ** n`` falls to `SPECULAR_SHARE` (inf at s = 0)."""
+    if not 0.0 <= scattering <= 1.0:
+        raise ValueError(f"scattering must lie in [0, 1], got {scattering}")
+    if scattering == 0.0:
+        return math.inf
+    if scattering == 1.0:
+        return 0.0
+    return math.log(SPECULAR_SHARE) / math.log1p(-scattering)
+
+
+def early_s(
+    eyring_mid_s: float,
+    scattering: float = 1.0,
+    mean_free_path_m: float = 0.0,
+    speed_of_sound_m_s: float = 343.0,
+) -> float:
+    """How long after the direct sound the image sources carry the hybrid's response.
+
+    ``max(min(EARLY_S, RT/6), min(n_s * l / c, RT))``: at least the first 10 dB of the Eyring decay (or
+    `EARLY_S`), and beyond that while reflections stay mostly specular, ``n_s`` = `specular_orders` mean free
+    paths ``l`` (up to the whole RT60 without scattering: `SPECULAR_COVER_FRACTION_OF_RT`). ``scattering`` is
+    the surfaces' mean mid-band scattering coefficient; the defaults give the first term alone.
+    """
+    base = max(MIN_EARLY_S, min(EARLY_S, EARLY_FRACTION_OF_RT * eyring_mid_s))
+    specular = specular_orders(scattering) * mean_free_path_m / speed_of_sound_m_s if mean_free_path_m > 0 else 0.0
+    return max(base, min(specular, SPECULAR_COVER_FRACTION_OF_RT * eyring_mid_s))
 
 
 def hybrid_order(
-    shortest_extent_m: float, direct_max_m: float, n_surfaces: int, speed_of_sound_m_s: float, early: float = EARLY_S
+    shortest_extent_m: float,
+    direct_max_m: float,
+    n_surfaces: int,
+    speed_of_sound_m_s: float,
+    early: float = EARLY_S,
+    on_lattice: bool = False,
 ) -> int:
     """Image-source order for the hybrid: enough to be complete ``early`` s after the latest direct sound.
 
     A reflection path of order ``K`` is at least about ``(K - 1)`` times the room's shortest extent long, so
-    ``K = 1 + (d + c * early) / L_min`` reaches the target. Bounded by `MAX_ORDER` and, with the same rule
-    for shoebox and polygon rooms so a rectangle entered as a polygon gets the shoebox's order, by
-    `POLYGON_NODE_BUDGET`.
+    ``K = 1 + (d + c * early) / L_min`` reaches the target. Bounded by `LATTICE_MAX_ORDER` on the shoebox lattice
+    (a shoebox, or a rectangle along the axes entered as a polygon: the same images, so the same order), else by
+    `MAX_ORDER` and `POLYGON_NODE_BUDGET` (the general search is exponential in the order).
     """
     if shortest_extent_m <= 0:
         raise ValueError(f"shortest_extent_m must be > 0, got {shortest_extent_m}")
     wanted = 1 + math.ceil((direct_max_m + speed_of_sound_m_s * early) / shortest_extent_m)
-    order = max(2, min(wanted, MAX_ORDER))
-    while order > 2 and search_nodes(order, n_surfaces) > POLYGON_NODE_BUDGET:
+    order = max(2, min(wanted, LATTICE_MAX_ORDER if on_lattice else MAX_ORDER))
+    while not on_lattice and order > 2 and search_nodes(order, n_surfaces) > POLYGON_NODE_BUDGET:
         order -= 1
     return order
 

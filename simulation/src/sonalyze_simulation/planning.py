@@ -240,15 +240,30 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
     notes: list[str] = []
     max_order = request.max_order
     mid_eyring = estimates.eyring_rt60_s[2:5]
-    early_s = hybrid.early_s(float(np.mean(np.where(np.isfinite(mid_eyring), mid_eyring, 60.0))))
+    eyring_mid_s = float(np.mean(np.where(np.isfinite(mid_eyring), mid_eyring, 60.0)))
+    early_s = hybrid.early_s(eyring_mid_s, _mid_scattering(geometry), mfp_m, SPEED_OF_SOUND_M_S)
     if request.method == "hybrid" and max_order is None:
-        max_order = hybrid.hybrid_order(
-            _shortest_extent_m(geometry),
-            max(math.dist(s.position_m, m.position_m) for s in sources for m in microphones),
-            len(geometry.surfaces),
-            SPEED_OF_SOUND_M_S,
-            early_s,
-        )
+
+        def order_for(early: float, on_lattice: bool) -> int:
+            return hybrid.hybrid_order(
+                _shortest_extent_m(geometry),
+                max(math.dist(s.position_m, m.position_m) for s in sources for m in microphones),
+                len(geometry.surfaces),
+                SPEED_OF_SOUND_M_S,
+                early,
+                on_lattice=on_lattice,
+            )
+
+        # the first 10 dB of the decay at the order every room gets (a polygon's search budget); beyond that,
+        # while reflections stay specular (`hybrid.early_s`), the lattice's higher orders within half the
+        # budget, as method ism. At scattering >= 0.3 nothing changes: the image sources' specular decay
+        # must not reach T30 there, and the transition was measured at this order
+        base_early_s = hybrid.early_s(eyring_mid_s)
+        max_order = least_order = order_for(base_early_s, on_lattice=False)
+        if early_s > base_early_s and geometry.on_lattice:
+            max_order = max(least_order, order_for(early_s, on_lattice=True))
+        while max_order > least_order and cost_for(max_order)[1].total_s > limits.cost_budget_s / 2:
+            max_order = max(least_order, max_order - max(1, max_order // 10))
     elif request.method == "ism" and max_order is None:
         max_order = _auto_ism_order(eyring_max_s, mfp_m, geometry.on_lattice)
         while max_order > 1 and cost_for(max_order)[1].total_s > limits.cost_budget_s / 2:
@@ -300,6 +315,13 @@ def _longest_extent_m(geometry: GeometryPlan) -> float:
     points = np.array(geometry.vertices, dtype=float)
     span_m = float(np.max(np.linalg.norm(points[:, None, :] - points[None, :, :], axis=-1)))
     return max(span_m, geometry.height_m)
+
+
+def _mid_scattering(geometry: GeometryPlan) -> float:
+    """The surfaces' scattering coefficient in the mid bands (500 Hz-2 kHz), averaged over area."""
+    areas = np.array([s.area_m2 for s in geometry.surfaces])
+    scattering = np.array([np.mean(s.scattering[2:5]) for s in geometry.surfaces])
+    return float(np.clip(np.sum(areas * scattering) / np.sum(areas), 0.0, 1.0))
 
 
 def _shortest_extent_m(geometry: GeometryPlan) -> float:
