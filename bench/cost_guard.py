@@ -20,6 +20,9 @@ from sonalyze_simulation.planning import Limits, make_plan
 from sonalyze_simulation.schemas import SimulationRequest
 
 UNLIMITED = Limits(max_pairs=64, cost_budget_s=1e9)
+SERVICE = Limits(max_pairs=32, cost_budget_s=20.0)
+"""The service's default limits: the hybrid without scattering takes image sources as high as half of this
+budget allows (`sonalyze_simulation.planning`), so its cases are planned as the service plans them."""
 SIZES_M = (3.0, 10.0, 30.0, 100.0, 200.0)
 QUICK_SIZES_M = (3.0, 30.0, 200.0)
 ISM_ORDERS = (0, 3, 10, 30, 60, 100)
@@ -32,11 +35,13 @@ def room_of(size_m: float) -> tuple[float, float, float]:
     return (size_m, round(0.8 * size_m, 2), round(min(50.0, max(2.5, size_m / 5)), 2))
 
 
-def request_for(size_m: float, method: str, max_order: int | None, rate_hz: int, n_rays: int | None) -> dict[str, Any]:
+def request_for(
+    size_m: float, method: str, max_order: int | None, rate_hz: int, n_rays: int | None, scattering: float = 0.1
+) -> dict[str, Any]:
     x, y, z = room_of(size_m)
     body: dict[str, Any] = {
         "room": {"type": "shoebox", "dimensions_m": [x, y, z],
-                 "default_material": {"absorption": 0.15, "scattering": 0.1}},
+                 "default_material": {"absorption": 0.15, "scattering": scattering}},
         "sources": [{"id": "s", "position_m": [0.3 * x, 0.4 * y, min(1.5, z / 2)]}],
         "microphones": [{"id": "m", "position_m": [0.7 * x, 0.6 * y, min(1.2, z / 2)]}],
         "method": method,
@@ -49,23 +54,24 @@ def request_for(size_m: float, method: str, max_order: int | None, rate_hz: int,
     return body
 
 
-def grid(quick: bool) -> list[dict[str, Any]]:
+def grid(quick: bool) -> list[tuple[dict[str, Any], Limits]]:
     cases = []
     for size_m in QUICK_SIZES_M if quick else SIZES_M:
         for rate_hz in RATES_HZ:
             for order in QUICK_ISM_ORDERS if quick else ISM_ORDERS:
-                cases.append(request_for(size_m, "ism", order, rate_hz, None))
-            cases.append(request_for(size_m, "hybrid", None, rate_hz, None))
-            cases.append(request_for(size_m, "ray_tracing", None, rate_hz, 2000))
+                cases.append((request_for(size_m, "ism", order, rate_hz, None), UNLIMITED))
+            cases.append((request_for(size_m, "hybrid", None, rate_hz, None), UNLIMITED))
+            cases.append((request_for(size_m, "hybrid", None, rate_hz, None, scattering=0.0), SERVICE))
+            cases.append((request_for(size_m, "ray_tracing", None, rate_hz, 2000), UNLIMITED))
             if not quick:
-                cases.append(request_for(size_m, "ray_tracing", None, rate_hz, 20000))
+                cases.append((request_for(size_m, "ray_tracing", None, rate_hz, 20000), UNLIMITED))
     return cases
 
 
-def _child(body: dict[str, Any], queue: Any) -> None:
+def _child(body: dict[str, Any], limits: Limits, queue: Any) -> None:
     from sonalyze_simulation.worker import run_plan
 
-    plan = make_plan(SimulationRequest.model_validate(body), UNLIMITED).plan
+    plan = make_plan(SimulationRequest.model_validate(body), limits).plan
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     run_plan(plan)
@@ -73,11 +79,11 @@ def _child(body: dict[str, Any], queue: Any) -> None:
     queue.put((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime, time.perf_counter() - started))
 
 
-def measure(body: dict[str, Any], timeout_s: float) -> tuple[float, float] | None:
+def measure(body: dict[str, Any], limits: Limits, timeout_s: float) -> tuple[float, float] | None:
     """(cpu_s, wall_s) of one worker run, or None when it outlived ``timeout_s``."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(body, queue))
+    process = context.Process(target=_child, args=(body, limits, queue))
     process.start()
     process.join(timeout_s + 30)  # the child also imports the engine (not counted)
     if process.is_alive():
@@ -95,12 +101,14 @@ def main() -> None:
     print(f"{'room_m':<18}{'method':<12}{'order':>6}{'rays':>7}{'rate':>7}{'est_s':>9}{'cpu_s':>9}{'wall_s':>9}"
           f"{'ratio':>7}  main stage")  # fmt: skip
     ratios = []
-    for body in grid(args.quick):
-        planned = make_plan(SimulationRequest.model_validate(body), UNLIMITED)
+    for body, limits in grid(args.quick):
+        planned = make_plan(SimulationRequest.model_validate(body), limits)
         settings = planned.plan
         estimate_s = planned.cost.total_s
-        measured = measure(body, args.case_timeout_s)
+        measured = measure(body, limits, args.case_timeout_s)
         room = "x".join(f"{d:g}" for d in body["room"]["dimensions_m"])
+        if body["method"] == "hybrid":
+            room += f" s={body['room']['default_material']['scattering']:g}"
         order = "-" if settings.max_order is None else str(settings.max_order)
         rays = settings.ray_tracing.n_rays if settings.ray_tracing else "-"
         head = f"{room:<18}{body['method']:<12}{order:>6}{rays!s:>7}{body['sample_rate_hz']:>7}{estimate_s:>9.2f}"

@@ -1,8 +1,9 @@
 """Validation grid of the simulator: hybrid and ray tracing against Eyring and high-order image sources,
 and a rectangle entered as a polygon against the same shoebox, for every method.
 
-    .venv/bin/python bench/simulation_grid.py            # 3 rooms x 4 absorptions x 3 scatterings
-    .venv/bin/python bench/simulation_grid.py --quick    # the 8 x 6 x 3 m room only
+    .venv/bin/python bench/simulation_grid.py              # 3 rooms x 4 absorptions x 3 scatterings, then positions
+    .venv/bin/python bench/simulation_grid.py --quick      # the 8 x 6 x 3 m room only
+    .venv/bin/python bench/simulation_grid.py --positions  # only the per-position table
 
 Columns: T30/Ey %: worst signed error over the 500 Hz-2 kHz bands against Eyring (issue 15 target: within
 10 % where scattering >= 0.3). "vs ISM": EDT %, C50 dB, C80 dB, mid-band means against image sources of order
@@ -11,17 +12,26 @@ reference of the hybrid: image sources without scattering, the ray tracer alone 
 target one JND (5 %, 1 dB; see PLAN.md, issue 15, for the choice). "poly" columns: the same room as a polygon
 minus the shoebox, same method and seed, worst band (target: 2 %, 0.5 dB). Cells that miss a target are marked
 "*". See `sonalyze_simulation.validation` for the definitions.
+
+The per-position table: the hybrid against image sources of high order at each room's two placements
+(`validation.POSITIONS`), scattering 0 (target: one JND, 5 % and 1 dB, in every mid band) and 0.1 (for
+information: image sources ignore that scattering), worst band and mid-band mean, then the worst and mean
+magnitude over positions with the verdict.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import numpy as np
+
 from sonalyze_simulation import validation as v
+from sonalyze_simulation.planning import make_plan
 
 ABSORPTIONS = (0.05, 0.15, 0.3, 0.5)
 SCATTERINGS = (0.0, 0.3, 0.6)
@@ -37,12 +47,69 @@ def mark(value: float | None, limit: float | None) -> str:
     return text + " "
 
 
+POSITION_SCATTERINGS = (0.0, 0.1)
+JND = (5.0, 1.0, 1.0)
+"""EDT %, C50 dB, C80 dB."""
+
+
+def positions_table(rooms: list[v.Room]) -> None:
+    """Hybrid against image sources of high order at every position: worst mid band and mid-band mean."""
+    print("\nper position: hybrid - image sources of high order; worst of 500 Hz-2 kHz (band) and mid-band mean")
+    print(
+        f"{'room':8} {'pos':>3} {'alpha':>5} {'scat':>4} {'order':>5} | band: {'EDT%':>7} {'C50':>7} {'C80':>7} "
+        f"| mean: {'EDT%':>7} {'C50':>7} {'C80':>7}"
+    )
+    worst: dict[float, list[list[float]]] = {s: [[], [], [], [], [], []] for s in POSITION_SCATTERINGS}
+    for room in rooms:
+        for p, placed in enumerate(v.placements(room)):
+            for alpha in ABSORPTIONS:
+                ism = v.reference(placed, alpha)
+                for scattering in POSITION_SCATTERINGS:
+                    req = v.request(placed, "hybrid", alpha, scattering)
+                    order = make_plan(req, v.NO_LIMITS).plan.max_order
+                    hybrid, eyring = v.run(req)
+                    band = v.compare(hybrid, ism, eyring)
+                    mean = v.early_errors(hybrid, ism)
+                    values = [
+                        band.edt_vs_ism_pct,
+                        band.c50_vs_ism_db,
+                        band.c80_vs_ism_db,
+                        mean["edt_s"],
+                        mean["c50_db"],
+                        mean["c80_db"],
+                    ]
+                    limits = JND + JND if scattering == 0.0 else (None,) * 6
+                    for i, value in enumerate(values):
+                        worst[scattering][i].append(float("inf") if value is None else value)
+                    cells = [mark(value, limit) for value, limit in zip(values, limits, strict=True)]
+                    print(
+                        f"{room.name:8} {p:>3} {alpha:5.2f} {scattering:4.1f} {order!s:>5} |       "
+                        + " ".join(f"{x:>7}" for x in cells[:3])
+                        + " |       "
+                        + " ".join(f"{x:>7}" for x in cells[3:]),
+                        flush=True,
+                    )
+    for scattering, columns in worst.items():
+        worst_cells = " ".join(f"{mark(max(c, key=abs), None):>7}" for c in columns)
+        # a null (one model gives the value, the other cannot) counts as a miss in "worst", not in the mean
+        mean_cells = " ".join(f"{v.fmt(float(np.mean([abs(x) for x in c if math.isfinite(x)]))):>7} " for c in columns)
+        hits = all(abs(x) <= limit for c, limit in zip(columns, JND + JND, strict=True) for x in c)
+        verdict = ("within one JND at every position" if hits else "misses one JND") if scattering == 0.0 else "-"
+        print(f"scattering {scattering:.1f} worst:      {worst_cells}   {verdict}")
+        print(f"scattering {scattering:.1f} mean |.|:   {mean_cells}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the 8 x 6 x 3 m room")
+    parser.add_argument("--positions", action="store_true", help="only the per-position table")
     args = parser.parse_args()
     rooms = [r for r in v.ROOMS if r.name == "8x6x3"] if args.quick else list(v.ROOMS)
     started = time.perf_counter()
+    if args.positions:
+        positions_table(rooms)
+        print(f"\n{time.perf_counter() - started:.0f} s")
+        return 0
     print("hybrid and ray tracing against Eyring (T30, worst band), image sources of high order (mid-band means)")
     print("and the hybrid's early-response reference; polygon - shoebox (worst band). * = misses the target")
     header = (
@@ -107,6 +174,7 @@ def main() -> int:
                     for x in (mark(p.t30_pct, 2.0), mark(p.edt_pct, 2.0), mark(p.c50_db, 0.5), mark(p.c80_db, 0.5))
                 )
             )
+    positions_table(rooms)
     print(f"\n{counts['cells']} cells, {time.perf_counter() - started:.0f} s")
     return 0
 
