@@ -39,7 +39,7 @@ class TestRowsGiveTheOrmView:
         by_id = await lobby_reads.lobby_by_id(rows, view.lobby_id)
         by_code = await lobby_reads.lobby_by_code(rows, view.code)
         assert by_id is not None and by_code == by_id
-        assert LobbyView.of(by_id) == expected
+        assert by_id == expected
         assert [p.device_id for p in by_id.participants] == [admin, speaker, gone]  # in the order they joined
         assert expected.room_snapshot is not None and expected.participants[1].role is Role.SPEAKER
         assert LobbySummary.of(by_id).participant_count == 2
@@ -50,14 +50,14 @@ class TestRowsGiveTheOrmView:
         first, second, third = devices(3)
         closed = await run(first, service.create_lobby)
         await run(first, service.leave_lobby, closed.lobby_id)
-        closed_record = await lobby_reads.lobby_by_code(rows, closed.code)
-        assert closed_record is not None and closed_record.state is LobbyState.CLOSED
-        assert closed_record.participants[0].device_id == first  # a closed lobby keeps its past participants
+        closed_view = await lobby_reads.lobby_by_code(rows, closed.code)
+        assert closed_view is not None and closed_view.state is LobbyState.CLOSED
+        assert closed_view.participants[0].device_id == first  # a closed lobby keeps its past participants
         reopened = await run(second, service.create_lobby, new_code=lambda: closed.code)
-        assert (await lobby_reads.lobby_by_code(rows, closed.code)).id == reopened.lobby_id
+        assert (await lobby_reads.lobby_by_code(rows, closed.code)).lobby_id == reopened.lobby_id
         await run(second, service.leave_lobby, reopened.lobby_id)
         again = await run(third, service.create_lobby, new_code=lambda: closed.code)
-        assert (await lobby_reads.lobby_by_code(rows, closed.code)).id == again.lobby_id
+        assert (await lobby_reads.lobby_by_code(rows, closed.code)).lobby_id == again.lobby_id
 
     async def test_unknown_lobbies_are_none(self, rows) -> None:
         assert await lobby_reads.lobby_by_id(rows, uuid.uuid4()) is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 from pydantic import (
     BaseModel,
@@ -28,9 +28,6 @@ from sonalyze_lobby.models import (
     Role,
 )
 from sonalyze_protocol.ids import DeviceId
-
-if TYPE_CHECKING:
-    from sonalyze_lobby.lobby_reads import LobbyRecord, ParticipantRecord
 
 MAX_VERTICES: Final = 256
 MAX_POSITIONS: Final = 64
@@ -192,7 +189,7 @@ class ParticipantView(BaseModel):
     joined_at: datetime
 
     @classmethod
-    def of(cls, participant: Participant | ParticipantRecord) -> ParticipantView:
+    def of(cls, participant: Participant) -> ParticipantView:
         return cls(
             device_id=participant.device_id,
             role=participant.role,
@@ -221,8 +218,8 @@ class LobbyView(BaseModel):
     participants: list[ParticipantView]
 
     @classmethod
-    def of(cls, lobby: Lobby | LobbyRecord) -> LobbyView:
-        """Needs ``lobby.participants`` loaded (a record always has them)."""
+    def of(cls, lobby: Lobby) -> LobbyView:
+        """Needs ``lobby.participants`` loaded."""
         return cls(
             lobby_id=lobby.id,
             code=lobby.code,
@@ -246,10 +243,9 @@ class LobbySummary(BaseModel):
     participant_count: int  # joined participants
 
     @classmethod
-    def of(cls, lobby: Lobby | LobbyRecord) -> LobbySummary:
-        """Needs ``lobby.participants`` loaded (a record always has them)."""
+    def of(cls, lobby: LobbyView) -> LobbySummary:
         joined = sum(1 for p in lobby.participants if p.status is ParticipantStatus.JOINED)
-        return cls(lobby_id=lobby.id, code=lobby.code, state=lobby.state, participant_count=joined)
+        return cls(lobby_id=lobby.lobby_id, code=lobby.code, state=lobby.state, participant_count=joined)
 
 
 class EventView(BaseModel):

@@ -25,7 +25,6 @@ from sonalyze_lobby.broadcast import LOBBY_PROFILE_UPDATE, LOBBY_ROOM_SNAPSHOT, 
 from sonalyze_lobby.codes import generate_code, is_well_formed, normalize_code
 from sonalyze_lobby.context import LobbyContext
 from sonalyze_lobby.history import record_lobby
-from sonalyze_lobby.lobby_reads import LobbyRecord
 from sonalyze_lobby.models import (
     DevicePresence,
     Lobby,
@@ -51,7 +50,7 @@ from sonalyze_protocol.errors import BadRequest, Conflict, Forbidden, InvalidSta
 
 logger = logging.getLogger("sonalyze.lobby.service")
 
-AnyLobby = TypeVar("AnyLobby", Lobby, LobbyRecord)
+AnyLobby = TypeVar("AnyLobby", Lobby, LobbyView)
 
 CODE_ATTEMPTS: Final = 20
 JOIN_ATTEMPTS: Final = 3
@@ -130,7 +129,7 @@ def _open_by_code(lobby: AnyLobby | None, code: str) -> AnyLobby:
     return lobby
 
 
-def is_admin(lobby: Lobby | LobbyRecord, device_id: str) -> bool:
+def is_admin(lobby: Lobby, device_id: str) -> bool:
     return lobby.creator_device_id == device_id
 
 
@@ -283,8 +282,8 @@ async def get_lobby_view(ctx: LobbyContext, query: LobbyGet) -> LobbyView | Lobb
         assert query.code is not None
         code = normalize_code(query.code)
         lobby = _open_by_code(await lobby_reads.lobby_by_code(ctx.rows, code) if is_well_formed(code) else None, code)
-    if is_admin(lobby, ctx.device_id) or lobby.participant(ctx.device_id) is not None:
-        return LobbyView.of(lobby)
+    if lobby.creator_device_id == ctx.device_id or any(p.device_id == ctx.device_id for p in lobby.participants):
+        return lobby
     return LobbySummary.of(lobby)
 
 
