@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from sonalyze_db import RowReader, make_engine, make_sessionmaker, sqlite_file_url
+from sonalyze_db import RowReader, make_engine, make_sessionmaker
 from sonalyze_lobby import migrations, service
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
@@ -53,7 +53,7 @@ async def main(admin_url: str | None) -> None:
     engine = make_engine(url)
     await migrations.upgrade(engine)
     sessions = make_sessionmaker(engine)
-    rows = RowReader(engine, sqlite_file_url(url))
+    rows = RowReader(engine)
     settings = Settings(database_url=url)
     transport = httpx.MockTransport(lambda r: httpx.Response(200, json={"delivered": [], "offline": []}))
     async with httpx.AsyncClient(transport=transport) as http:

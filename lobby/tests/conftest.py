@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sonalyze_db import RowReader, make_engine, make_sessionmaker, sqlite_file_url
+from sonalyze_db import RowReader, make_engine, make_sessionmaker
 from sonalyze_lobby import migrations
 from sonalyze_lobby.broadcast import Broadcaster
 from sonalyze_lobby.context import LobbyContext
@@ -100,11 +100,11 @@ async def broadcaster(gateway: FakeGateway, settings: Settings) -> AsyncIterator
 
 
 @pytest.fixture(scope="session")
-def rows(engine: AsyncEngine, database_url: str) -> Iterator[RowReader]:
-    """The lobby's hot reads as the service runs them (inline on a SQLite file, the engine's pool elsewhere)."""
-    reader = RowReader(engine, sqlite_file_url(database_url))
+async def rows(engine: AsyncEngine) -> AsyncIterator[RowReader]:
+    """The lobby's hot reads as the service runs them (on the driver: sqlite3 or asyncpg)."""
+    reader = RowReader(engine)
     yield reader
-    reader.close()
+    await reader.aclose()
 
 
 @pytest.fixture

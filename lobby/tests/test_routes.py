@@ -376,8 +376,12 @@ class TestDatabaseDown:
     async def test_http_answers_503(self, down_client) -> None:
         response = await down_client.post("/lobbies", headers=as_("d1"))
         assert (response.status_code, error_code(response)) == (503, "service_unavailable")
+        response = await down_client.get(f"/lobbies/{uuid.uuid4()}", headers=as_("d1"))  # the hot read's own path
+        assert (response.status_code, error_code(response)) == (503, "service_unavailable")
 
-    @pytest.mark.parametrize(("event", "data"), [("lobby.create", {}), ("device.disconnected", {})])
+    @pytest.mark.parametrize(
+        ("event", "data"), [("lobby.create", {}), ("device.disconnected", {}), ("lobby.get", {"code": "ZZZZ22"})]
+    )
     async def test_events_answer_service_unavailable(self, down_client, event, data) -> None:
         body = {"event": event, "request_id": "r", "device_id": "d1", "data": data}
         response = await down_client.post("/gateway/handle", json=body)

@@ -61,7 +61,7 @@ async def rows_of(sessionmaker: async_sessionmaker[AsyncSession], lobby_id: uuid
 
 
 def context(session: AsyncSession, device_id: str, settings: Any, broadcaster: Any, relay: StorageRelay) -> Any:
-    return LobbyContext(device_id, None, session, RowReader(session.bind, None), settings, broadcaster, history=relay)
+    return LobbyContext(device_id, None, session, RowReader(session.bind), settings, broadcaster, history=relay)
 
 
 class TestTransactionalOutbox:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from sonalyze_db import PoolSettings, make_engine, make_read_engine, normalize_database_url
@@ -110,5 +110,7 @@ async def test_the_test_database_answers_and_postgres_reads_through_the_writer(
         async with database.read_sessionmaker() as session:
             assert (await session.execute(text("SELECT 1"))).scalar() == 1
         assert (await database.rows.all(text("SELECT :x"), {"x": "seven"}))[0][0] == "seven"
+        with pytest.raises(DBAPIError, match=r"(?i)read.?only"):  # the hot reads never write
+            await database.rows.all(text("CREATE TABLE never_created (x INTEGER)"))
     finally:
         await database.dispose()

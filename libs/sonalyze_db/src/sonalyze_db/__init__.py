@@ -9,7 +9,6 @@ from sonalyze_db.engine import (
     make_read_engine,
     make_sessionmaker,
     normalize_database_url,
-    sqlite_file_url,
 )
 from sonalyze_db.errors import (
     DATABASE_DOWN_ERRORS,
@@ -48,6 +47,5 @@ __all__ = [
     "naming_metadata",
     "normalize_database_url",
     "run_env",
-    "sqlite_file_url",
     "utcnow",
 ]

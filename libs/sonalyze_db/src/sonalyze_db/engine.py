@@ -69,12 +69,6 @@ def _in_memory(database_url: str) -> bool:
     return make_url(database_url).database in (None, "", ":memory:")
 
 
-def sqlite_file_url(database_url: str) -> str | None:
-    """The (async-driver) URL when the database is a SQLite file, else None."""
-    database_url = normalize_database_url(database_url)
-    return database_url if is_sqlite(database_url) and not _in_memory(database_url) else None
-
-
 def sqlite_writer_pragmas(synchronous: Synchronous) -> tuple[str, ...]:
     return ("journal_mode=WAL", f"synchronous={synchronous}", "foreign_keys=ON")
 
@@ -176,11 +170,11 @@ class Database:
     ) -> Database:
         engine = make_engine(database_url, pool, synchronous=synchronous)
         read_engine = make_read_engine(database_url, engine, pool)
-        rows = RowReader(read_engine, sqlite_file_url(database_url))
+        rows = RowReader(read_engine)
         return cls(engine, read_engine, make_sessionmaker(engine), make_sessionmaker(read_engine), rows)
 
     async def dispose(self) -> None:
-        self.rows.close()
+        await self.rows.aclose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
         await self.engine.dispose()
