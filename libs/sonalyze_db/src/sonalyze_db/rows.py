@@ -184,6 +184,7 @@ class RowReader:
                     host=url.host, port=url.port, user=url.username, password=url.password, database=url.database,
                     min_size=1, max_size=PG_ROW_READER_CONNECTIONS, timeout=PG_CONNECT_TIMEOUT_S,
                     init=_json_codecs, server_settings={"default_transaction_read_only": "on"},  # as query_only
+                    reset=_nothing_to_reset,
                 )  # fmt: skip
             return self._pg_pool
 
@@ -194,6 +195,12 @@ class RowReader:
         if self._pg_pool is not None:
             pool, self._pg_pool = self._pg_pool, None
             await pool.close()
+
+
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    """A connection goes back to the pool as it came: it only ran one read statement, outside any
+    transaction, so asyncpg's default reset (``RESET ALL``, ``UNLISTEN *``, ... : a second round trip per
+    read) has nothing to undo."""
 
 
 async def _json_codecs(connection: asyncpg.Connection) -> None:
