@@ -2,7 +2,8 @@
 
 ``python stub_backend.py --token T lobby=8101 measurement=8102 simulation=8103``
 
-``POST /gateway/handle`` records every call (``GET /_calls``) and answers by the event's data:
+``POST /gateway/handle`` (and each event of ``/gateway/handle_batch``) records every call (``GET /_calls``)
+and answers by the event's data:
 ``sleep_s`` waits first, ``reply_error`` answers that error object, ``http_status`` answers a bare
 status; otherwise it echoes what it received, with the headers the gateway set.
 Every other path echoes the request (method, path, query, headers, body size and how the body
@@ -39,28 +40,40 @@ def create_app(names_by_port: dict[int, str], token: str) -> FastAPI:
         name = service_name(request)
         return [c for c in calls if c["service"] == name]
 
-    @app.post("/gateway/handle")
-    async def handle(request: Request) -> Response:
-        body = await request.json()
+    async def answer(request: Request, body: dict[str, Any], headers: bool) -> tuple[int, dict[str, Any] | None]:
+        """One event's status and reply (``/gateway/handle``'s, or one entry of a batch's)."""
         call = {
             "service": service_name(request),
             "at_s": time.time(),
             "token_ok": request.headers.get("x-internal-token") == token,
-            "x_request_id": request.headers.get("x-request-id"),
-            "x_device_id": request.headers.get("x-device-id"),
+            "x_request_id": request.headers.get("x-request-id") if headers else None,
+            "x_device_id": request.headers.get("x-device-id") if headers else None,
+            "batched": not headers,
             **body,
         }
         calls.append(call)
         if not call["token_ok"]:
-            return JSONResponse({"error": {"code": "unauthorized", "message": "bad token"}}, status_code=401)
+            return 401, {"error": {"code": "unauthorized", "message": "bad token"}}
         data = body.get("data") or {}
         if sleep_s := data.get("sleep_s"):
             await asyncio.sleep(float(sleep_s))
         if "reply_error" in data:
-            return JSONResponse({"error": data["reply_error"]})
+            return 200, {"error": data["reply_error"]}
         if "http_status" in data:
-            return Response(status_code=int(data["http_status"]))
-        return JSONResponse({"data": call})
+            return int(data["http_status"]), None
+        return 200, {"data": call}
+
+    @app.post("/gateway/handle")
+    async def handle(request: Request) -> Response:
+        status, reply = await answer(request, await request.json(), headers=True)
+        return Response(status_code=status) if reply is None else JSONResponse(reply, status_code=status)
+
+    @app.post("/gateway/handle_batch")
+    async def handle_batch(request: Request) -> Response:
+        """As the services' (`sonalyze_protocol.handlers`): each event answered as alone, concurrently, in order."""
+        events = (await request.json())["events"]
+        answers = await asyncio.gather(*(answer(request, event, headers=False) for event in events))
+        return JSONResponse({"replies": [{"status": status, "reply": reply} for status, reply in answers]})
 
     @app.api_route("/{path:path}", methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
     async def echo(request: Request, path: str) -> Response:

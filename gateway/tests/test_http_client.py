@@ -7,29 +7,34 @@ from typing import Any
 
 import pytest
 
-from sonalyze_gateway.http_client import LifecycleNotifier, _reply_data, header_safe
+from sonalyze_gateway.http_client import LifecycleNotifier, _loads, _reply_data, header_safe
 from sonalyze_gateway.router import Target
 from sonalyze_protocol.errors import AppError, ServiceUnavailable
 
 
+def reply_data(target: Target, status: int, raw: bytes) -> object:
+    """What the forwarder makes of a service's raw answer to one event."""
+    return _reply_data(target, status, _loads(raw))
+
+
 class TestReplyData:
     def test_data_reply_gives_its_data(self) -> None:
-        assert _reply_data(Target.LOBBY, 200, b'{"data": {"code": "ABC234"}}') == {"code": "ABC234"}
+        assert reply_data(Target.LOBBY, 200, b'{"data": {"code": "ABC234"}}') == {"code": "ABC234"}
 
     def test_error_reply_raises_that_error_with_extras(self) -> None:
         with pytest.raises(AppError) as info:
-            _reply_data(Target.LOBBY, 200, b'{"error": {"code": "conflict", "message": "taken", "slot": "s1"}}')
+            reply_data(Target.LOBBY, 200, b'{"error": {"code": "conflict", "message": "taken", "slot": "s1"}}')
         assert info.value.to_error() == {"code": "conflict", "message": "taken", "slot": "s1"}
 
     def test_unknown_error_code_becomes_internal_error(self) -> None:
         with pytest.raises(AppError) as info:
-            _reply_data(Target.LOBBY, 200, b'{"error": {"code": "weird", "message": "?"}}')
+            reply_data(Target.LOBBY, 200, b'{"error": {"code": "weird", "message": "?"}}')
         assert info.value.code == "internal_error"
 
     @pytest.mark.parametrize("raw", [b"not json", b"[1]", b'"x"'])
     def test_a_reply_of_the_wrong_shape_is_internal_error(self, raw: bytes) -> None:
         with pytest.raises(AppError) as info:
-            _reply_data(Target.SIMULATION, 200, raw)
+            reply_data(Target.SIMULATION, 200, raw)
         assert info.value.code == "internal_error"
 
     @pytest.mark.parametrize(
@@ -38,7 +43,7 @@ class TestReplyData:
     )
     def test_transport_statuses_map_to_codes(self, status: int, code: str) -> None:
         with pytest.raises(AppError) as info:
-            _reply_data(Target.MEASUREMENT, status, b"<html>oops</html>")
+            reply_data(Target.MEASUREMENT, status, b"<html>oops</html>")
         assert info.value.code == code
 
 

@@ -13,8 +13,10 @@ timeouts are also ``ClientError``s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
@@ -23,6 +25,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
 from yarl import URL
 
+from sonalyze_gateway.batching import BATCH_AFTER_IN_FLIGHT, RequestBatcher
 from sonalyze_gateway.http1_pool import ConnectFailed, ConnectionFailed, Http1Pool, ResponseTimeout
 from sonalyze_gateway.router import Target
 from sonalyze_gateway.seen_devices import SeenDevices
@@ -36,6 +39,11 @@ from sonalyze_protocol.logs import request_id_var
 logger = logging.getLogger("sonalyze.gateway.http")
 
 HANDLE_PATH: Final = "/gateway/handle"
+HANDLE_BATCH_PATH: Final = "/gateway/handle_batch"
+# events to these targets are batched while the service is busy (`RequestBatcher`): the lobby's are short
+BATCHED_TARGETS: Final = frozenset({Target.LOBBY})
+BATCH_MAX_EVENTS: Final = 64
+BATCH_MAX_BYTES: Final = 512 * 1024  # half the services' JSON body limit; an event is at most 64 KiB
 MAX_POOLED_CONNECTIONS: Final = 256
 HEADER_VALUE_MAX_CHARS: Final = 128
 LIFECYCLE_DRAIN_S: Final = 2.0
@@ -110,39 +118,91 @@ class EventForwarder:
 
     A target's URL may list replicas, comma-separated (``LOBBY_URL``): events go to the last one that
     answered, and to the next one when no connection can be made (nothing was sent, so nothing is sent twice).
+    Events to a target in ``batched`` go through a `RequestBatcher`: one per request while the service keeps
+    up, what waits beyond ``batch_after_in_flight`` requests as one ``/gateway/handle_batch``. Only short
+    events are batched (the lobby's): a long one (``simulation.run``) would hold up the others in its batch,
+    and leaving one stops it only because its request is dropped.
     """
 
-    def __init__(self, base_urls: Mapping[Target, str], token: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        base_urls: Mapping[Target, str],
+        token: str,
+        timeout_s: float,
+        *,
+        batched: frozenset[Target] = BATCHED_TARGETS,
+        batch_after_in_flight: int = BATCH_AFTER_IN_FLIGHT,
+        batch_max_events: int = BATCH_MAX_EVENTS,
+    ) -> None:
         if not (token.isascii() and token.isprintable()):
             raise ValueError("INTERNAL_AUTH_TOKEN must be printable ASCII (it travels in a header)")
         self._pools = {target: [Http1Pool(u) for u in replica_urls(url)] for target, url in base_urls.items()}
         self._heads = {
-            target: [
-                pool.request_head(HANDLE_PATH, [], 0).removesuffix(b"Content-Length: 0\r\n\r\n")
-                + f"Content-Type: application/json\r\n{INTERNAL_TOKEN_HEADER}: {token}\r\n".encode("ascii")
-                for pool in pools
-            ]
-            for target, pools in self._pools.items()
+            path: {
+                target: [
+                    pool.request_head(path, [], 0).removesuffix(b"Content-Length: 0\r\n\r\n")
+                    + f"Content-Type: application/json\r\n{INTERNAL_TOKEN_HEADER}: {token}\r\n".encode("ascii")
+                    for pool in pools
+                ]
+                for target, pools in self._pools.items()
+            }
+            for path in (HANDLE_PATH, HANDLE_BATCH_PATH)
         }
         self._current = dict.fromkeys(self._pools, 0)
         self._timeout_s = timeout_s
+        self.batchers: dict[Target, RequestBatcher[_Event, tuple[int, Any]]] = {
+            target: RequestBatcher(
+                functools.partial(self._post_one, target),
+                functools.partial(self._post_batch, target),
+                max_in_flight=batch_after_in_flight,
+                max_events=batch_max_events,
+                max_bytes=BATCH_MAX_BYTES,
+            )
+            for target in batched
+            if target in self._pools
+        }
 
     async def forward(
         self, target: Target, event: str, request_id: RequestId, device_id: str, data: dict[str, Any]
     ) -> Any:
-        body = orjson.dumps({"event": event, "request_id": request_id, "device_id": device_id, "data": data})
+        body = _Event(
+            orjson.dumps({"event": event, "request_id": request_id, "device_id": device_id, "data": data}),
+            header_safe(device_id),
+            header_safe(request_id),
+        )
+        batcher = self.batchers.get(target)
+        status, reply = await (batcher.submit(body) if batcher is not None else self._post_one(target, body))
+        return _reply_data(target, status, reply)
+
+    async def _post_one(self, target: Target, event: _Event) -> tuple[int, Any]:
         extra = b""
-        if (did := header_safe(device_id)) is not None:
-            extra += f"X-Device-Id: {did}\r\n".encode()
-        if (rid := header_safe(request_id)) is not None:
-            extra += f"X-Request-Id: {rid}\r\n".encode()
-        tail = extra + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        if event.device_id is not None:
+            extra += f"X-Device-Id: {event.device_id}\r\n".encode()
+        if event.request_id is not None:
+            extra += f"X-Request-Id: {event.request_id}\r\n".encode()
+        status, raw = await self._post(target, HANDLE_PATH, extra, event.body)
+        return status, _loads(raw)
+
+    async def _post_batch(self, target: Target, events: list[_Event]) -> list[tuple[int, Any]]:
+        logger.debug("%d events to %s in one batch", len(events), target)
+        status, raw = await self._post(
+            target, HANDLE_BATCH_PATH, b"", b'{"events":[' + b",".join(e.body for e in events) + b"]}"
+        )
+        reply = _loads(raw)
+        replies = reply.get("replies") if status == 200 and isinstance(reply, dict) else None
+        if not isinstance(replies, list) or not all(isinstance(r, dict) for r in replies):
+            _reply_data(target, status, reply)  # raises what a single event's request would have
+            raise InternalError(f"{target} sent a batch reply without its replies")
+        return [(r.get("status", 0), r.get("reply")) for r in replies]
+
+    async def _post(self, target: Target, path: str, extra_headers: bytes, body: bytes) -> tuple[int, bytes]:
+        tail = extra_headers + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
         pools, start = self._pools[target], self._current[target]
         failure = ""
         for step in range(len(pools)):
             index = (start + step) % len(pools)
             try:
-                status, raw = await pools[index].post(self._heads[target][index] + tail, self._timeout_s)
+                status, raw = await pools[index].post(self._heads[path][target][index] + tail, self._timeout_s)
             except ConnectFailed as exc:  # nothing was sent: the next replica may take it
                 failure = str(exc)
                 continue
@@ -151,13 +211,34 @@ class EventForwarder:
             except ConnectionFailed as exc:
                 raise ServiceUnavailable(f"{target} is unavailable: {exc}") from None
             self._current[target] = index
-            return _reply_data(target, status, raw)
+            return status, raw
         raise ServiceUnavailable(f"{target} is unavailable: {failure}")
 
     def close(self) -> None:
+        for batcher in self.batchers.values():
+            batcher.close()
         for pools in self._pools.values():
             for pool in pools:
                 pool.close()
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    """One event as the forwarder sends it: its JSON body and the ids its own request would carry as headers."""
+
+    body: bytes
+    device_id: str | None
+    request_id: str | None
+
+    def __len__(self) -> int:
+        return len(self.body)
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def replica_urls(url: str) -> list[str]:
@@ -165,12 +246,8 @@ def replica_urls(url: str) -> list[str]:
     return [part.strip().rstrip("/") for part in url.split(",") if part.strip()]
 
 
-def _reply_data(target: Target, status: int, raw: bytes) -> Any:
+def _reply_data(target: Target, status: int, reply: Any) -> Any:
     """``{"data": ...}`` -> data; ``{"error": {...}}`` -> that error raised; anything else -> a clear error."""
-    try:
-        reply = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        reply = None
     if isinstance(reply, dict):
         error = reply.get("error")
         if isinstance(error, dict):

@@ -145,7 +145,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             Target.MEASUREMENT: settings.measurement_url,
             Target.SIMULATION: settings.simulation_url,
         }
-        forwarder = EventForwarder(urls, settings.internal_auth_token, settings.http_timeout_seconds)
+        forwarder = EventForwarder(
+            urls,
+            settings.internal_auth_token,
+            settings.http_timeout_seconds,
+            batch_after_in_flight=settings.event_batch_after_in_flight,
+        )
         recorder = await StorageRecorder.from_settings("gateway", settings)
         app.state.recorder = recorder
         seen = SeenDevices(recorder) if recorder is not None else None

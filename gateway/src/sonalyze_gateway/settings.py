@@ -7,9 +7,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Final
 
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from sonalyze_gateway.batching import BATCH_AFTER_IN_FLIGHT
 from sonalyze_protocol.settings import ServiceSettings, strip_url
 
 # an HS256 key shorter than the hash's 32 bytes weakens it (RFC 7518 section 3.2)
@@ -40,6 +41,8 @@ class Settings(ServiceSettings):
     outbound_queue_frames: int = 256
     # forwarded events waiting on one service at a time; beyond it the gateway answers `overloaded` at once
     max_inflight_per_service: int = 64
+    # requests to the lobby at a time, one event each; what waits beyond them goes as one batch (batching.py)
+    event_batch_after_in_flight: int = Field(default=BATCH_AFTER_IN_FLIGHT, ge=1)
     # the least `retry_after_ms` an `overloaded` answer suggests (more when the service answers slower)
     overload_retry_after_ms: int = 200
     # the internal listener (/internal/*): services reach it, phones must not (0 = any free port)

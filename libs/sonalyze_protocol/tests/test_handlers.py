@@ -252,3 +252,61 @@ class TestFastPath:
 class TestHandlerTable:
     def test_events_lists_the_table(self) -> None:
         assert TABLE.events == {"lobby.join"}
+
+
+class TestGatewayHandleBatch:
+    """``/gateway/handle_batch``: each event answered as ``/gateway/handle`` answers it alone, in order, whether
+    the fast path or the route serves it."""
+
+    EVENTS = (
+        ("lobby.join", {"code": "A"}),
+        ("lobby.join", {"code": "NOPE"}),
+        ("lobby.dance", {}),
+        ("lobby.join", {}),
+        ("lobby.join", {"code": "BOOM"}),
+        ("close.fail", {"code": "A"}),
+        ("context.refused", {}),
+    )
+
+    async def test_each_event_gets_what_it_would_get_alone(self, client: httpx.AsyncClient) -> None:
+        headers = {"X-Internal-Token": TOKEN}
+        alone = []
+        for event, data in self.EVENTS:
+            r = await client.post("/gateway/handle", json=envelope(event, data), headers=headers)
+            alone.append({"status": r.status_code, "reply": r.json()})
+        events = [envelope(event, data) | {"request_id": f"r{i}"} for i, (event, data) in enumerate(self.EVENTS)]
+        r = await client.post("/gateway/handle_batch", json={"events": events}, headers=headers)
+        assert r.status_code == 200
+        assert r.json() == {"replies": alone}
+        assert [a["status"] for a in alone] == [200, 200, 200, 200, 200, 503, 200]  # the cases differ
+
+    async def test_a_malformed_batch_gets_the_routes_answer(self, client: httpx.AsyncClient) -> None:
+        headers = {"X-Internal-Token": TOKEN}
+        for body in ({"events": []}, {"events": [{"event": "lobby.join"}]}, {"event": "lobby.join"}):
+            r = await client.post("/gateway/handle_batch", json=body, headers=headers)
+            assert (r.status_code, r.json()["error"]["code"]) == (422, "bad_request"), body
+        r = await client.post("/gateway/handle_batch", json={"events": [envelope("lobby.join", {"code": "A"})]})
+        assert (r.status_code, r.json()["error"]["code"]) == (401, "unauthorized")
+
+    async def test_each_event_logs_its_own_line_with_its_ids(self) -> None:
+        app = make_app(fast=True)
+        lines = CapturedLines()
+        root = logging.getLogger()
+        root.addHandler(lines)
+        level = root.level
+        root.setLevel(logging.INFO)
+        try:
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
+                events = [{"event": "lobby.join", "request_id": f"r{i}", "device_id": f"dev-{i}", "data": {"code": "A"}}
+                          for i in range(3)]  # fmt: skip
+                r = await c.post("/gateway/handle_batch", json={"events": events}, headers={"X-Internal-Token": TOKEN})
+        finally:
+            root.removeHandler(lines)
+            root.setLevel(level)
+        assert [reply["reply"]["data"]["device_id"] for reply in r.json()["replies"]] == ["dev-0", "dev-1", "dev-2"]
+        served = sorted(line for line in lines.lines if "event=lobby.join" in line)
+        assert len(served) == 3
+        for i, line in enumerate(served):
+            assert f"request_id=r{i} device_id=dev-{i}" in line, line
+        assert app.state.stack_calls == 0  # the fast path served it

@@ -16,6 +16,7 @@ FastAPI route plus a fast path in front of the middlewares for the requests that
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
@@ -28,7 +29,7 @@ from typing import Any, Final, Generic, TypeVar, cast
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sonalyze_protocol.auth import INTERNAL_TOKEN_HEADER, require_internal_token, settings_token, tokens_match
@@ -53,6 +54,29 @@ class GatewayRequest(BaseModel):
     request_id: RequestId = None
     device_id: str
     data: dict[str, Any] = {}
+
+
+MAX_BATCH_EVENTS: Final = 256
+
+
+class GatewayBatch(BaseModel):
+    """What the gateway forwards when several events for one service wait at once (``/gateway/handle_batch``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    events: list[GatewayRequest] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class BatchedReply(BaseModel):
+    """One event's answer in a batch: the HTTP status and body ``/gateway/handle`` would have given it."""
+
+    status: int
+    reply: dict[str, Any]
+
+
+class GatewayBatchReply(BaseModel):
+    """The answers in the order of the batch's events."""
+
+    replies: list[BatchedReply]
 
 
 class GatewayReply(BaseModel):
@@ -137,6 +161,8 @@ class HandlerTable(Generic[C]):
 
 ContextFactory = Callable[[Request, GatewayRequest], AbstractAsyncContextManager[C]]
 HANDLE_PATH: Final = "/gateway/handle"
+HANDLE_BATCH_PATH: Final = "/gateway/handle_batch"
+_FAST_PATHS: Final = frozenset({HANDLE_PATH, HANDLE_BATCH_PATH})
 _JSON_TYPE: Final = b"application/json"
 _REQUEST_ID_HEADER: Final = REQUEST_ID_HEADER.encode()
 _TOKEN_HEADER: Final = INTERNAL_TOKEN_HEADER.lower().encode()
@@ -165,6 +191,22 @@ class GatewayHandle(Generic[C]):
         # response_model documents the shape); the hottest route of the suite
         return orjson.dumps({k: v for k, v in reply.items() if v is not None}, default=jsonable_encoder)
 
+    async def reply_batch(self, request: Request, bodies: list[GatewayRequest], request_id: str) -> bytes:
+        """The serialised `GatewayBatchReply`: the events run concurrently, as they would in separate requests,
+        each with its own ids bound for its log line and its own status (an outage: 503)."""
+
+        async def one(body: GatewayRequest) -> bytes:
+            request_id_var.set(str(body.request_id) if body.request_id is not None else request_id)
+            device_id_var.set(body.device_id)  # (each runs in a task of its own: the context is its copy)
+            try:
+                return b'{"status":200,"reply":%s}' % await self.reply(request, body)
+            except Exception as exc:
+                status, content = await _handled_or_internal(request, exc)
+                return b'{"status":%d,"reply":%s}' % (status, content)
+
+        replies = await asyncio.gather(*(one(body) for body in bodies))
+        return b'{"replies":[' + b",".join(replies) + b"]}"
+
 
 def gateway_handle_router(
     table: HandlerTable[C],
@@ -188,6 +230,18 @@ def gateway_handle_router(
         """Serve one WebSocket event forwarded by the gateway."""
         with bind_context(request_id=body.request_id, device_id=body.device_id):
             return Response(await served.reply(request, body), media_type=JSON)
+
+    @router.post(
+        HANDLE_BATCH_PATH,
+        dependencies=[Depends(require_internal_token(token))],
+        response_model=GatewayBatchReply,
+        tags=["internal"],
+    )
+    async def handle_batch(body: GatewayBatch, request: Request) -> Response:
+        """Serve several WebSocket events forwarded together (the gateway batches what waits while the
+        service is busy); each answer is what ``/gateway/handle`` would have answered, in order."""
+        request_id = request.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex[:12]
+        return Response(await served.reply_batch(request, body.events, request_id), media_type=JSON)
 
     return router
 
@@ -232,7 +286,7 @@ class GatewayHandleFastPath:
         self.max_depth = max_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != HANDLE_PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["path"] not in _FAST_PATHS or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         content_type = length = given_token = header_request_id = None
@@ -269,12 +323,20 @@ class GatewayHandleFastPath:
             if not message.get("more_body", False):
                 break
         raw = messages[0].get("body", b"") if len(messages) == 1 else b"".join(m.get("body", b"") for m in messages)
+        request_id = header_request_id or uuid.uuid4().hex[:12].encode()
         try:
-            body = GatewayRequest.model_validate(parse_json(raw, max_depth=self.max_depth))
+            if scope["path"] == HANDLE_BATCH_PATH:
+                batch = GatewayBatch.model_validate(parse_json(raw, max_depth=self.max_depth + 2))
+            else:
+                body = GatewayRequest.model_validate(parse_json(raw, max_depth=self.max_depth))
         except (AppError, ValidationError):
             await self.app(scope, replay(messages, receive), send)
             return
-        await self._serve(scope, request, body, header_request_id or uuid.uuid4().hex[:12].encode(), send)
+        if scope["path"] == HANDLE_BATCH_PATH:
+            content = await self.served.reply_batch(request, batch.events, request_id.decode("latin-1"))
+            await _send_json(send, content, request_id)
+            return
+        await self._serve(scope, request, body, request_id, send)
 
     async def _serve(self, scope: Scope, request: Request, body: GatewayRequest, request_id: bytes,
                      send: Send) -> None:  # fmt: skip
@@ -293,10 +355,26 @@ class GatewayHandleFastPath:
         finally:
             device_id_var.reset(device_id_token)
             request_id_var.reset(request_id_token)
-        headers = [(b"content-type", _JSON_TYPE), (b"content-length", b"%d" % len(content)),
-                   (_REQUEST_ID_HEADER, request_id)]  # fmt: skip
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        await _send_json(send, content, request_id)
+
+
+async def _send_json(send: Send, content: bytes, request_id: bytes) -> None:
+    """A 200 answer carrying ``content`` (JSON) and the request id."""
+    headers = [(b"content-type", _JSON_TYPE), (b"content-length", b"%d" % len(content)),
+               (_REQUEST_ID_HEADER, request_id)]  # fmt: skip
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
+
+
+async def _handled_or_internal(request: Request, exc: Exception) -> tuple[int, bytes]:
+    """Status and body of the app's answer to ``exc`` (`_handled`); an exception no handler takes is an
+    ``internal_error`` 500, as the server would answer it, logged."""
+    try:
+        response = await _handled(request, exc)
+    except Exception:
+        logger.exception("a batched event failed")
+        return 500, orjson.dumps(InternalError("the event failed unexpectedly").to_body())
+    return response.status_code, bytes(response.body)
 
 
 async def _handled(request: Request, exc: Exception) -> Response:
