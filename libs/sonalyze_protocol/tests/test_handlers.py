@@ -1,6 +1,6 @@
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -214,21 +214,28 @@ class CapturedLines(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@contextmanager
+def captured_info_lines() -> Iterator[CapturedLines]:
+    """The INFO lines logged inside the block, as the services write them."""
+    lines = CapturedLines()
+    root = logging.getLogger()
+    root.addHandler(lines)
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(lines)
+        root.setLevel(level)
+
+
 class TestFastPath:
     async def test_a_served_event_skips_the_stack_and_logs_one_line_with_its_ids(self) -> None:
         app = make_app(fast=True)
-        lines = CapturedLines()
-        root = logging.getLogger()
-        root.addHandler(lines)
-        level = root.level
-        root.setLevel(logging.INFO)
-        try:
+        with captured_info_lines() as lines:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as client:
                 r = await client.post("/gateway/handle", json=envelope("lobby.join", {"code": "A"}),
                                       headers={"X-Internal-Token": TOKEN})  # fmt: skip
-        finally:
-            root.removeHandler(lines)
-            root.setLevel(level)
         assert r.json() == {"data": {"code": "A", "device_id": "dev-1"}}
         assert app.state.stack_calls == 0
         (line,) = [line for line in lines.lines if " sonalyze." in line]
@@ -290,20 +297,11 @@ class TestGatewayHandleBatch:
 
     async def test_each_event_logs_its_own_line_with_its_ids(self) -> None:
         app = make_app(fast=True)
-        lines = CapturedLines()
-        root = logging.getLogger()
-        root.addHandler(lines)
-        level = root.level
-        root.setLevel(logging.INFO)
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://svc") as c:
-                events = [{"event": "lobby.join", "request_id": f"r{i}", "device_id": f"dev-{i}", "data": {"code": "A"}}
-                          for i in range(3)]  # fmt: skip
+        events = [{"event": "lobby.join", "request_id": f"r{i}", "device_id": f"dev-{i}", "data": {"code": "A"}}
+                  for i in range(3)]  # fmt: skip
+        with captured_info_lines() as lines:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://svc") as c:
                 r = await c.post("/gateway/handle_batch", json={"events": events}, headers={"X-Internal-Token": TOKEN})
-        finally:
-            root.removeHandler(lines)
-            root.setLevel(level)
         assert [reply["reply"]["data"]["device_id"] for reply in r.json()["replies"]] == ["dev-0", "dev-1", "dev-2"]
         served = sorted(line for line in lines.lines if "event=lobby.join" in line)
         assert len(served) == 3
