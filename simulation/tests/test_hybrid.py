@@ -76,5 +76,5 @@ class TestOrder:
         many = _plan(SHOEBOX, 0.0, limits, n_pairs=16)
         assert many.plan.max_order is not None and 8 < many.plan.max_order < hybrid.LATTICE_MAX_ORDER
         assert many.cost.total_s <= limits.cost_budget_s / 2
-        tight = _plan(SHOEBOX, 0.0, Limits(max_pairs=64, cost_budget_s=0.5))
+        tight = _plan(SHOEBOX, 0.0, Limits(max_pairs=64, cost_budget_s=0.4))
         assert tight.plan.max_order == 8

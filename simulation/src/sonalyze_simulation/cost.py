@@ -19,11 +19,12 @@ POLYGON_IMAGE_VISIT_S: Final = 0.6e-6
 """Per node of the general image-source search (visibility tests included)."""
 POLYGON_BRANCHING_DIVISOR: Final = 1.77
 """The search visits about ``(n_walls - 1) / 1.77`` children per node: invalid reflections are pruned."""
-RAY_HOP_PER_WALL_S: Final = 4.0e-8
+RAY_HOP_PER_WALL_S: Final = 5.5e-8
 """Per ray reflection and wall tested, in pyroomacoustics' general engine, which traces every room's rays
-(a shoebox's too, see `sonalyze_simulation.acoustics.pyroom`; 2.6e-7 s per hop measured in a 6-surface room,
-against 1.8e-7 s in ``ShoeBox``'s analytic engine, which this was 2.5e-8 for)."""
-RAY_HOP_PER_MIC_S: Final = 1.0e-8
+(a shoebox's too, see `sonalyze_simulation.acoustics.pyroom`). Per hop in a 6-surface room: 3.1-3.9e-7 s
+in 3, 30 and 200 m halls (200-20 000 rays, load 2-3, 2026-12-02; 2.6e-7 s on a quieter machine before, and
+1.8e-7 s in ``ShoeBox``'s analytic engine, which this was 2.5e-8 for)."""
+RAY_HOP_PER_MIC_S: Final = 1.5e-8
 """Per ray reflection and receiver tested."""
 ISM_RESPONSE_SAMPLE_S: Final = 1.8e-6
 """Per sample of a short image-source response (per-band arrivals, band filtering, air absorption). The
@@ -34,11 +35,35 @@ ISM_RESPONSE_LONG_SAMPLES: Final = 670_000
 the caches (same images, twice the length: 10.4 s -> 30.1 s of CPU for a 100 -> 200 m hall at order 80)."""
 SPEED_OF_SOUND_M_S: Final = 343.0
 SYNTH_SAMPLE_S: Final = 2.5e-6
-"""Per output sample of a ray-traced response (noise per band, filtering, summing)."""
+"""Per output sample of the hybrid's tail (`sonalyze_simulation.hybrid`: noise per band, filtering, summing)."""
+RAY_RIR_SAMPLE_S: Final = 3.5e-6
+"""Per output sample of method ray_tracing's response, which pyroomacoustics builds itself (``compute_rt_rir``:
+the pulse sequence filtered into each band, weighted by the histogram, summed). Measured 2.1-6.5 us (median
+3.6 in halls of 10 m and more) in bench/cost_guard.py's 3-200 m halls at 16/48 kHz, 2 000 rays, load ~2
+(2026-12-02)."""
+RAY_RIR_PULSE_S: Final = 1.1e-5
+"""Per pulse of that response's random sequence: pyroomacoustics draws the pulses one by one in a Python
+loop (``poisson_sequence``, ``directional_sequence``), per source-microphone pair. Measured 8.9-18 us
+(median 11.7) in the same runs: 0.8 s of the 1.4 s a 200 m hall takes at 16 kHz, which the per-sample
+term alone priced at 0.4 s (the 2.0-3.4x under-estimate of method ray_tracing, issue 14)."""
+RAY_RIR_MAX_PULSE_RATE_HZ: Final = 10_000.0
+"""The sequence's pulse density grows as ``4 pi c^3 t^2 / V`` up to this many per second
+(pyroomacoustics' ``max_rate``)."""
+RAY_RIR_PAIR_S: Final = 0.05
+"""Per source-microphone pair of method ray_tracing, what does not grow with the response: ``compute_rt_rir``
+took 0.065-0.077 s at 16 kHz for 0.7-2 s responses, of which the per-sample term explains 0.01-0.03 s."""
 METRICS_SAMPLE_S: Final = 0.5e-6
 """Per sample of a response analysed by the shared metrics (octave filters, Schroeder, STI)."""
-BASE_S: Final = 0.1
-"""Fixed cost of one run (room set-up, pickling, the metrics set-up; bench/cost_guard.py)."""
+METRICS_FIRST_SECOND_S: Final = 0.06
+"""Per pair and second of response, over its first second only: the shared metrics take 0.02 s for a 0.1 s
+response and 0.08-0.1 s from about 1 s on, at 16 and 48 kHz alike, before the per-sample term shows (warm
+worker, 2026-12-02). Without it a 30 m hall at ISM order 10 (0.9 s at 48 kHz) took 1.8-2.2x its
+estimate."""
+BASE_S: Final = 0.04
+"""Fixed cost of one run in a worker that has imported the engine (room set-up, the metrics on the shortest
+response): 0.03-0.05 s of CPU at ISM order 0 and 16 kHz, 0.05-0.09 s at 48 kHz (bench/cost_guard.py). The service's workers import it when they
+start (`sonalyze_simulation.worker.warm_up`); the bench counted that import (0.12 s) until 2026-12-02, so this
+was 0.1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +83,10 @@ class CostInputs:
     ray_time_threshold_s: float
     longest_extent_m: float = 0.0
     """The room's largest extent (longest side or height): images of order ``n`` lie up to ``n`` times that away."""
+    mean_free_path_m: float = 1.0
+    """A ray's hops are this long on average: rays stopped by the time limit make ``c t / mfp`` of them."""
+    volume_m3: float = 0.0
+    """Sets how fast method ray_tracing's pulse sequence reaches its full density (0: full from the start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +138,18 @@ def ism_response_length_s(max_order: int, longest_extent_m: float) -> float:
     return (max_order + 0.5) * longest_extent_m / SPEED_OF_SOUND_M_S
 
 
+def ray_rir_pulse_count(duration_s: float, volume_m3: float) -> float:
+    """Pulses in pyroomacoustics' random sequence for a ray-traced response of ``duration_s``: the integral of
+    ``min(4 pi c^3 t^2 / V, RAY_RIR_MAX_PULSE_RATE_HZ)`` over the response."""
+    if volume_m3 <= 0:
+        return RAY_RIR_MAX_PULSE_RATE_HZ * duration_s
+    growth = 4 * math.pi * SPEED_OF_SOUND_M_S**3 / volume_m3
+    saturated_s = math.sqrt(RAY_RIR_MAX_PULSE_RATE_HZ / growth)
+    if duration_s <= saturated_s:
+        return growth * duration_s**3 / 3
+    return RAY_RIR_MAX_PULSE_RATE_HZ * (duration_s - 2 * saturated_s / 3)
+
+
 def estimate_cost(inputs: CostInputs) -> CostEstimate:
     """Seconds of one core per stage; see the module docstring for the model."""
     n_pairs = inputs.n_sources * inputs.n_microphones
@@ -127,22 +168,31 @@ def estimate_cost(inputs: CostInputs) -> CostEstimate:
         ism_response_s = ism_response_length_s(order, inputs.longest_extent_m)
         n_samples = ism_response_s * inputs.sample_rate_hz
         image_s += ISM_RESPONSE_SAMPLE_S * n_samples * (1.0 + n_samples / ISM_RESPONSE_LONG_SAMPLES) * n_pairs
-        ism_length_s = ism_response_s if inputs.method == "ism" else 0.0
+        # what the metrics analyse: at order 0 only the direct sound, which the tail cut leaves at 0.1 s (a
+        # 200 m hall's took 0.04 s of CPU at 16 kHz, as a 3 m room's)
+        ism_length_s = ism_response_s if inputs.method == "ism" and order > 0 else 0.0
 
     ray_s = 0.0
     rt_length_s = 0.0
     if uses_rt and inputs.n_rays:
         hops = min(
             math.log(1e7) / max(inputs.min_band_decay_per_hop, 1e-6),
-            inputs.ray_time_threshold_s * 343.0,  # a hop is at least ~1 m long in any room we accept
+            inputs.ray_time_threshold_s * SPEED_OF_SOUND_M_S / max(inputs.mean_free_path_m, 1.0),
         )
         per_hop_s = RAY_HOP_PER_WALL_S * inputs.n_walls_total + RAY_HOP_PER_MIC_S * inputs.n_microphones
         ray_s = inputs.n_rays * inputs.n_sources * hops * per_hop_s
         rt_length_s = min(1.2 * inputs.expected_rt60_s, inputs.ray_time_threshold_s)
 
-    length_samples = max(ism_length_s, rt_length_s, 0.1) * inputs.sample_rate_hz
-    synthesis_s = SYNTH_SAMPLE_S * rt_length_s * inputs.sample_rate_hz * n_pairs if uses_rt else 0.0
-    metrics_s = METRICS_SAMPLE_S * length_samples * n_pairs
+    length_s = max(ism_length_s, rt_length_s, 0.1)
+    length_samples = length_s * inputs.sample_rate_hz
+    synthesis_s = 0.0
+    if inputs.method == "ray_tracing":
+        pulses = ray_rir_pulse_count(rt_length_s, inputs.volume_m3)
+        per_pair_s = RAY_RIR_PAIR_S + RAY_RIR_SAMPLE_S * rt_length_s * inputs.sample_rate_hz + RAY_RIR_PULSE_S * pulses
+        synthesis_s = per_pair_s * n_pairs
+    elif uses_rt:
+        synthesis_s = SYNTH_SAMPLE_S * rt_length_s * inputs.sample_rate_hz * n_pairs
+    metrics_s = (METRICS_FIRST_SECOND_S * min(length_s, 1.0) + METRICS_SAMPLE_S * length_samples) * n_pairs
     return CostEstimate(image_s, ray_s, synthesis_s, metrics_s, BASE_S)
 
 

@@ -234,6 +234,8 @@ def make_plan(request: SimulationRequest, limits: Limits) -> PlannedSimulation:
             n_rays=ray_tracing.n_rays if ray_tracing else None,
             ray_time_threshold_s=ray_tracing.time_threshold_s if ray_tracing else 0.0,
             longest_extent_m=_longest_extent_m(geometry),
+            mean_free_path_m=mfp_m,
+            volume_m3=geometry.volume_m3,
         )
         return inputs, estimate_cost(inputs)
 
