@@ -23,7 +23,7 @@ ROUND_TRIPS_PER_SOCKET = 5
 LOCAL_P99_LIMIT_S = 0.5
 ROUTED_ALL_LIMIT_S = 5.0
 BROADCAST_ALL_LIMIT_S = 2.0
-ROUTED_IN_FLIGHT = 48  # under the gateway's default MAX_INFLIGHT_PER_SERVICE (64): no `overloaded` answers
+ROUTED_IN_FLIGHT = 48  # under the gateway's default MAX_INFLIGHT_PER_SERVICE (256): no `overloaded` answers
 
 
 def p99(values_s: list[float]) -> float:

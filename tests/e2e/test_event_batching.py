@@ -52,7 +52,9 @@ async def test_a_crowd_of_events_gets_the_answers_each_would_get_alone(batching_
         assert all(isinstance(view, dict) and view["lobby_id"] == lobby["lobby_id"] for view in joined), joined
 
         calls = []
-        for _ in range(3):  # 48 events at once, under the gateway's bound of 64 waiting on one service
+        for _ in range(
+            3
+        ):  # 48 events at once, well under the gateway's bound (MAX_INFLIGHT_PER_SERVICE) waiting on one service
             for guest in guests:  # a member sees the whole lobby
                 calls.append((guest, "member", outcome(guest, "lobby.get", {"lobby_id": lobby["lobby_id"]})))
             for outsider in outsiders:  # an outsider only its summary; an unknown code is not_found
