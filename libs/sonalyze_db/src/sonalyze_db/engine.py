@@ -16,13 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from sonalyze_db import sqlite_inline
-from sonalyze_db.rows import RowReader
+from sonalyze_db.rows import SQLITE_READ_BUSY_TIMEOUT_S, SQLITE_READ_PRAGMAS, RowReader
 
 # the writer waits this long for SQLite's write lock, which only another process (a migration run by
 # hand) can hold: in this process writers take turns on one connection before they ask for it
 SQLITE_BUSY_TIMEOUT_S: Final = 5
-# a WAL reader waits for no lock; this only bounds the rare moment a checkpoint resets the log
-SQLITE_READ_BUSY_TIMEOUT_S: Final = 1
 # SQLite's writer engine holds one connection: writers queue for it in asyncio, FIFO, instead of
 # polling SQLite's busy handler; readers have their own connections and never wait for it (WAL)
 SQLITE_WRITER_CONNECTIONS: Final = 1
@@ -73,7 +71,7 @@ def sqlite_writer_pragmas(synchronous: Synchronous) -> tuple[str, ...]:
     return ("journal_mode=WAL", f"synchronous={synchronous}", "foreign_keys=ON")
 
 
-SQLITE_READER_PRAGMAS: Final = ("journal_mode=WAL", "foreign_keys=ON", "query_only=ON")
+SQLITE_READER_PRAGMAS: Final = ("journal_mode=WAL", *SQLITE_READ_PRAGMAS)
 
 
 def make_engine(

@@ -41,9 +41,10 @@ from sqlalchemy.sql.elements import ClauseElement
 Row = tuple[Any, ...]
 Processor = Callable[[Any], Any] | None
 
-# what a reader waits for SQLite in the rare moment a checkpoint resets the log (as the read engine)
-SQLITE_ROW_READER_BUSY_TIMEOUT_S: Final = 1
-SQLITE_ROW_READER_PRAGMAS: Final = ("query_only=ON", "foreign_keys=ON")
+# every SQLite reader, this one and the read engine's (engine.py): a WAL reader waits for no lock; the timeout
+# only bounds the rare moment a checkpoint resets the log
+SQLITE_READ_BUSY_TIMEOUT_S: Final = 1
+SQLITE_READ_PRAGMAS: Final = ("foreign_keys=ON", "query_only=ON")
 # one statement holds a connection for a fraction of a millisecond: a few serve thousands of reads a second
 # without crowding PostgreSQL's connection limit beside the engine's pool
 PG_ROW_READER_CONNECTIONS: Final = 4
@@ -152,11 +153,11 @@ class RowReader:
             # the loop's thread is its only user, but tests may run a service's loop in another thread
             connection = sqlite3.connect(
                 self._sqlite_path,
-                timeout=SQLITE_ROW_READER_BUSY_TIMEOUT_S,
+                timeout=SQLITE_READ_BUSY_TIMEOUT_S,
                 isolation_level=None,  # autocommit: each statement its own read transaction
                 check_same_thread=False,
             )
-            for pragma in SQLITE_ROW_READER_PRAGMAS:
+            for pragma in SQLITE_READ_PRAGMAS:
                 connection.execute(f"PRAGMA {pragma}")
             self._sqlite = connection
         return self._sqlite
