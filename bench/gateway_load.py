@@ -58,14 +58,15 @@ import orjson
 from websockets.asyncio.client import connect
 
 from sonalyze_suite.launcher import Suite, SuiteConfig, free_port
-from sonalyze_suite.services import SERVICE_BY_NAME
+from sonalyze_suite.services import GATEWAY_UVICORN_ARGS, SERVICE_BY_NAME
 
 BENCH_DIR: Final = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from gateway_loadgen import identify_message, worker_main  # noqa: E402
 
-# the flags the gateway runs with (make run and the Dockerfile); the bare echo gets the same
+# the bare echo runs with the gateway's uvicorn flags (GATEWAY_UVICORN_ARGS: the same WebSocket
+# implementation, no deflate), as make run and the Dockerfile start the gateway
 UVICORN_ENV: Final = {"UVICORN_WS_PER_MESSAGE_DEFLATE": "false"}
 TOKEN: Final = "bench-token"
 PROBE_SOCKETS: Final = 2
@@ -505,7 +506,7 @@ async def run_targets(
                 processes.append(start_process(
                     [sys.executable, "-m", "uvicorn", "--factory", "gateway_bare:create_app", "--app-dir",
                      str(BENCH_DIR), "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                     "--log-level", "warning"], work_dir / "bare.log"))  # fmt: skip
+                     "--log-level", "warning", *GATEWAY_UVICORN_ARGS], work_dir / "bare.log"))  # fmt: skip
                 await wait_healthy(f"http://127.0.0.1:{port}/healthz")
                 base = f"127.0.0.1:{port}"
                 targets["bare"] = Target(
@@ -605,7 +606,7 @@ def main() -> int:
     parser.add_argument("--overload-duration", type=float, default=20.0, help="seconds of 3000 messages/s")
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--small-clients", type=int, default=200)
-    parser.add_argument("--broadcasts", type=int, default=5, help="broadcasts per round")
+    parser.add_argument("--broadcasts", type=int, default=10, help="broadcasts per round")
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--client-cpu", type=int, default=None, help="pin the client processes to this CPU")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds between connecting and loading")

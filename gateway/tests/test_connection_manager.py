@@ -122,10 +122,86 @@ class TestSlowConsumers:
 
     async def test_a_failing_send_marks_the_connection_closed(self) -> None:
         connection = make_connection(FakeSocket(fail=True))
-        assert connection.push("x") is True
-        await settle()
+        assert connection.push("x") is False  # written at once, so the failure is known at once
         assert connection.closed
         assert connection.push("y") is False
+        await connection.finish()
+
+    async def test_a_send_failing_from_the_queue_marks_the_connection_closed(self) -> None:
+        socket = GatedSocket()
+        connection = make_connection(socket)
+        socket.gate.clear()
+        connection.push("a")  # waits at the gate
+        connection.push("b")  # queued behind it
+        socket.fail_next = True
+        socket.gate.set()
+        await settle()
+        assert connection.closed and socket.sent == ["a"]
+        assert connection.push("c") is False
+
+
+class GatedSocket(FakeSocket):
+    """A socket whose sends wait while ``gate`` is clear, like a peer whose buffer is full."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.cancelled = 0
+        self.fail_next = False
+
+    async def send(self, text: str) -> None:
+        if self.fail_next and self.sent:
+            raise RuntimeError("socket gone")
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.sent.append(text)
+
+
+class TestSendingAtOnce:
+    async def test_an_idle_connection_writes_in_the_pushers_turn(self) -> None:
+        socket = FakeSocket()
+        connection = make_connection(socket)
+        assert connection.push("now") is True
+        assert socket.sent == ["now"]  # no turn of the loop in between
+        assert connection.queued_frames == 0
+        await connection.finish()
+
+    async def test_a_send_that_waits_keeps_its_place_ahead_of_later_frames(self) -> None:
+        socket = GatedSocket()
+        connection = make_connection(socket)
+        socket.gate.clear()
+        assert connection.push("first") is True  # starts, then waits at the gate
+        assert connection.push("second") is True
+        assert connection.push("third") is True
+        await settle()
+        assert socket.sent == []
+        socket.gate.set()
+        await settle()
+        assert socket.sent == ["first", "second", "third"]
+        assert connection.push("fourth") is True and socket.sent[-1] == "fourth"  # idle again: at once
+        await connection.finish()
+
+    async def test_closing_cancels_a_send_that_waits(self) -> None:
+        socket = GatedSocket()
+        connection = make_connection(socket)
+        socket.gate.clear()
+        connection.push("stuck")
+        await settle()
+        await connection.finish()
+        assert socket.cancelled == 1 and socket.sent == []
+
+    async def test_say_and_close_finishes_a_waiting_send_first(self) -> None:
+        socket = GatedSocket()
+        connection = make_connection(socket)
+        socket.gate.clear()
+        connection.push("pending")
+        asyncio.get_running_loop().call_later(0.01, socket.gate.set)
+        await connection.say_and_close("last words", 4001, "bye")
+        assert socket.sent[-1] == "last words" and socket.closed_with == [4001]
 
 
 class TestCloseAll:
