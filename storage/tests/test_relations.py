@@ -174,6 +174,24 @@ class TestUpsertRules:
         assert stored[new]["first_seen_at"].startswith("2026-01-04T00:00:00")
         assert stored[new]["last_seen_at"].startswith("2026-01-06T00:00:00")
 
+    async def test_bulk_devices_set_meta_and_leave_unchanged_records_unwritten(self, client: httpx.AsyncClient) -> None:
+        device = unique("dev")
+        seen = {"device_id": device, "first_seen_at": "2026-01-02T00:00:00Z", "last_seen_at": "2026-01-03T00:00:00Z"}
+        await client.post("/v1/devices/bulk", json={"devices": [seen]})
+        before = (await client.get("/v1/devices", params={"device_id": device})).json()["items"][0]
+        inside = {**seen, "first_seen_at": "2026-01-02T12:00:00Z"}  # inside the stored window: no change
+        assert (await client.post("/v1/devices/bulk", json={"devices": [inside]})).json() == {
+            "created": 0,
+            "updated": 1,
+        }
+        unchanged = (await client.get("/v1/devices", params={"device_id": device})).json()["items"][0]
+        assert unchanged == before
+        await client.post("/v1/devices/bulk", json={"devices": [{"device_id": device, "meta": {"os": "android"}}]})
+        after = (await client.get("/v1/devices", params={"device_id": device})).json()["items"][0]
+        assert after["meta"] == {"os": "android"}
+        assert (after["first_seen_at"], after["last_seen_at"]) == (before["first_seen_at"], before["last_seen_at"])
+        assert after["updated_at"] >= before["updated_at"]
+
     @pytest.mark.parametrize("devices", [[], [{"device_id": ""}], [{"device_id": "x"}] * 1001])
     async def test_bulk_devices_refuses_an_empty_bad_or_oversize_batch(
         self, client: httpx.AsyncClient, devices: list[dict[str, str]]
