@@ -270,7 +270,7 @@ _SET_META: Final = (
 
 
 def _device_updates(
-    existing: dict[str, Row[Any]], merged: dict[str, dict[str, Any]]
+    existing: dict[str, Row[Any, Any, Any, Any]], merged: dict[str, dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The parameters of the window and meta updates of the known devices whose record changes."""
     windows: list[dict[str, Any]] = []
