@@ -8,6 +8,7 @@ A frame pushed to an idle connection (nothing queued, nothing being sent) is wri
 own turn of the event loop: the socket's send almost never has to wait, and skipping the queue and
 the sender's wake-up is what keeps a broadcast to 1000 sockets near a plain loop of sends. A send
 that does have to wait is handed, unfinished, to the sender task, ahead of anything queued after it.
+
 The manager can hold several connections per device id (a push reaches each), but the identity rules
 (`identity.py`) admit one live socket per device: a newcomer replaces or is refused.
 """

@@ -194,12 +194,20 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def merge_device(row: Device, changes: dict[str, Any]) -> None:
+def widened_window(
+    first: datetime | None, last: datetime | None, changes: dict[str, Any]
+) -> tuple[datetime | None, datetime | None]:
     """A repeated or late "seen" never narrows the window, so redelivery in any order is harmless."""
     if "first_seen_at" in changes:
-        row.first_seen_at = _earliest(row.first_seen_at, changes["first_seen_at"])
+        first = _earliest(first, changes["first_seen_at"])
     if "last_seen_at" in changes:
-        row.last_seen_at = _latest(row.last_seen_at, changes["last_seen_at"])
+        last = _latest(last, changes["last_seen_at"])
+    return first, last
+
+
+def merge_device(row: Device, changes: dict[str, Any]) -> None:
+    """The stored window widened by ``changes`` (`widened_window`); a given meta replaces the stored one."""
+    row.first_seen_at, row.last_seen_at = widened_window(row.first_seen_at, row.last_seen_at, changes)
     if changes.get("meta") is not None:
         row.meta = changes["meta"]
 
@@ -220,7 +228,7 @@ async def upsert_devices(session: AsyncSession, body: DeviceBatch) -> DeviceBatc
 
     A gateway sends these in connect storms (500 devices at a time), so the rows go through Core
     statements, one executemany each for the new rows, the widened windows and the new meta, rather
-    than through ORM objects and the unit of work (75 -> 9 ms of CPU per 500 new devices on SQLite).
+    than through ORM objects and the unit of work (75 -> 24 ms of CPU per 500 new devices on SQLite).
     A device whose stored record would not change is not written."""
     merged: dict[str, dict[str, Any]] = {}
     for device in body.devices:
@@ -277,11 +285,7 @@ def _device_updates(
     metas: list[dict[str, Any]] = []
     for device_id, row in existing.items():
         changes = merged[device_id]
-        first, last = row.first_seen_at, row.last_seen_at
-        if "first_seen_at" in changes:
-            first = _earliest(first, changes["first_seen_at"])
-        if "last_seen_at" in changes:
-            last = _latest(last, changes["last_seen_at"])
+        first, last = widened_window(row.first_seen_at, row.last_seen_at, changes)
         if (first, last) != (row.first_seen_at, row.last_seen_at):
             windows.append({"row_id": row.id, "first": first, "last": last})
         if changes.get("meta") is not None:
